@@ -1,0 +1,58 @@
+"""The one way state changes in the marketplace: commands emit events, events change state.
+
+Theory of operation
+-------------------
+Every durable component (the market, the API key ring) keeps its state in memory and changes
+it only in ``apply(event)``. A command method validates its arguments against the current state
+(raising a ``MarketError`` and changing nothing when they are bad), then calls ``_emit(event)``,
+which applies the event at once and queues it in the outbox. The driver that ran the command
+drains the outbox and appends the events to the durable journal before it answers anyone; on
+restart it replays the journal through ``apply`` and gets the same state back. Events carry
+everything ``apply`` needs (times, ids, amounts), so replay never consults a clock.
+
+Events are msgspec Structs with a ``tag`` (a tagged union per component); ``component`` names
+the component in the journal so one journal can hold several.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Generic, TypeVar
+
+import msgspec
+
+E = TypeVar("E", bound=msgspec.Struct)
+
+
+class EventSourced(Generic[E]):
+    """Base class for a component whose state is the fold of its events."""
+
+    #: Name of the component in the journal (``"market"``, ``"keys"``).
+    component: ClassVar[str]
+    #: The tagged union of this component's events, for decoding the journal.
+    event_type: ClassVar[Any]
+
+    def __init__(self) -> None:
+        self._outbox: list[E] = []
+
+    def apply(self, event: E) -> None:
+        """Change state by one event. Must be deterministic and must not raise for an event
+        that ``_emit`` accepted."""
+        raise NotImplementedError
+
+    def _emit(self, event: E) -> None:
+        self.apply(event)
+        self._outbox.append(event)
+
+    def drain_events(self) -> list[E]:
+        """The events emitted since the last drain, oldest first; empties the outbox."""
+        events, self._outbox = self._outbox, []
+        return events
+
+    @classmethod
+    def encode_event(cls, event: E) -> bytes:
+        return msgspec.msgpack.encode(event)
+
+    @classmethod
+    def decode_event(cls, data: bytes) -> E:
+        result: E = msgspec.msgpack.decode(data, type=cls.event_type)
+        return result

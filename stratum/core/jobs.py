@@ -1,0 +1,112 @@
+"""Jobs, shares and the seam between the Stratum server and whoever hands out work.
+
+Theory of operation
+-------------------
+The server does not invent work. For every connection whose first worker has authorized it
+asks a ``WorkSource`` (``connect``), which answers with the first ``Job`` and keeps the
+returned ``MinerLink`` to push later jobs (a new template every ``job_interval``, an emulated
+new block, or a move to another order, the last two with ``clean_jobs=True``).
+
+A ``Job`` is a template that one source made: its ``source`` names the stream (an order id in
+the marketplace, ``"pool"`` for the built-in generator), so a share is attributable to exactly
+one stream. The server gives each job a connection-local id when it sends it, together with the
+difficulty in force, so vardiff can re-send the same template under a new id and shares for
+older ids are still checked at the difficulty they were sent with.
+
+Every share the server checks, accepted or rejected, goes to ``WorkSource.record_share`` before
+the miner sees the reply; when that returns, an accepted share is durable.
+
+Everything in this module is a value or a Protocol: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+from stratum.core.shares import Algorithm
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """A block template in wire form (hex strings exactly as ``mining.notify`` carries them)."""
+
+    source: str
+    seq: int
+    height: int
+    prevhash: str
+    coinb1: str
+    coinb2: str
+    merkle_branch: tuple[str, ...]
+    version: str
+    nbits: str
+    ntime: str
+    clean_jobs: bool
+
+
+class Share(msgspec.Struct, frozen=True, kw_only=True):
+    """One checked submission, as the server hands it to the work source.
+
+    ``reason`` is ``None`` for an accepted share, else the rejection's short name
+    (``"stale"``, ``"duplicate"``, ``"low_difficulty"``, ``"unauthorized"``, ``"other"``...).
+    ``source`` is the job's stream, or ``""`` when the job was unknown.
+    """
+
+    conn_id: int
+    account: str
+    worker: str
+    algorithm: Algorithm
+    source: str
+    difficulty: float
+    accepted: bool
+    reason: str | None
+    time_ms: int
+    hash_hex: str = ""
+
+
+class MinerLink(Protocol):
+    """What a work source may do with one connection the server holds."""
+
+    @property
+    def conn_id(self) -> int: ...
+
+    @property
+    def account(self) -> str:
+        """The account of the connection's first authorized worker."""
+        ...
+
+    @property
+    def worker(self) -> str:
+        """The name (without the account) of the connection's first authorized worker."""
+        ...
+
+    @property
+    def difficulty(self) -> float:
+        """The share difficulty currently in force for this connection."""
+        ...
+
+    def push_job(self, job: Job) -> None:
+        """Queue ``job`` to be sent (with ``set_difficulty`` first if it changed).
+
+        Never blocks: a connection too slow to take its jobs is closed instead.
+        """
+        ...
+
+
+class WorkSource(Protocol):
+    """Hands out jobs to connections and receives their shares."""
+
+    @property
+    def algorithm(self) -> Algorithm: ...
+
+    def connect(self, link: MinerLink) -> Job:
+        """A connection's first worker authorized: return its first job, keep ``link``."""
+        ...
+
+    def disconnect(self, link: MinerLink) -> None:
+        """The connection is gone; forget ``link``. Idempotent."""
+        ...
+
+    async def record_share(self, share: Share) -> None:
+        """Take one checked share. On return an accepted share is durable."""
+        ...

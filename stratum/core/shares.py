@@ -1,0 +1,133 @@
+"""Share math: headers, targets and proof-of-work hashes, exactly as the miners compute them.
+
+Theory of operation
+-------------------
+A miner builds an 80-byte block header from a ``mining.notify`` job, the connection's
+extranonce1 and its own extranonce2, ntime and nonce. The byte order follows cpuminer (see
+``tests/vectors/README.md``): version, ntime, nbits and nonce are the notify hex with their bytes
+reversed; prevhash has each 4-byte word reversed; the merkle root is used exactly as computed.
+The proof-of-work hash, read as a little-endian integer, must be at most the share target,
+``floor(T1 / difficulty)``, computed with exact rational arithmetic from the difficulty's binary
+float value (the JSON number the miner received).
+
+Everything here is pure and synchronous; the server, the workers and the tests share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from fractions import Fraction
+from typing import Final
+
+
+class Algorithm(StrEnum):
+    """The two markets. Each has its own Stratum port and difficulty-1 target."""
+
+    SHA256D = "sha256d"
+    SCRYPT = "scrypt"
+
+
+#: Difficulty-1 targets. Miners treat scrypt difficulty as 65536 times coarser.
+T1: Final[dict[Algorithm, int]] = {
+    Algorithm.SHA256D: 0xFFFF * 2**208,
+    Algorithm.SCRYPT: 0xFFFF * 2**224,
+}
+
+#: Hashes that one share of difficulty 1 proves, on average (work = difficulty * 2**32).
+HASHES_PER_DIFF1: Final = 2**32
+
+MAX_TARGET: Final = 2**256 - 1
+
+
+def sha256d(data: bytes) -> bytes:
+    """Bitcoin's double SHA-256."""
+    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
+
+
+def scrypt_hash(header: bytes) -> bytes:
+    """Litecoin's proof of work: scrypt N=1024, r=1, p=1, the header as password and salt."""
+    return hashlib.scrypt(header, salt=header, n=1024, r=1, p=1, dklen=32)
+
+
+def pow_hash(algorithm: Algorithm, header: bytes) -> bytes:
+    """The proof-of-work hash of an 80-byte header for ``algorithm``."""
+    if algorithm is Algorithm.SHA256D:
+        return sha256d(header)
+    return scrypt_hash(header)
+
+
+def hash_to_int(digest: bytes) -> int:
+    """A 32-byte hash read as the little-endian integer that is compared with the target."""
+    return int.from_bytes(digest, "little")
+
+
+def target_for(algorithm: Algorithm, difficulty: float) -> int:
+    """``floor(T1 / difficulty)``, exact, capped at 2**256 - 1.
+
+    Raises ``ValueError`` for a difficulty that is not a positive finite number.
+    """
+    if not difficulty > 0 or difficulty == float("inf"):
+        raise ValueError(f"difficulty must be a positive finite number, not {difficulty!r}")
+    target = int(Fraction(T1[algorithm]) / Fraction(difficulty))
+    return min(target, MAX_TARGET)
+
+
+def difficulty_of_hash(algorithm: Algorithm, value: int) -> float:
+    """The highest difficulty a hash (as an integer) would satisfy; for logs and statistics."""
+    return T1[algorithm] / max(value, 1)
+
+
+def work_for(difficulty: float) -> Fraction:
+    """Hashes credited for one accepted share of ``difficulty``: ``difficulty * 2**32``, exact."""
+    return Fraction(difficulty) * HASHES_PER_DIFF1
+
+
+def swap_words(data: bytes) -> bytes:
+    """Reverse the bytes of each 4-byte word, keeping the words in order (prevhash layout)."""
+    return b"".join(data[i : i + 4][::-1] for i in range(0, len(data), 4))
+
+
+def merkle_root(coinbase: bytes, branch: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """The merkle root a miner computes: sha256d(coinbase), folded with each branch entry."""
+    root = sha256d(coinbase)
+    for node in branch:
+        root = sha256d(root + node)
+    return root
+
+
+def build_coinbase(coinb1: bytes, extranonce1: bytes, extranonce2: bytes, coinb2: bytes) -> bytes:
+    """coinb1 + extranonce1 + extranonce2 + coinb2."""
+    return coinb1 + extranonce1 + extranonce2 + coinb2
+
+
+def header_prefix(
+    *, version: bytes, prevhash: bytes, merkle: bytes, ntime: bytes, nbits: bytes
+) -> bytes:
+    """The first 76 bytes of the header (everything but the nonce).
+
+    ``version``, ``prevhash``, ``ntime`` and ``nbits`` are the bytes of the notify hex strings
+    (``bytes.fromhex`` of what went on the wire); ``merkle`` is the root as computed.
+    """
+    return version[::-1] + swap_words(prevhash) + merkle + ntime[::-1] + nbits[::-1]
+
+
+def build_header(
+    *,
+    version: bytes,
+    prevhash: bytes,
+    merkle: bytes,
+    ntime: bytes,
+    nbits: bytes,
+    nonce: bytes,
+) -> bytes:
+    """The 80-byte header exactly as cpuminer lays it out (all inputs as wire bytes)."""
+    prefix = header_prefix(
+        version=version, prevhash=prevhash, merkle=merkle, ntime=ntime, nbits=nbits
+    )
+    return prefix + nonce[::-1]
+
+
+def rolled_version(version: int, version_bits: int, mask: int) -> int:
+    """BIP 310: the block version with the miner's rolled bits applied under ``mask``."""
+    return (version & ~mask) | (version_bits & mask)

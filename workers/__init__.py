@@ -1,0 +1,1 @@
+"""CPU mining workers: a trio program speaking Stratum, hashing in worker processes."""
