@@ -1,0 +1,403 @@
+"""The API's ASGI app: HTTP edge, authentication, dispatch, idempotency.
+
+Theory of operation
+-------------------
+``ApiApp`` is a small hand-written ASGI app (no framework): ``POST /rpc`` only (404 for other
+paths, 405 for other methods), a body of at most ``max_body_bytes`` (413 beyond, checked on
+``Content-Length`` and again while reading). Everything else is a JSON-RPC exchange answered
+with HTTP 200 (204 when there is nothing to answer: only notifications).
+
+``RpcService.handle`` does the JSON-RPC part for one body:
+
+1. ``rpc.parse_body`` splits it into calls (-32700 / -32600 for bodies that are not requests);
+2. if any call needs a signature, the request is authenticated once (``auth.py``), charging
+   one rate-limit token per signed call; a failure answers every signed call with that error
+   (public calls in the same batch still run);
+3. each call in order: method (-32601), scope (4003), params (-32602, msgspec's message in
+   ``data.detail``), then the handler (``methods.py``). Reads run directly; mutating calls run
+   inside the executor (the ``Engine``), so their events are durable before the answer is sent.
+   With an ``X-Request-Id``, a mutating call's first answer is recorded by the same command
+   (``KeyRing.remember``) and a repeat within 24 h gets it back without running again;
+4. ``MarketError`` becomes its wire code here (``errors.from_market_error``); any other
+   exception is a bug: logged with the request's log id, answered -32603 with that id only.
+
+A key's last use is journaled after a request in which at least one of its calls succeeded,
+at most once a minute (``KeyRing.persist_used``), so refused calls journal nothing.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
+
+import msgspec
+import structlog
+
+from marketplace.api import rpc
+from marketplace.api.auth import Authenticator, Caller
+from marketplace.api.errors import ApiCode, RpcError, from_market_error
+from marketplace.api.idempotency import params_digest
+from marketplace.api.keys import ALL_SCOPES, KeyRing, check_account_name
+from marketplace.api.methods import METHODS, CallContext, Method
+from marketplace.api.ratelimit import RateLimiter
+from marketplace.api.wire import KeyOut
+from marketplace.core.errors import MarketError
+from marketplace.core.market import Market
+from stratum.core.shares import Algorithm
+
+T = TypeVar("T")
+
+log = structlog.get_logger("marketplace.api")
+
+_key_out_decoder: Final = msgspec.json.Decoder(KeyOut)
+
+
+class Executor(Protocol):
+    """Runs a synchronous command and returns once its events are durable (the ``Engine``)."""
+
+    async def execute(self, fn: Callable[[], T]) -> T: ...
+
+
+class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The API's settings (one frozen object; see ``marketplace.config`` for the node's)."""
+
+    #: Clock skew a signed request may have (``--auth-window``).
+    auth_window_s: float = 60.0
+    rate_per_s: int = 20
+    burst: int = 40
+    max_body_bytes: int = 64 * 1024
+    #: What ``market.info`` tells miners to connect to.
+    stratum_host: str = "127.0.0.1"
+    stratum_ports: dict[Algorithm, int] = msgspec.field(default_factory=dict)
+
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the epoch, from the system clock."""
+    return time.time_ns() // 1_000_000
+
+
+class Bootstrap(NamedTuple):
+    """A new account and its first key (show the secret once)."""
+
+    account_id: str
+    key_id: str
+    secret: str
+
+
+async def bootstrap_account(
+    *,
+    executor: Executor,
+    market: Market,
+    keyring: KeyRing,
+    account: str,
+    now_ms: int,
+    allow_existing: bool = False,
+) -> Bootstrap:
+    """Create ``account`` in the market and its first key with every scope, durably (one
+    command through ``executor``). With ``allow_existing`` an account that exists (a seller
+    paid before) just gets a new key.
+
+    Raises ``InvalidArgument`` for a bad name (1-64 of ``[A-Za-z0-9_-]``), ``InvalidState``
+    if the account exists and not ``allow_existing``.
+    """
+    check_account_name(account)
+
+    def command() -> Bootstrap:
+        if not (allow_existing and market.has_account(account)):
+            market.create_account(account=account, now_ms=now_ms)
+        issued = keyring.create_key(
+            account=account, label="bootstrap", scopes=ALL_SCOPES, expires_ms=None, now_ms=now_ms
+        )
+        return Bootstrap(account, issued.key.key_id, issued.secret)
+
+    return await executor.execute(command)
+
+
+class RpcService:
+    """JSON-RPC over one body (see the module doc). Independent of HTTP, for tests."""
+
+    def __init__(
+        self,
+        *,
+        market: Market,
+        keyring: KeyRing,
+        executor: Executor,
+        settings: ApiSettings | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+        methods: Mapping[str, Method] = METHODS,
+    ) -> None:
+        self._market = market
+        self._keyring = keyring
+        self._executor = executor
+        self._settings = settings or ApiSettings()
+        self._clock = clock
+        self._methods = methods
+        self._auth = Authenticator(
+            keyring=keyring,
+            window_ms=int(self._settings.auth_window_s * 1000),
+            limiter=RateLimiter(rate_per_s=self._settings.rate_per_s, burst=self._settings.burst),
+            not_before_ms=clock(),
+        )
+
+    @property
+    def settings(self) -> ApiSettings:
+        return self._settings
+
+    async def handle(
+        self, *, body: bytes, headers: Mapping[bytes, bytes], query: bytes = b""
+    ) -> bytes | None:
+        """The response body for one request body (``None``: nothing to answer). Never
+        raises for anything a client sends."""
+        log_id = uuid.uuid4().hex[:16]
+        try:
+            parsed = rpc.parse_body(body)
+        except RpcError as error:
+            return rpc.encode_error(None, error)
+        signed = 0
+        for item in parsed.items:
+            if isinstance(item, rpc.Call):
+                method = self._methods.get(item.method)
+                if method is not None and method.scope is not None:
+                    signed += 1
+        caller: Caller | None = None
+        auth_error: RpcError | None = None
+        if signed:
+            try:
+                caller = self._auth.authenticate(
+                    headers=headers, body=body, query=query, now_ms=self._clock(), cost=signed
+                )
+            except RpcError as error:
+                auth_error = error
+        answers: list[bytes] = []
+        refused: list[int] = []
+        succeeded = 0
+        with structlog.contextvars.bound_contextvars(log_id=log_id):
+            for item in parsed.items:
+                if isinstance(item, rpc.BadCall):
+                    refused.append(int(item.error.code))
+                    answers.append(rpc.encode_error(item.id, item.error))
+                    continue
+                try:
+                    result = await self._call(
+                        item, caller=caller, auth_error=auth_error, log_id=log_id
+                    )
+                except RpcError as error:
+                    refused.append(int(error.code))
+                    answer = rpc.encode_error(item.id, error)
+                else:
+                    succeeded += 1
+                    answer = rpc.encode_result(item.id, result)
+                if not item.notification:
+                    answers.append(answer)
+            if caller is not None and succeeded:
+                await self._persist_use(caller.key_id)
+            log.info(
+                "api.request",
+                calls=len(parsed.items),
+                ok=succeeded,
+                refused=refused or None,
+                key_id=None if caller is None else caller.key_id,
+            )
+        return rpc.join_answers(parsed.batch, answers)
+
+    async def _persist_use(self, key_id: str) -> None:
+        keyring = self._keyring
+        now = self._clock()
+        if keyring.use_due(key_id, now_ms=now):
+            await self._executor.execute(lambda: keyring.persist_used(key_id, now_ms=now))
+
+    async def _call(
+        self, call: rpc.Call, *, caller: Caller | None, auth_error: RpcError | None, log_id: str
+    ) -> bytes:
+        """Run one call; its result as JSON. Raises ``RpcError`` for every refusal."""
+        try:
+            return await self._call_inner(call, caller=caller, auth_error=auth_error)
+        except RpcError:
+            raise
+        except MarketError as exc:
+            raise from_market_error(exc) from None
+        except Exception:
+            log.exception("api.internal_error", method=call.method[:64], log_id=log_id)
+            raise RpcError(ApiCode.INTERNAL_ERROR, "internal error", {"log_id": log_id}) from None
+
+    async def _call_inner(
+        self, call: rpc.Call, *, caller: Caller | None, auth_error: RpcError | None
+    ) -> bytes:
+        method = self._methods.get(call.method)
+        if method is None:
+            raise RpcError(
+                ApiCode.METHOD_NOT_FOUND, "method not found", {"method": call.method[:64]}
+            )
+        if method.scope is not None:
+            if auth_error is not None:
+                raise auth_error
+            if caller is None:  # authenticate() either returns a caller or raises
+                raise RuntimeError("signed call without a caller")
+            if method.scope not in caller.scopes:
+                raise RpcError(
+                    ApiCode.FORBIDDEN, "key lacks the scope", {"scope": method.scope.value}
+                )
+        assert method.decoder is not None
+        try:
+            params = method.decoder.decode(call.params)
+        except msgspec.DecodeError as exc:
+            raise RpcError(ApiCode.INVALID_PARAMS, "invalid params", {"detail": str(exc)}) from None
+        settings = self._settings
+        ctx = CallContext(
+            market=self._market,
+            keyring=self._keyring,
+            now_ms=self._clock(),
+            caller=caller,
+            stratum_host=settings.stratum_host,
+            stratum_ports=settings.stratum_ports,
+        )
+        if not method.mutating:
+            return rpc.encode(method.run(ctx, params))
+        if caller is None:
+            raise RuntimeError(f"mutating method {method.name} is public")
+        record_key = (
+            None if caller.request_id is None else (caller.key_id, caller.request_id, call.position)
+        )
+        digest = params_digest(method.name, call.params)
+        keyring = self._keyring
+
+        def command() -> bytes:
+            # The look-up runs inside the command, so two concurrent repeats cannot both miss
+            # it and both act (the command is atomic under trio).
+            if record_key is not None:
+                recorded = keyring.recall(record_key, now_ms=ctx.now_ms)
+                if recorded is not None:
+                    if recorded.method != method.name or recorded.digest != digest:
+                        raise RpcError(
+                            ApiCode.INVALID_REQUEST,
+                            "X-Request-Id was already used for a different call",
+                            {"header": "X-Request-Id"},
+                        )
+                    return self._replayed(method, recorded.result)
+            result = method.run(ctx, params)
+            encoded = rpc.encode(result)
+            if record_key is not None:
+                stored = encoded
+                if method.secret_bearing:
+                    # The journal must hold no secret: keep the answer without it and derive
+                    # it again on a repeat (_replayed).
+                    stored = rpc.encode(msgspec.structs.replace(result, secret=msgspec.UNSET))
+                keyring.remember(
+                    record_key, method=method.name, digest=digest, result=stored, now_ms=ctx.now_ms
+                )
+            return encoded
+
+        return await self._executor.execute(command)
+
+    def _replayed(self, method: Method, stored: bytes) -> bytes:
+        if not method.secret_bearing:
+            return stored
+        key = _key_out_decoder.decode(stored)
+        view = self._keyring.get(key.key_id)
+        if view is None:
+            raise RuntimeError(f"recorded key {key.key_id} unknown")
+        secret = self._keyring.secret_of(view.key_id, view.version)
+        return rpc.encode(msgspec.structs.replace(key, secret=secret))
+
+
+# ---------------------------------------------------------------------------------- ASGI
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ApiApp:
+    """The ASGI app serving ``RpcService`` at ``POST /rpc`` (see the module doc)."""
+
+    def __init__(self, service: RpcService) -> None:
+        self.service = service
+        self._max_body = service.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] != "/rpc":
+            await _plain(send, 404, b"not found\n")
+            return
+        if scope["method"] != "POST":
+            await _plain(send, 405, b"method not allowed: POST /rpc only\n", allow=True)
+            return
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers[bytes(name).lower()] = bytes(value)
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self._max_body):
+            await _plain(send, 413, b"body too large: 64 KiB at most\n")
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                await _plain(send, 413, b"body too large: 64 KiB at most\n")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        answer = await self.service.handle(
+            body=b"".join(chunks), headers=headers, query=bytes(scope.get("query_string", b""))
+        )
+        if answer is None:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(answer)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+
+async def _plain(send: Send, status: int, text: bytes, *, allow: bool = False) -> None:
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(text)).encode())]
+    if allow:
+        headers.append((b"allow", b"POST"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": text})
+
+
+def build_app(
+    *,
+    market: Market,
+    keyring: KeyRing,
+    executor: Executor,
+    settings: ApiSettings | None = None,
+    clock: Callable[[], int] = wall_clock_ms,
+) -> ApiApp:
+    """The ASGI app over a market and key ring whose commands ``executor`` runs."""
+    return ApiApp(
+        RpcService(
+            market=market, keyring=keyring, executor=executor, settings=settings, clock=clock
+        )
+    )

@@ -1,0 +1,46 @@
+"""Serving the API with hypercorn's trio worker.
+
+``serve_api`` binds, reports the bound port through ``task_status`` (so ``port=0`` works
+with ``nursery.start``), and serves until cancelled. Hypercorn's own logs are switched off;
+the app logs one ``api.request`` event per request through structlog.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from marketplace.api.app import ApiApp
+
+
+def _port_of(bind: str) -> int:
+    return int(bind.rsplit(":", 1)[1].rstrip("/"))
+
+
+async def serve_api(
+    *,
+    app: ApiApp,
+    host: str,
+    port: int,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on ``host:port`` until cancelled; ``task_status.started(bound_port)``.
+
+    Raises ``OSError`` if the address cannot be bound.
+    """
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 2.0
+    config.keep_alive_timeout = 30.0
+
+    async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await serve(cast(Any, app), config, mode="asgi", task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(run)
+        task_status.started(_port_of(binds[0]))

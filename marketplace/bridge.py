@@ -1,0 +1,231 @@
+"""The bridge between the order book and a Stratum server: orders become job streams.
+
+``MarketWorkSource`` implements ``stratum.core.jobs.WorkSource`` for one algorithm. Every order
+that holds workers has its own ``JobStream`` (tag = order id, so its coinbase carries the order
+id and every share is attributable to exactly one order); workers that no order wants share an
+``idle`` stream. All streams of one algorithm build on one ``EmulatedChain``.
+
+- ``connect(link)``: the connection joins the market (``worker_joined``, estimate from its
+  difficulty: ``difficulty * 2**32 / target_share_interval`` H/s), the market is rebalanced
+  through the engine and the first job comes from the stream of the order it now serves.
+- Moves: the bridge listens to the engine's rebalances; every moved worker gets a fresh job
+  from its new stream at once, with ``clean_jobs=True`` so it drops the old order's work.
+- ``record_share(share)``: ``await engine.execute(market.record_share(share, order_id=...))``
+  with the order taken from the job's ``source``, so the share is journaled (one record in a
+  shared group commit) before the server replies ``true``.
+- ``run``: a new job for every worker at least every ``job_interval_s``, and at once (with
+  ``clean_jobs``) when the emulated chain finds a block.
+
+Everything here runs in the trio thread; ``connect``, ``disconnect`` and the move handler are
+synchronous, so they are atomic with respect to the market.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+import structlog
+import trio
+
+from marketplace.core.errors import MarketError
+from marketplace.core.model import Assignment, WorkerKey
+from marketplace.engine import Engine
+from stratum.config import StratumConfig
+from stratum.core.jobs import Job, MinerLink, Share
+from stratum.core.shares import HASHES_PER_DIFF1, Algorithm
+from stratum.core.templates import EmulatedChain, JobStream
+
+#: Tag of the stream idle workers mine on (order ids look like ``o-000001``, never this).
+IDLE_TAG: Final = "idle"
+
+log = structlog.get_logger("marketplace.bridge")
+
+
+def estimate_hs(difficulty: float, target_share_interval_s: float) -> int:
+    """The speed (H/s) at which a worker would send one share of ``difficulty`` per
+    ``target_share_interval_s``: the start estimate vardiff implies."""
+    if target_share_interval_s <= 0:
+        raise ValueError("target_share_interval_s must be positive")
+    return max(1, int(difficulty * HASHES_PER_DIFF1 / target_share_interval_s))
+
+
+def order_of(source: str) -> str | None:
+    """The order a share's job came from (``None`` for the idle stream or an unknown job)."""
+    return None if source in ("", IDLE_TAG) else source
+
+
+class MarketWorkSource:
+    """A ``WorkSource`` handing out the market's orders as job streams (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        config: StratumConfig,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._market = engine.market
+        self._market.rules(config.algorithm)  # InvalidArgument if the market does not run it
+        self.config = config
+        self._clock = clock or engine.now_ms
+        now = self._clock()
+        self.chain = EmulatedChain(
+            algorithm=config.algorithm,
+            block_interval_ms=round(config.block_interval_s * 1000),
+            now_ms=now,
+        )
+        self._extranonce_size = config.extranonce1_size + config.extranonce2_size
+        self._streams: dict[str | None, JobStream] = {}
+        #: Which connections mine on which stream (key: order id, ``None`` = idle).
+        self._members: dict[str | None, dict[WorkerKey, MinerLink]] = {}
+        self._where: dict[WorkerKey, str | None] = {}
+        self._keys: dict[int, WorkerKey] = {}
+        self._connecting: WorkerKey | None = None
+        #: Jobs pushed outside ``connect`` (moves, intervals, blocks), for logs and tests.
+        self.jobs_pushed = 0
+        engine.add_rebalance_listener(self._on_moves)
+
+    # ------------------------------------------------------------------ WorkSource
+
+    @property
+    def algorithm(self) -> Algorithm:
+        return self.config.algorithm
+
+    def connect(self, link: MinerLink) -> Job:
+        """Join the worker to the market, rebalance, and return its first job (clean)."""
+        key = WorkerKey(link.conn_id, link.account, link.worker, self.algorithm)
+        if link.conn_id in self._keys:
+            self._leave(self._keys[link.conn_id])
+        estimate = estimate_hs(link.difficulty, self.config.target_share_interval_s)
+        self._market.worker_joined(worker=key, estimate_hs=estimate, now_ms=self._clock())
+        self._keys[link.conn_id] = key
+        self._members.setdefault(None, {})[key] = link
+        self._where[key] = None
+        # The rebalance may move this worker too; its first job is the return value, so it
+        # must not also be pushed.
+        self._connecting = key
+        try:
+            self._engine.rebalance(self.algorithm)
+        finally:
+            self._connecting = None
+        order_id = self._market.assignment(key)
+        log.info(
+            "bridge.connected",
+            conn=link.conn_id,
+            worker=f"{key.account}.{key.worker}",
+            estimate_hs=estimate,
+            order=order_id,
+        )
+        return self._fresh_job(order_id)
+
+    def disconnect(self, link: MinerLink) -> None:
+        """The connection is gone: the worker leaves the market, which rebalances. Idempotent."""
+        key = self._keys.get(link.conn_id)
+        if key is None:
+            return
+        self._leave(key)
+        self._engine.rebalance(self.algorithm)
+
+    def _leave(self, key: WorkerKey) -> None:
+        del self._keys[key.conn_id]
+        members = self._members.get(self._where.pop(key))
+        if members is not None:
+            members.pop(key, None)
+        self._market.worker_left(worker=key, now_ms=self._clock())
+
+    async def record_share(self, share: Share) -> None:
+        """Journal the share (charged to the order of its job, if any) and return once it is
+        durable. Raises ``JournalError`` if the journal failed (fatal for the node)."""
+        market = self._market
+        order_id = order_of(share.source)
+
+        def command() -> None:
+            if not market.has_account(share.account):
+                try:
+                    market.ensure_account(account=share.account, now_ms=share.time_ms)
+                except MarketError:
+                    log.warning("bridge.bad_account", account=share.account[:64])
+            market.record_share(share, order_id=order_id)
+
+        await self._engine.execute(command)
+
+    # ------------------------------------------------------------------ jobs
+
+    def _stream(self, order_id: str | None) -> JobStream:
+        stream = self._streams.get(order_id)
+        if stream is None:
+            stream = JobStream(
+                IDLE_TAG if order_id is None else order_id,
+                chain=self.chain,
+                extranonce_size=self._extranonce_size,
+            )
+            self._streams[order_id] = stream
+        return stream
+
+    def _fresh_job(self, order_id: str | None) -> Job:
+        job = self._stream(order_id).next_job(self._clock())
+        if not job.clean_jobs:
+            job = msgspec.structs.replace(job, clean_jobs=True)
+        return job
+
+    def _on_moves(self, algorithm: Algorithm, moves: list[Assignment]) -> None:
+        """Rebalance listener: move members between streams, push clean jobs at once."""
+        if algorithm is not self.algorithm:
+            return
+        jobs: dict[str | None, Job] = {}
+        for worker, order_id in moves:
+            if self._keys.get(worker.conn_id) != worker:
+                continue  # not one of ours (joined the market some other way)
+            link = self._members[self._where[worker]].pop(worker)
+            self._members.setdefault(order_id, {})[worker] = link
+            self._where[worker] = order_id
+            if worker == self._connecting:
+                continue
+            job = jobs.get(order_id)
+            if job is None:
+                job = jobs[order_id] = self._fresh_job(order_id)
+            link.push_job(job)
+            self.jobs_pushed += 1
+        # Streams are kept (their job sequence must not restart), empty member lists are not.
+        for order_id in [o for o, m in self._members.items() if not m and o is not None]:
+            del self._members[order_id]
+        log.debug("bridge.moved", moves=len(moves), streams=len(self._members))
+
+    def members(self, order_id: str | None) -> list[MinerLink]:
+        """The connections mining on ``order_id``'s stream (``None``: idle)."""
+        return list(self._members.get(order_id, {}).values())
+
+    def push_new_jobs(self) -> int:
+        """Make a new job on every stream with miners and push it to them; return how many
+        jobs were pushed. Jobs carry ``clean_jobs`` when the chain found a block."""
+        now = self._clock()
+        pushed = 0
+        for order_id, members in list(self._members.items()):
+            if not members:
+                continue
+            job = self._stream(order_id).next_job(now)
+            for link in list(members.values()):
+                link.push_job(job)
+                pushed += 1
+        self.jobs_pushed += pushed
+        return pushed
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        """Push a job to every miner at least every ``job_interval_s`` and on every emulated
+        block, until cancelled."""
+        task_status.started()
+        interval_ms = round(self.config.job_interval_s * 1000)
+        last_ms = self._clock()
+        while True:
+            now = self._clock()
+            due = min(last_ms + interval_ms, self.chain.next_block_ms)
+            if now < due:
+                await trio.sleep((due - now) / 1000)
+                continue
+            block = self.chain.advance(now)
+            pushed = self.push_new_jobs()
+            last_ms = self._clock()
+            log.debug("bridge.jobs", block=block, height=self.chain.tip.height, pushed=pushed)

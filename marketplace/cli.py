@@ -1,0 +1,92 @@
+"""``hashmarket``: the one console script (also ``python -m marketplace``).
+
+Sub-commands (see ``../shared/spec/cli.md``): ``serve``, ``account create``, ``demo``,
+``worker`` (the CPU miner, same as ``python -m workers``), and the API client commands
+(``market``, ``account balance|ledger|deposit|withdraw``, ``order``, ``key``). Heavy modules are
+imported only by the sub-command that needs them, so ``hashmarket --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree."""
+    from marketplace import client_cli
+    from marketplace.config import add_serve_arguments
+    from workers import cli as worker_cli
+
+    parser = argparse.ArgumentParser(
+        prog="hashmarket",
+        description="An emulated hash-power marketplace: Stratum server, order book, buyer API.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run a market: Stratum listeners, order book, API")
+    add_serve_arguments(serve)
+    serve.set_defaults(handler=_serve)
+
+    demo = sub.add_parser("demo", help="a live local market with a buyer, two orders, workers")
+    demo.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    demo.add_argument("--workers", type=int, default=3, help="local workers (default 3)")
+    demo.add_argument("--processes", type=int, default=None, help="hashing processes")
+    demo.add_argument("--log-format", default="auto", help="console, json or auto")
+    demo.set_defaults(handler=_demo)
+
+    worker = sub.add_parser("worker", help="CPU miner (same as python -m workers)")
+    worker_cli.add_arguments(worker)
+    worker.set_defaults(handler=_worker)
+
+    # `account` holds both the operator's `create` and the API client's commands.
+    client_cli.add_client_commands(sub, operator_commands={"account": _add_account_create})
+    return parser
+
+
+def _add_account_create(account_sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    create = account_sub.add_parser(
+        "create", help="operator: create an account and print its first API key (JSON)"
+    )
+    create.add_argument("name", help="account name: 1-64 of A-Z a-z 0-9 _ -")
+    create.add_argument("--db", default=None, help="SQLite file (default ./hashmarket.db)")
+    create.add_argument("--config", default=None, help="TOML settings file")
+    create.set_defaults(handler=_account_create)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from marketplace.node import main_serve
+
+    return main_serve(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from marketplace.demo import main_demo
+
+    return main_demo(args)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from workers import cli as worker_cli
+
+    return worker_cli.main_from_args(args)
+
+
+def _account_create(args: argparse.Namespace) -> int:
+    from marketplace.operator import main_account_create
+
+    return main_account_create(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hashmarket`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = args.handler
+    status: int = handler(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

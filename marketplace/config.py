@@ -1,0 +1,121 @@
+"""The node's settings: one frozen object, from flags, a TOML file and the environment.
+
+Precedence, highest first: command-line flags, the TOML file (``--config``), environment
+variables (``HASHMARKET_<NAME>``, e.g. ``HASHMARKET_API_PORT=9000``), built-in defaults. Every
+setting has the same name in all three places (dashes in flags, underscores elsewhere), so
+``--api-port``, ``api_port = 9000`` and ``HASHMARKET_API_PORT`` are one setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+ENV_PREFIX = "HASHMARKET_"
+
+
+class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything ``hashmarket serve`` can be told. Defaults work out of the box."""
+
+    host: str = "127.0.0.1"
+    api_port: int = 8645
+    sha256d_port: int = 3333
+    scrypt_port: int = 3334
+    db: str = "./hashmarket.db"
+    faucet: bool = False
+    ports_file: str | None = None
+    start_difficulty: float | None = None
+    min_difficulty: float | None = None
+    max_difficulty: float | None = None
+    target_share_interval: float = 10.0
+    job_interval: float = 30.0
+    block_interval: float = 600.0
+    rebalance_interval: float = 5.0
+    settle_interval: float = 10.0
+    auth_window: float = 60.0
+    price_down_interval: float = 600.0
+    synchronous: str = "FULL"
+    log_format: str = "auto"
+    log_level: str = "info"
+
+
+#: Settings that can be given on the command line of ``serve`` (name, type, help).
+_FLAGS: tuple[tuple[str, type, str], ...] = (
+    ("host", str, "address every listener binds (default 127.0.0.1)"),
+    ("api_port", int, "JSON-RPC over HTTP port (default 8645; 0 = any free port)"),
+    ("sha256d_port", int, "Stratum port of the sha256d market (default 3333; 0 = any)"),
+    ("scrypt_port", int, "Stratum port of the scrypt market (default 3334; 0 = any)"),
+    ("db", str, "SQLite file; created on first start, reused after (default ./hashmarket.db)"),
+    ("ports_file", str, "write the bound ports as JSON here once every listener is up"),
+    ("start_difficulty", float, "Stratum start difficulty (default per algorithm)"),
+    ("min_difficulty", float, "vardiff lower bound (default per algorithm)"),
+    ("max_difficulty", float, "vardiff upper bound (default per algorithm)"),
+    ("target_share_interval", float, "seconds between shares vardiff aims for (default 10)"),
+    ("job_interval", float, "seconds between new jobs (default 30)"),
+    ("block_interval", float, "seconds between emulated blocks (default 600)"),
+    ("rebalance_interval", float, "seconds between periodic rebalances (default 5)"),
+    ("settle_interval", float, "seconds between settlements (default 10)"),
+    ("auth_window", float, "seconds of clock skew a signed request may have (default 60)"),
+    ("price_down_interval", float, "seconds between two price decreases (default 600)"),
+    ("synchronous", str, "SQLite synchronous mode: FULL (default) or NORMAL"),
+    ("log_format", str, "console, json or auto (console on a terminal; default)"),
+    ("log_level", str, "debug, info, warning, error (default info)"),
+)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every setting as a flag (default None, so unset flags do not override the file)."""
+    parser.add_argument("--config", metavar="FILE", help="TOML file with the same settings")
+    parser.add_argument(
+        "--faucet",
+        action="store_const",
+        const=True,
+        default=None,
+        help="allow account.deposit (emulated money)",
+    )
+    for name, kind, text in _FLAGS:
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    fields = {f.name: f.type for f in msgspec.structs.fields(NodeConfig)}
+    out: dict[str, Any] = {}
+    for name in fields:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            out[name] = raw
+    return out
+
+
+def load_config(
+    args: argparse.Namespace | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> NodeConfig:
+    """Merge defaults < environment < TOML file < flags into one ``NodeConfig``.
+
+    Raises ``ValueError`` with a readable message for an unknown setting or a wrong type.
+    """
+    merged: dict[str, Any] = {}
+    merged.update(_from_env(os.environ if environ is None else environ))
+    config_file = getattr(args, "config", None) if args is not None else None
+    if config_file:
+        with Path(config_file).open("rb") as fh:
+            table = tomllib.load(fh)
+        merged.update({key.replace("-", "_"): value for key, value in table.items()})
+    if args is not None:
+        for name in [*(f[0] for f in _FLAGS), "faucet"]:
+            value = getattr(args, name, None)
+            if value is not None:
+                merged[name] = value
+    try:
+        # strict=False lets environment strings ("9000", "true") become ints and bools.
+        return msgspec.convert(merged, NodeConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"bad setting: {exc}") from exc

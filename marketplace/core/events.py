@@ -1,0 +1,117 @@
+"""The market's events: the only things that change its durable state.
+
+Theory of operation
+-------------------
+Each event is a frozen msgspec Struct tagged with its kind, so the journal can store any of
+them and decode them back into the ``MarketEvent`` union. Commands compute every id and time
+before emitting (order ids, withdrawal ids), so ``Market.apply`` is a pure fold. Effects that
+follow from the state by fixed rules (what a share is charged, how a settlement splits, when an
+order completes) are recomputed by ``apply`` from the event and the state, which replay
+reproduces exactly because the rules are integer/rational arithmetic with no clock.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from marketplace.core.model import OrderType
+from stratum.core.shares import Algorithm
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="event"):
+    """Base of the market's events: tagged by an ``event`` field (``type`` is an order field)."""
+
+
+class AccountCreated(_Event, frozen=True, tag="account_created"):
+    account: str
+    time_ms: int
+
+
+class Deposited(_Event, frozen=True, tag="deposited"):
+    account: str
+    amount_msat: int
+    time_ms: int
+
+
+class Withdrawn(_Event, frozen=True, tag="withdrawn"):
+    withdrawal_id: str
+    account: str
+    amount_msat: int
+    address: str
+    time_ms: int
+
+
+class OrderCreated(_Event, frozen=True, tag="order_created"):
+    order_id: str
+    account: str
+    algorithm: Algorithm
+    type: OrderType
+    price_msat: int
+    limit_hs: int
+    amount_msat: int
+    duration_s: int | None
+    time_ms: int
+
+
+class PriceChanged(_Event, frozen=True, tag="price_changed"):
+    order_id: str
+    price_msat: int
+    time_ms: int
+
+
+class LimitChanged(_Event, frozen=True, tag="limit_changed"):
+    order_id: str
+    limit_hs: int
+    time_ms: int
+
+
+class Refilled(_Event, frozen=True, tag="refilled"):
+    order_id: str
+    amount_msat: int
+    time_ms: int
+
+
+class OrderCancelled(_Event, frozen=True, tag="order_cancelled"):
+    order_id: str
+    time_ms: int
+
+
+class OrderExpired(_Event, frozen=True, tag="order_expired"):
+    order_id: str
+    time_ms: int
+
+
+class ShareRecorded(_Event, frozen=True, tag="share"):
+    """One checked share; ``order_id`` is the order whose job it solved (``None``: idle)."""
+
+    conn_id: int
+    account: str
+    worker: str
+    algorithm: Algorithm
+    order_id: str | None
+    difficulty: float
+    accepted: bool
+    reason: str | None
+    time_ms: int
+
+
+class Settled(_Event, frozen=True, tag="settled"):
+    """A settlement: every order's spend since the last one is split among its sellers."""
+
+    settlement_id: str
+    time_ms: int
+
+
+MarketEvent = (
+    AccountCreated
+    | Deposited
+    | Withdrawn
+    | OrderCreated
+    | PriceChanged
+    | LimitChanged
+    | Refilled
+    | OrderCancelled
+    | OrderExpired
+    | ShareRecorded
+    | Settled
+)

@@ -1,0 +1,282 @@
+"""Orders: the rules that refuse bad commands, the state machine, and charging for shares.
+
+Theory of operation
+-------------------
+An ``Order`` is the market's mutable record of one buy order; only ``Market.apply`` changes it.
+Its status moves once, from ``active`` to ``completed`` (budget spent), ``cancelled`` or
+``expired``; nothing leaves a final state. The ``check_*`` functions hold the market rules
+(minimums, price-down step and interval, fixed orders) and raise a ``MarketError`` before any
+event exists, so a refused command changes nothing.
+
+Charging is exact. A share's value is ``price * difficulty * 2**32 / (unit * 86400)`` msat, a
+rational number. The order accumulates the exact value of everything it was sent
+(``accrued``) and its integer spend follows ``floor(accrued)``, capped at the amount: the
+fractions of a msat are carried to the next share, never rounded away, and the share that
+reaches the amount is charged only what is left, after which the order is ``completed``.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from marketplace.core.errors import InvalidArgument, InvalidState, RuleViolation
+from marketplace.core.model import (
+    MarketRules,
+    OrderStatus,
+    OrderType,
+    OrderView,
+    SellerKey,
+)
+from stratum.core.shares import HASHES_PER_DIFF1, Algorithm
+
+SECONDS_PER_DAY = 86_400
+BPS = 10_000
+
+
+def share_value(*, price_msat: int, difficulty: float, unit_hs: int) -> Fraction:
+    """Exact msat value of one accepted share: price * difficulty * 2**32 / (unit * 86400)."""
+    return Fraction(difficulty) * (price_msat * HASHES_PER_DIFF1) / (unit_hs * SECONDS_PER_DAY)
+
+
+class Order:
+    """One order's state (internal; the facade hands out ``OrderView`` copies)."""
+
+    __slots__ = (
+        "account",
+        "accrued",
+        "algorithm",
+        "amount_msat",
+        "created_ms",
+        "ended_ms",
+        "ends_ms",
+        "fee_carry",
+        "id",
+        "last_lowered_ms",
+        "limit_hs",
+        "period_work",
+        "price_msat",
+        "released_msat",
+        "seq",
+        "settled_msat",
+        "spent_msat",
+        "status",
+        "type",
+    )
+
+    def __init__(
+        self,
+        *,
+        order_id: str,
+        seq: int,
+        account: str,
+        algorithm: Algorithm,
+        type: OrderType,
+        price_msat: int,
+        limit_hs: int,
+        amount_msat: int,
+        created_ms: int,
+        ends_ms: int | None,
+    ) -> None:
+        self.id = order_id
+        self.seq = seq
+        self.account = account
+        self.algorithm = algorithm
+        self.type = type
+        self.price_msat = price_msat
+        self.limit_hs = limit_hs
+        self.amount_msat = amount_msat
+        self.created_ms = created_ms
+        self.ends_ms = ends_ms
+        self.status = OrderStatus.ACTIVE
+        self.ended_ms: int | None = None
+        #: Whole msat charged for shares (the buyer's spend), <= amount.
+        self.spent_msat = 0
+        #: Exact value of every share charged so far; spend follows its floor.
+        self.accrued = Fraction(0)
+        #: Part of the spend already moved out of escrow by settlements.
+        self.settled_msat = 0
+        #: Unspent budget given back (cancel, expiry).
+        self.released_msat = 0
+        self.last_lowered_ms: int | None = None
+        #: Accepted work per seller since the last settlement (sum of share difficulties).
+        self.period_work: dict[SellerKey, Fraction] = {}
+        #: Fraction of a msat of fee owed but not yet taken (see ``settlement``).
+        self.fee_carry = Fraction(0)
+
+    @property
+    def active(self) -> bool:
+        """Whether the order can still be charged and changed."""
+        return self.status is OrderStatus.ACTIVE
+
+    @property
+    def remaining_msat(self) -> int:
+        """Budget still available to spend (0 once the order has ended)."""
+        if not self.active:
+            return 0
+        return self.amount_msat - self.spent_msat
+
+    @property
+    def escrowed_msat(self) -> int:
+        """What this order holds in its buyer's escrow: the budget not yet settled or released."""
+        return self.amount_msat - self.settled_msat - self.released_msat
+
+    @property
+    def unsettled_msat(self) -> int:
+        """Spend not yet moved out of escrow by a settlement."""
+        return self.spent_msat - self.settled_msat
+
+    def charge(self, value: Fraction) -> int:
+        """Charge one share of exact ``value`` msat; return the whole msat charged now.
+
+        Only an active order is charged. Fractions carry over in ``accrued``; the charge never
+        takes the spend past the amount, and reaching the amount completes the order (the
+        caller records ``ended_ms``).
+        """
+        if not self.active:
+            return 0
+        self.accrued += value
+        due = int(self.accrued) - self.spent_msat  # floor: accrued is never negative
+        charged = min(due, self.amount_msat - self.spent_msat)
+        self.spent_msat += charged
+        if self.spent_msat == self.amount_msat:
+            self.status = OrderStatus.COMPLETED
+        return charged
+
+    def end(self, status: OrderStatus, *, time_ms: int) -> int:
+        """Move an active order to a final status; return the budget released (unspent)."""
+        assert self.active, f"{self.id} already {self.status}"
+        self.status = status
+        self.ended_ms = time_ms
+        released = self.amount_msat - self.spent_msat
+        self.released_msat += released
+        return released
+
+    def view(self, *, accepted_speed_hs: int, workers: int) -> OrderView:
+        """An immutable copy for callers, with the ephemeral figures given."""
+        return OrderView(
+            id=self.id,
+            account=self.account,
+            algorithm=self.algorithm,
+            type=self.type,
+            status=self.status,
+            price_msat=self.price_msat,
+            limit_hs=self.limit_hs,
+            amount_msat=self.amount_msat,
+            spent_msat=self.spent_msat,
+            remaining_msat=self.remaining_msat,
+            accepted_speed_hs=accepted_speed_hs,
+            workers=workers,
+            created_ms=self.created_ms,
+            ends_ms=self.ends_ms,
+            ended_ms=self.ended_ms,
+        )
+
+
+def priority_key(order: Order) -> tuple[int, int, int, int]:
+    """Sort key of the allocation queue: fixed by creation, then standard by price descending,
+    ties by creation (``seq`` breaks ties of equal creation times)."""
+    if order.type is OrderType.FIXED:
+        return (0, 0, order.created_ms, order.seq)
+    return (1, -order.price_msat, order.created_ms, order.seq)
+
+
+def fixed_quote(rules: MarketRules, *, served_standard_prices: list[int]) -> int:
+    """The fixed-order price: the highest price among standard orders receiving hash power,
+    plus the premium (10%, rounded up to the msat), never under the market minimum."""
+    best = max(served_standard_prices, default=0)
+    quote = -(-best * (BPS + rules.fixed_premium_bps) // BPS)
+    return max(quote, rules.min_price_msat)
+
+
+def _require_int(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be an integer", {"field": name})
+    return value
+
+
+def check_amount(rules: MarketRules, amount_msat: int, *, field: str = "amount") -> None:
+    """A new order's budget: positive and at least the market minimum."""
+    _require_int(field, amount_msat)
+    if amount_msat <= 0:
+        raise InvalidArgument(f"{field} must be positive", {"field": field})
+    if amount_msat < rules.min_amount_msat:
+        raise RuleViolation(
+            f"{field} is under the market minimum",
+            {"field": field, "min_msat": rules.min_amount_msat},
+        )
+
+
+def check_price(rules: MarketRules, price_msat: int) -> None:
+    """A standard price: positive and at least the market minimum."""
+    _require_int("price", price_msat)
+    if price_msat <= 0:
+        raise InvalidArgument("price must be positive", {"field": "price"})
+    if price_msat < rules.min_price_msat:
+        raise RuleViolation(
+            "price is under the market minimum",
+            {"field": "price", "min_msat": rules.min_price_msat},
+        )
+
+
+def check_limit(rules: MarketRules, limit_hs: int, *, type: OrderType) -> None:
+    """A limit: 0 (no limit, standard orders only) or at least the market minimum."""
+    _require_int("limit", limit_hs)
+    if limit_hs < 0:
+        raise InvalidArgument("limit must not be negative", {"field": "limit"})
+    if limit_hs == 0 and type is OrderType.FIXED:
+        raise RuleViolation("a fixed order needs a limit", {"field": "limit"})
+    if 0 < limit_hs < rules.min_limit_hs:
+        raise RuleViolation(
+            "limit is under the market minimum",
+            {"field": "limit", "min_hs": rules.min_limit_hs},
+        )
+
+
+def check_duration(duration_s: int | None, *, type: OrderType) -> None:
+    """Fixed orders need a duration; a given duration is a positive number of seconds."""
+    if duration_s is None:
+        if type is OrderType.FIXED:
+            raise RuleViolation("a fixed order needs duration_s", {"field": "duration_s"})
+        return
+    _require_int("duration_s", duration_s)
+    if duration_s <= 0:
+        raise InvalidArgument("duration_s must be positive", {"field": "duration_s"})
+
+
+def check_active(order: Order) -> None:
+    """Raises ``InvalidState`` unless the order is active."""
+    if not order.active:
+        raise InvalidState(
+            f"order {order.id} is {order.status}", {"id": order.id, "status": str(order.status)}
+        )
+
+
+def check_price_change(order: Order, rules: MarketRules, *, price_msat: int, now_ms: int) -> None:
+    """Raise any time; lower by at most ``price_down_step_bps`` of the current price, and only
+    once per ``price_down_interval_s``. Fixed orders keep their quoted price."""
+    check_active(order)
+    if order.type is OrderType.FIXED:
+        raise InvalidState("a fixed order's price cannot change", {"id": order.id})
+    check_price(rules, price_msat)
+    if price_msat >= order.price_msat:
+        return
+    floor = -(-order.price_msat * (BPS - rules.price_down_step_bps) // BPS)
+    if price_msat < floor:
+        raise InvalidState(
+            "price lowered too far",
+            {"id": order.id, "min_msat": floor, "step_bps": rules.price_down_step_bps},
+        )
+    interval_ms = rules.price_down_interval_s * 1000
+    if order.last_lowered_ms is not None and now_ms - order.last_lowered_ms < interval_ms:
+        raise InvalidState(
+            "price lowered too soon",
+            {"id": order.id, "retry_at_ms": order.last_lowered_ms + interval_ms},
+        )
+
+
+def check_limit_change(order: Order, rules: MarketRules, *, limit_hs: int) -> None:
+    """Standard orders may change their limit while active; fixed orders keep theirs."""
+    check_active(order)
+    if order.type is OrderType.FIXED:
+        raise InvalidState("a fixed order's limit cannot change", {"id": order.id})
+    check_limit(rules, limit_hs, type=order.type)

@@ -1,0 +1,431 @@
+"""The durable journal: an append-only SQLite table of events, written with group commit.
+
+Theory of operation
+-------------------
+Every durable change in the marketplace is an event; the ``Journal`` stores them in order in
+one table ``events(seq, component, time_ms, body)`` of a SQLite file in WAL mode. One writer
+task owns the connection (used from one worker thread at a time through
+``trio.to_thread.run_sync``); appenders never touch SQLite. An appender puts its records in the
+pending queue (``append_nowait``, synchronous, so a caller can enqueue in the same atomic step
+as the command that made the events) and then waits on its ticket. The writer takes
+everything pending at once, writes it in one transaction and commits: while one commit is in
+the thread, new appenders pile up and share the next one (group commit), so the fsync cost is
+paid once per batch rather than once per record. A ticket resolves only after its transaction
+committed, so with ``synchronous=FULL`` an acknowledged record survives kill -9 and power loss
+(with ``NORMAL`` in WAL mode it survives kill -9; power loss may drop the last commits).
+
+Sequence numbers are assigned by the writer in queue order, so the journal's order is exactly
+the order in which records were enqueued. The queue is bounded (``max_pending`` records):
+``wait_capacity``/``append`` wait for room. A failed transaction is rolled back and fails every
+ticket of its batch with ``JournalError``; the writer then stops and raises, because the
+in-memory state of whoever enqueued those records no longer matches the disk (a disk error or
+a bug is ours: it must be loud). Shutdown (``close`` or cancellation) commits everything
+already queued before the writer returns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Final, NamedTuple
+
+import structlog
+import trio
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    component TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+"""
+
+log = structlog.get_logger("marketplace.storage")
+
+
+class Synchronous(StrEnum):
+    """SQLite's ``synchronous`` setting for the journal (WAL mode)."""
+
+    #: fsync the WAL at every commit: acknowledged records survive power loss.
+    FULL = "FULL"
+    #: no fsync at commit: acknowledged records survive a process crash, not power loss.
+    NORMAL = "NORMAL"
+
+
+class JournalError(Exception):
+    """The journal could not store (or read) records. Raised to every waiter of a failed
+    commit, to appenders after the journal stopped, and for a file of an unknown schema."""
+
+
+class Record(NamedTuple):
+    """One event to append: the component that owns it, its time and its encoded body."""
+
+    component: str
+    time_ms: int
+    body: bytes
+
+
+class Entry(NamedTuple):
+    """One stored event as ``replay`` yields it."""
+
+    seq: int
+    component: str
+    body: bytes
+
+
+class Ticket:
+    """The promise of one ``append_nowait``: resolves when its transaction committed."""
+
+    __slots__ = ("_done", "_error", "first_seq", "records")
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self.records = records
+        self.first_seq = 0
+        self._done = trio.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def _resolve(self, first_seq: int) -> None:
+        self.first_seq = first_seq
+        self._done.set()
+
+    def _fail(self, error: BaseException) -> None:
+        self._error = error
+        self._done.set()
+
+    async def wait(self) -> range:
+        """Wait until the records are durable; return their sequence numbers.
+
+        Raises ``JournalError`` if their transaction failed or the journal stopped first.
+        Cancelling the wait does not withdraw the records: they are still written.
+        """
+        await self._done.wait()
+        if self._error is not None:
+            raise JournalError(str(self._error)) from self._error
+        return range(self.first_seq, self.first_seq + len(self.records))
+
+
+def _connect(path: str, synchronous: Synchronous) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False because
+    # trio's worker threads are pooled; the writer task serialises every use.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise JournalError(f"{path}: could not switch to WAL mode (got {mode!r})")
+        conn.execute(f"PRAGMA synchronous={synchronous.value}")
+        conn.executescript(_SCHEMA)
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row[0] != str(SCHEMA_VERSION):
+            raise JournalError(
+                f"{path}: journal schema version {row[0]}, this program reads {SCHEMA_VERSION}"
+            )
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class Journal:
+    """An append-only, group-committed event journal in one SQLite file (see the module doc).
+
+    Run it as a service: ``async with open_journal(path) as journal`` or
+    ``await nursery.start(journal.run)`` followed eventually by ``await journal.close()``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: Synchronous = Synchronous.FULL,
+        max_pending: int = 65_536,
+        max_batch: int = 8_192,
+    ) -> None:
+        if max_pending < 1 or max_batch < 1:
+            raise ValueError("max_pending and max_batch must be positive")
+        self.path = str(path)
+        self.synchronous = Synchronous(synchronous)
+        self.max_pending = max_pending
+        self.max_batch = max_batch
+        self._queue: deque[Ticket] = deque()
+        self._queued_records = 0
+        self._wakeup = trio.Event()
+        self._room = trio.lowlevel.ParkingLot()
+        self._conn: sqlite3.Connection | None = None
+        self._running = False
+        self._closing = False
+        self._failure: BaseException | None = None
+        self._stopped = trio.Event()
+        self._last_seq = 0
+        #: Transactions committed and records written since ``run`` started (for tests and
+        #: benchmarks: records / commits is the group-commit factor).
+        self.commits = 0
+        self.records_written = 0
+
+    # ------------------------------------------------------------------ appending
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the last committed record (0: none yet)."""
+        return self._last_seq
+
+    @property
+    def full(self) -> bool:
+        """Whether ``append_nowait`` would raise ``trio.WouldBlock`` now."""
+        return self._queued_records >= self.max_pending
+
+    def _check_open(self) -> None:
+        if self._failure is not None:
+            raise JournalError(f"the journal failed: {self._failure}") from self._failure
+        if self._closing or self._stopped.is_set():
+            raise JournalError("the journal is closed")
+
+    async def wait_capacity(self) -> None:
+        """Wait until the queue has room, so that the next ``append_nowait`` succeeds if it
+        comes without an intervening checkpoint. A checkpoint only when it has to wait (the
+        hot path, one durable share, then checkpoints once: in ``Ticket.wait``).
+
+        Raises ``JournalError`` if the journal failed or was closed.
+        """
+        while True:
+            self._check_open()
+            if not self.full:
+                return
+            await self._room.park()
+
+    def append_nowait(self, records: Sequence[Record]) -> Ticket:
+        """Queue ``records`` to be written together, in order, after everything queued before.
+
+        Synchronous: the records' place in the journal is fixed when this returns. Await the
+        ticket's ``wait()`` for durability. Raises ``trio.WouldBlock`` if the queue is full,
+        ``JournalError`` if the journal failed or was closed.
+        """
+        self._check_open()
+        if self.full:
+            raise trio.WouldBlock
+        ticket = Ticket(records)
+        if not records:
+            ticket._resolve(self._last_seq + 1)
+            return ticket
+        self._queue.append(ticket)
+        self._queued_records += len(records)
+        self._wakeup.set()
+        return ticket
+
+    async def append(self, records: Sequence[Record]) -> range:
+        """Write ``records`` and return their sequence numbers once they are durable.
+
+        Concurrent appends share transactions. Raises ``JournalError`` if the transaction
+        failed or the journal is not accepting records.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await self.wait_capacity()
+        ticket = self.append_nowait(records)
+        return await ticket.wait()
+
+    # ------------------------------------------------------------------ the writer
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the file and write batches until ``close``; started with ``nursery.start``.
+
+        Returns after committing everything queued once closed (or cancelled: the final
+        flush is shielded). Raises ``JournalError`` (chained to the SQLite error) after a
+        failed commit, once every waiter of that batch has been failed.
+        """
+        if self._running or self._stopped.is_set():
+            raise RuntimeError("a Journal runs once")
+        self._running = True
+        try:
+            if self._conn is None:
+                await self.open()
+            task_status.started()
+            try:
+                while not (self._closing and not self._queue):
+                    if not self._queue:
+                        await self._wakeup.wait()
+                        self._wakeup = trio.Event()
+                        continue
+                    await self._write_one_batch()
+            finally:
+                # Cancelled or failed: flush whatever is already queued (it was promised a
+                # place in the journal), unless the disk has failed us.
+                with trio.CancelScope(shield=True):
+                    while self._queue and self._failure is None:
+                        await self._write_one_batch()
+        finally:
+            self._closing = True
+            self._fail_all(self._failure or JournalError("the journal stopped"))
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(conn.close)
+            self._stopped.set()
+            self._room.unpark_all()
+            log.info(
+                "journal.closed",
+                path=self.path,
+                commits=self.commits,
+                records=self.records_written,
+                last_seq=self._last_seq,
+            )
+
+    async def open(self) -> None:
+        """Open (or create) the file, check its schema and read the last sequence number.
+
+        ``run`` does this itself when needed; calling it first surfaces a bad file as a plain
+        exception. Raises ``JournalError`` for a file of another schema version or one that
+        cannot use WAL, ``sqlite3.Error`` for one that is not a database.
+        """
+        if self._conn is not None or self._stopped.is_set():
+            raise RuntimeError("the journal is already open (or was closed)")
+        conn = await trio.to_thread.run_sync(_connect, self.path, self.synchronous)
+        self._conn = conn
+        self._last_seq = await trio.to_thread.run_sync(self._max_seq)
+        log.info(
+            "journal.opened",
+            path=self.path,
+            synchronous=self.synchronous.value,
+            last_seq=self._last_seq,
+        )
+
+    def _max_seq(self) -> int:
+        assert self._conn is not None
+        row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        return int(row[0])
+
+    async def _write_one_batch(self) -> None:
+        batch: list[Ticket] = []
+        count = 0
+        while self._queue and (not batch or count + len(self._queue[0].records) <= self.max_batch):
+            ticket = self._queue.popleft()
+            batch.append(ticket)
+            count += len(ticket.records)
+        self._queued_records -= count
+        first = self._last_seq + 1
+        try:
+            # Shielded: the batch has left the queue, so it must be committed (or failed)
+            # even if we are being cancelled; a commit in a thread cannot be interrupted anyway.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._commit, batch, first)
+        except Exception as exc:
+            self._failure = exc
+            log.error("journal.commit_failed", path=self.path, records=count, error=repr(exc))
+            for ticket in batch:
+                ticket._fail(exc)
+            raise JournalError(f"commit of {count} records failed: {exc}") from exc
+        seq = first
+        for ticket in batch:
+            ticket._resolve(seq)
+            seq += len(ticket.records)
+        self._last_seq = seq - 1
+        self.commits += 1
+        self.records_written += count
+        self._room.unpark_all()
+
+    def _commit(self, batch: list[Ticket], first: int) -> None:
+        """Runs in a worker thread: one transaction for the whole batch."""
+        conn = self._conn
+        assert conn is not None
+        rows = []
+        seq = first
+        for ticket in batch:
+            for record in ticket.records:
+                rows.append((seq, record.component, record.time_ms, record.body))
+                seq += 1
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO events (seq, component, time_ms, body) VALUES (?, ?, ?, ?)", rows
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _fail_all(self, error: BaseException) -> None:
+        while self._queue:
+            ticket = self._queue.popleft()
+            ticket._fail(error)
+        self._queued_records = 0
+
+    async def close(self) -> None:
+        """Stop accepting records, wait until everything queued is committed and the writer
+        has stopped. Idempotent. Does not raise for a writer that failed (``run`` does)."""
+        self._closing = True
+        self._wakeup.set()
+        self._room.unpark_all()
+        if self._running:
+            await self._stopped.wait()
+
+    # ------------------------------------------------------------------ reading
+
+    async def replay(self, *, after: int = 0, chunk: int = 4_096) -> AsyncIterator[Entry]:
+        """Yield every stored event with ``seq > after`` in order, as ``Entry(seq, component,
+        body)``. Reads with its own connection, a chunk at a time in a worker thread, so it
+        works before ``run``, during it and after it. Raises ``JournalError`` for a file of
+        another schema, ``sqlite3.Error`` if the file cannot be read."""
+        conn = await trio.to_thread.run_sync(_connect_reader, self.path)
+        try:
+            last = after
+            while True:
+                rows = await trio.to_thread.run_sync(_read_chunk, conn, last, chunk)
+                for seq, component, body in rows:
+                    yield Entry(seq, component, bytes(body))
+                if len(rows) < chunk:
+                    return
+                last = rows[-1][0]
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(conn.close)
+
+
+def _connect_reader(path: str) -> sqlite3.Connection:
+    # Creates the schema on a new file too (the reader may come first, e.g. ``restore``).
+    return _connect(path, Synchronous.NORMAL)
+
+
+def _read_chunk(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+    cursor = conn.execute(
+        "SELECT seq, component, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        (after, limit),
+    )
+    return [(int(seq), str(component), body) for seq, component, body in cursor]
+
+
+@asynccontextmanager
+async def open_journal(
+    path: str | Path,
+    *,
+    synchronous: Synchronous = Synchronous.FULL,
+    max_pending: int = 65_536,
+    max_batch: int = 8_192,
+) -> AsyncIterator[Journal]:
+    """Run a ``Journal`` for the duration of the block; on exit, flush and close it.
+
+    Raises ``JournalError`` (from the block's exit) if a commit failed.
+    """
+    journal = Journal(path, synchronous=synchronous, max_pending=max_pending, max_batch=max_batch)
+    await journal.open()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        try:
+            yield journal
+        finally:
+            with trio.CancelScope(shield=True):
+                await journal.close()

@@ -1,0 +1,481 @@
+"""The trio driver of the Stratum server: sockets, tasks and clocks around ``ServerSession``.
+
+Each accepted connection gets one nursery with one reader and one writer task. The reader feeds
+the sans-I/O session and carries out its outcomes in order (record the share, then queue the
+reply, then the first job or vardiff follow-ups); only the writer calls ``send_all``, so lines
+never interleave. Everything a connection sends goes through one bounded queue: if it grows
+past ``send_queue_bytes`` or a send blocks for ``send_timeout_s``, the peer is not reading and
+is disconnected; nobody ever waits for it. An exception escaping a connection is logged and
+closes that connection only. Every connection logs one ``conn.closed`` summary.
+
+``Connection`` is the ``MinerLink`` a ``WorkSource`` gets: ``push_job`` never blocks, and the
+marketplace may also ``show_message``, ``reconnect``, ``change_extranonce`` or ``close``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import structlog
+import trio
+
+from stratum.config import StratumConfig
+from stratum.core.jobs import Job, Share, WorkSource
+from stratum.core.session import (
+    CloseReason,
+    ExtranonceAllocator,
+    Outcome,
+    ServerSession,
+    SessionState,
+)
+from stratum.core.shares import Algorithm
+
+Clock = Callable[[], int]
+
+log = structlog.get_logger("stratum.server")
+
+
+def trio_wall_clock() -> Clock:
+    """Milliseconds since the epoch that advance with trio's clock (so MockClock drives them).
+
+    Must be called inside ``trio.run``.
+    """
+    offset = time.time() - trio.current_time()
+    return lambda: int((trio.current_time() + offset) * 1000)
+
+
+@dataclass
+class ServerStats:
+    """Totals since the server started (live connections: ``StratumServer.live_connections``)."""
+
+    connections_total: int = 0
+    shares_accepted: int = 0
+    shares_rejected: dict[str, int] = field(default_factory=dict)
+    closed: dict[str, int] = field(default_factory=dict)
+
+
+class Connection:
+    """One miner connection; the ``MinerLink`` its work source holds."""
+
+    def __init__(
+        self,
+        *,
+        server: StratumServer,
+        stream: trio.SocketStream,
+        conn_id: int,
+        peer: str,
+    ) -> None:
+        config = server.config
+        self._server = server
+        self._stream = stream
+        self._conn_id = conn_id
+        self.peer = peer
+        self.session = ServerSession(
+            conn_id=conn_id,
+            config=server.session_config,
+            extranonces=server.extranonces,
+            now_ms=server.clock(),
+        )
+        self.reason: CloseReason | None = None
+        self.bytes_sent = 0
+        self._send_channel, self._receive_channel = trio.open_memory_channel[bytes](
+            config.send_queue_items
+        )
+        self._queued_bytes = 0
+        self._out = bytearray()
+        self._in_batch = False
+        self._linked = False
+        self._reader_scope = trio.CancelScope()
+        self._scope: trio.CancelScope | None = None
+
+    # ----------------------------------------------------------------------- MinerLink
+
+    @property
+    def conn_id(self) -> int:
+        """The server-wide connection number."""
+        return self._conn_id
+
+    @property
+    def account(self) -> str:
+        """The account of the first authorized worker ("" before authorize)."""
+        worker = self.session.first_worker
+        return worker.account if worker else ""
+
+    @property
+    def worker(self) -> str:
+        """The worker name of the first authorized worker ("" before authorize)."""
+        worker = self.session.first_worker
+        return worker.worker if worker else ""
+
+    @property
+    def difficulty(self) -> float:
+        """The share difficulty in force for the next job."""
+        return self.session.difficulty
+
+    @property
+    def algorithm(self) -> Algorithm:
+        """The listener's algorithm."""
+        return self._server.config.algorithm
+
+    def push_job(self, job: Job) -> None:
+        """Queue ``job`` (with ``set_difficulty`` first if needed). Never blocks."""
+        if self.session.state is SessionState.AUTHORIZED:
+            self._send(self.session.send_job(job, self._server.clock()))
+
+    def show_message(self, text: str) -> None:
+        """Queue a ``client.show_message``."""
+        if self.session.state is not SessionState.CLOSED:
+            self._send(self.session.show_message(text))
+
+    def reconnect(
+        self, *, host: str | None = None, port: int | None = None, wait_s: int = 0
+    ) -> None:
+        """Ask the miner to reconnect (elsewhere if ``host``/``port``), then close gracefully."""
+        if self.session.state is not SessionState.CLOSED:
+            self._send(self.session.reconnect(host=host, port=port, wait_s=wait_s))
+            self.close(CloseReason.KICKED)
+
+    def change_extranonce(self) -> bool:
+        """Give the miner a fresh extranonce1 via ``mining.set_extranonce``.
+
+        Returns False (and sends nothing) if the client never sent
+        ``mining.extranonce.subscribe``.
+        """
+        data = self.session.change_extranonce(self._server.clock())
+        self._send(data)
+        return bool(data)
+
+    def close(self, reason: CloseReason = CloseReason.KICKED) -> None:
+        """Stop reading, flush what is queued (bounded by the send timeout), then close."""
+        if self.reason is None:
+            self.reason = reason
+        self._reader_scope.cancel()
+
+    # ----------------------------------------------------------------------- tasks
+
+    async def run(self) -> None:
+        """Serve the connection until it closes; returns normally on every kind of close."""
+        config = self._server.config
+        async with trio.open_nursery() as nursery:
+            self._scope = nursery.cancel_scope
+            nursery.start_soon(self._writer)
+            with self._reader_scope:
+                await self._reader()
+            self._flush()
+            self._send_channel.close()
+            nursery.cancel_scope.deadline = min(
+                nursery.cancel_scope.deadline, trio.current_time() + config.send_timeout_s
+            )
+
+    async def _reader(self) -> None:
+        session = self.session
+        clock = self._server.clock
+        receive_size = self._server.config.receive_size
+        while True:
+            timeout = (session.next_deadline_ms() - clock()) / 1000
+            data: bytes | None = None
+            with trio.move_on_after(max(timeout, 0.0)):
+                try:
+                    data = await self._stream.receive_some(receive_size)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._set_reason(CloseReason.PEER_GONE)
+                    return
+            self._in_batch = True
+            try:
+                if data is None:
+                    outcome = session.tick(clock())
+                    if outcome is not None and await self._carry_out(outcome):
+                        return
+                    continue
+                session.receive_data(data)
+                while (outcome := session.next_outcome(clock())) is not None:
+                    if await self._carry_out(outcome):
+                        return
+            finally:
+                self._in_batch = False
+                self._flush()
+
+    async def _carry_out(self, outcome: Outcome) -> bool:
+        """Do what one outcome says, in order; True when the connection must close."""
+        if outcome.share is not None:
+            # Lines before this share go out now; anything pushed while the share is being
+            # recorded follows them directly, and the reply waits until the share is durable.
+            self._flush()
+            self._in_batch = False
+            try:
+                await self._record(outcome.share)
+            finally:
+                self._in_batch = True
+        self._out += outcome.reply
+        if outcome.start_work:
+            worker = self.session.first_worker
+            structlog.contextvars.bind_contextvars(
+                worker=f"{worker.account}.{worker.worker}" if worker else None
+            )
+            job = self._server.work_source.connect(self)
+            self._linked = True
+            self._out += self.session.send_job(job, self._server.clock())
+            log.info("conn.authorized", difficulty=self.session.difficulty)
+        self._out += outcome.followups
+        if outcome.error is not None and outcome.method != "mining.submit":
+            log.info(
+                "request.refused",
+                method=outcome.method,
+                code=int(outcome.error.code),
+                message=outcome.error.message,
+            )
+        if outcome.close is not None:
+            self._set_reason(outcome.close)
+            if outcome.close is not CloseReason.PEER_CLOSED:
+                log.warning("conn.closing", reason=outcome.close.value, detail=outcome.detail)
+            return True
+        return False
+
+    async def _record(self, share: Share) -> None:
+        stats = self._server.stats
+        if share.accepted:
+            stats.shares_accepted += 1
+        else:
+            reason = share.reason or "other"
+            stats.shares_rejected[reason] = stats.shares_rejected.get(reason, 0) + 1
+            log.debug("share.rejected", reason=reason, worker=share.worker)
+        await self._server.work_source.record_share(share)
+
+    async def _writer(self) -> None:
+        receive = self._receive_channel
+        timeout = self._server.config.send_timeout_s
+        while True:
+            try:
+                chunks = [await receive.receive()]
+            except trio.EndOfChannel:
+                return
+            while True:
+                try:
+                    chunks.append(receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            data = b"".join(chunks)
+            self._queued_bytes -= len(data)
+            with trio.move_on_after(timeout) as scope:
+                try:
+                    await self._stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._abort(CloseReason.PEER_GONE)
+                    return
+            if scope.cancelled_caught:
+                self._abort(CloseReason.SEND_TIMEOUT)
+                return
+            self.bytes_sent += len(data)
+
+    # ----------------------------------------------------------------------- queue
+
+    def _send(self, data: bytes) -> None:
+        if not data:
+            return
+        self._out += data
+        if not self._in_batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._out or self.reason in _NO_FLUSH:
+            self._out.clear()
+            return
+        data = bytes(self._out)
+        self._out.clear()
+        # Bytes the writer has not even picked up yet mean a peer that is not reading; one
+        # batch of replies may exceed the bound on its own (the kernel buffer takes it).
+        if self._queued_bytes > self._server.config.send_queue_bytes:
+            self._abort(CloseReason.SEND_QUEUE_FULL)
+            return
+        try:
+            self._send_channel.send_nowait(data)
+        except trio.WouldBlock:
+            self._abort(CloseReason.SEND_QUEUE_FULL)
+            return
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return  # closing already; nothing more goes out
+        self._queued_bytes += len(data)
+
+    def _set_reason(self, reason: CloseReason) -> None:
+        if self.reason is None:
+            self.reason = reason
+
+    def _abort(self, reason: CloseReason) -> None:
+        """Close now, without flushing: the peer is gone or not reading."""
+        self._set_reason(reason)
+        self._reader_scope.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def finish(self) -> None:
+        """Release everything the connection held (extranonce, work source link). Idempotent."""
+        self.session.close(self.reason or CloseReason.PEER_CLOSED)
+        if self._linked:
+            self._linked = False
+            self._server.work_source.disconnect(self)
+
+
+_NO_FLUSH = frozenset(
+    {CloseReason.SEND_QUEUE_FULL, CloseReason.SEND_TIMEOUT, CloseReason.PEER_GONE}
+)
+
+
+class StratumServer:
+    """A Stratum listener for one algorithm, handing work out from ``work_source``."""
+
+    def __init__(
+        self,
+        *,
+        config: StratumConfig,
+        work_source: WorkSource,
+        clock: Clock | None = None,
+    ) -> None:
+        if work_source.algorithm is not config.algorithm:
+            raise ValueError("work source and config disagree on the algorithm")
+        self.config = config
+        self.session_config = config.session_config()
+        self.work_source = work_source
+        self.extranonces = ExtranonceAllocator(
+            size=config.extranonce1_size, start=secrets.randbits(8 * config.extranonce1_size)
+        )
+        self.stats = ServerStats()
+        self.port: int | None = None
+        self._clock = clock
+        self._ids = itertools.count(1)
+        self._connections: dict[int, Connection] = {}
+        self._shutdown = trio.Event()
+
+    @property
+    def clock(self) -> Clock:
+        """The server's time source in epoch milliseconds."""
+        if self._clock is None:
+            self._clock = trio_wall_clock()
+        return self._clock
+
+    @property
+    def live_connections(self) -> int:
+        """Connections currently open."""
+        return len(self._connections)
+
+    def connections(self) -> list[Connection]:
+        """A snapshot of the open connections."""
+        return list(self._connections.values())
+
+    def shutdown(self) -> None:
+        """Stop accepting and close every connection within ``shutdown_grace_s``. Idempotent."""
+        self._shutdown.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on ``config.host``/``config.port`` until ``shutdown()`` (or cancellation).
+
+        Reports the list of ``trio.SocketListener`` through ``task_status`` once listening, as
+        ``trio.serve_tcp`` does (``config.port`` 0 picks a free port; see ``self.port``).
+        Raises ``OSError`` if the address cannot be bound.
+        """
+        _ = self.clock
+        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+        self.port = listeners[0].socket.getsockname()[1]
+        log.info(
+            "stratum.listening",
+            host=self.config.host,
+            port=self.port,
+            algorithm=self.config.algorithm.value,
+        )
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as acceptor:
+                acceptor.start_soon(
+                    self._serve_listeners, listeners, connections, name="stratum-acceptor"
+                )
+                task_status.started(listeners)
+                await self._shutdown.wait()
+                acceptor.cancel_scope.cancel()
+            log.info("stratum.shutting_down", connections=self.live_connections)
+            for conn in self.connections():
+                conn.close(CloseReason.SHUTDOWN)
+            connections.cancel_scope.deadline = trio.current_time() + self.config.shutdown_grace_s
+        log.info("stratum.stopped")
+
+    async def _serve_listeners(
+        self, listeners: list[trio.SocketListener], connections: trio.Nursery
+    ) -> None:
+        await trio.serve_listeners(self._handle, listeners, handler_nursery=connections)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        conn_id = next(self._ids)
+        try:
+            host, port = stream.socket.getpeername()[:2]
+            peer = f"{host}:{port}"
+        except OSError:
+            peer = "?"
+        structlog.contextvars.bind_contextvars(conn=conn_id, peer=peer)
+        started = trio.current_time()
+        self.stats.connections_total += 1
+        conn: Connection | None = None
+        try:
+            conn = Connection(server=self, stream=stream, conn_id=conn_id, peer=peer)
+            self._connections[conn_id] = conn
+            await conn.run()
+        except Exception:
+            # Never let one connection take the listener down.
+            log.exception("conn.crashed")
+            if conn is not None:
+                conn._set_reason(CloseReason.INTERNAL_ERROR)
+        finally:
+            self._connections.pop(conn_id, None)
+            reason = CloseReason.INTERNAL_ERROR
+            if conn is not None:
+                reason = conn.reason or CloseReason.PEER_CLOSED
+                try:
+                    conn.finish()
+                except Exception:
+                    log.exception("conn.disconnect_failed")
+                self._log_summary(conn, reason, trio.current_time() - started)
+            self.stats.closed[reason.value] = self.stats.closed.get(reason.value, 0) + 1
+            await trio.aclose_forcefully(stream)
+
+    def _log_summary(self, conn: Connection, reason: CloseReason, duration: float) -> None:
+        session = conn.session
+        worker = session.first_worker
+        log.info(
+            "conn.closed",
+            reason=reason.value,
+            worker=f"{worker.account}.{worker.worker}" if worker else None,
+            user_agent=session.user_agent,
+            accepted=session.accepted,
+            rejected=sum(session.rejected.values()),
+            rejected_by_reason=dict(session.rejected),
+            duration_s=round(duration, 3),
+            bytes_sent=conn.bytes_sent,
+        )
+
+
+async def serve_stratum(
+    *,
+    config: StratumConfig,
+    work_source: WorkSource,
+    host: str | None = None,
+    port: int | None = None,
+    clock: Clock | None = None,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a ``StratumServer`` (``host``/``port`` override the config) until cancelled.
+
+    ``task_status.started`` receives the ``StratumServer`` once it listens (its ``port`` set).
+    """
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if overrides:
+        config = msgspec.structs.replace(config, **overrides)
+    server = StratumServer(config=config, work_source=work_source, clock=clock)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        task_status.started(server)

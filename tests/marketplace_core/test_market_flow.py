@@ -1,0 +1,258 @@
+"""Shares, charging, completion, settlement, expiry, allocation and replay through the facade."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from marketplace.core.market import Market
+from marketplace.core.model import Assignment, Balance, LedgerKind, MarketConfig, OrderStatus
+from marketplace.core.orders import share_value
+from marketplace.core.stats import MINUTE_MS
+from tests.marketplace_core.helpers import (
+    BTC,
+    MH,
+    SHA,
+    funded,
+    join,
+    make_market,
+    share,
+    standard,
+    worker,
+)
+
+PRICE = 200_000_000  # 0.002 BTC per MH/s per day
+
+
+def test_share_value_formula() -> None:
+    # 1 MH/s for a day at PRICE is exactly PRICE: 86400 * 10**6 hashes.
+    day_of_work = Fraction(86_400 * 10**6, 2**32)
+    assert share_value(price_msat=PRICE, difficulty=1.0, unit_hs=MH) * day_of_work == PRICE
+    assert share_value(price_msat=PRICE, difficulty=1.0, unit_hs=MH) == Fraction(
+        PRICE * 2**32, MH * 86_400
+    )
+
+
+def test_fractions_are_carried_not_rounded_away() -> None:
+    market = make_market()
+    funded(market, "buyer")
+    order = standard(market, price_msat=1_000_000, amount_msat=10**9).id
+    key = worker(1)
+    join(market, key)
+    market.rebalance(SHA, now_ms=0)
+    value = share_value(price_msat=1_000_000, difficulty=0.00001, unit_hs=MH)
+    assert value.denominator != 1
+    assert value < 1
+    for i in range(1000):
+        market.record_share(share(key, difficulty=0.00001, time_ms=i), order_id=order)
+    assert market.get_order(account="buyer", order_id=order).spent_msat == int(1000 * value)
+    market.check_invariants()
+
+
+def test_budget_completion_pays_only_what_is_left() -> None:
+    market = make_market()
+    funded(market, "buyer")
+    amount = 100_000_000
+    order = standard(market, amount_msat=amount).id
+    key = worker(1)
+    join(market, key)
+    assert market.rebalance(SHA, now_ms=0) == [Assignment(key, order)]
+    per_share = share_value(price_msat=PRICE, difficulty=1.0, unit_hs=MH)  # ~9.9M msat
+    n = 0
+    while market.get_order(account="buyer", order_id=order).status is OrderStatus.ACTIVE:
+        market.record_share(share(key, time_ms=1000 + n), order_id=order)
+        n += 1
+        assert n < 20_000
+    assert n == int(amount / per_share) + 1
+    view = market.get_order(account="buyer", order_id=order)
+    assert (view.spent_msat, view.remaining_msat) == (amount, 0)
+    # In-flight shares after completion cost nothing.
+    market.record_share(share(key, time_ms=99_999), order_id=order)
+    assert market.get_order(account="buyer", order_id=order).spent_msat == amount
+    # The next rebalance releases the worker.
+    assert market.rebalance(SHA, now_ms=100_000) == [Assignment(key, None)]
+    market.settle(now_ms=100_000)
+    assert market.balance("buyer") == Balance(available_msat=BTC - amount, escrowed_msat=0)
+    assert market.balance("seller").available_msat == amount - amount * 200 // 10_000
+    assert market.balance("__market__").available_msat == amount * 200 // 10_000
+    market.check_invariants()
+
+
+def test_settlement_splits_by_work_across_sellers_and_periods() -> None:
+    market = make_market()
+    funded(market, "buyer")
+    order = standard(market, amount_msat=10**10).id
+    a, b = worker(1, "alice"), worker(2, "bob")
+    join(market, a)
+    join(market, b)
+    market.rebalance(SHA, now_ms=0)
+    for i in range(30):
+        market.record_share(share(a, difficulty=1.0, time_ms=i), order_id=order)
+        market.record_share(share(b, difficulty=2.0, time_ms=i), order_id=order)
+    # A second username on bob's connection is credited for its own shares.
+    market.record_share(share(b, worker_name="rig2", difficulty=3.0, time_ms=31), order_id=order)
+    market.record_share(share(a, accepted=False, time_ms=32), order_id=order)
+    spent = market.get_order(account="buyer", order_id=order).spent_msat
+    market.settle(now_ms=10_000)
+    entries = {e.kind: e for e in market.ledger("buyer", limit=1)}
+    assert entries[LedgerKind.CHARGE].amount_msat == -spent
+    assert entries[LedgerKind.CHARGE].ref == "s-000001/o-000001"
+    fee = spent * 200 // 10_000
+    pool = spent - fee
+    alice = market.balance("alice").available_msat
+    bob = market.balance("bob").available_msat
+    assert alice + bob + market.balance("__market__").available_msat == spent
+    assert abs(alice - pool * 30 / 93) <= 1
+    assert abs(bob - pool * 63 / 93) <= 1
+    views = {(v.name): v for v in market.workers_of("bob", now_ms=10_000)}
+    assert set(views) == {"w2", "rig2"}
+    assert views["rig2"].earned_msat > 0
+    assert views["rig2"].order_id is None
+    assert views["w2"].order_id == order
+    assert views["w2"].connected
+    assert market.workers_of("alice", now_ms=10_000)[0].rejected == {"stale": 1}
+    # Nothing new: settling again changes nothing and emits nothing.
+    market.drain_events()
+    market.settle(now_ms=20_000)
+    assert market.drain_events() == []
+    market.check_invariants()
+
+
+def test_expiry_releases_and_cancel_keeps_in_flight_spend_for_settlement() -> None:
+    market = make_market()
+    funded(market, "buyer")
+    short = standard(market, duration_s=60, now_ms=0).id
+    other = standard(market, price_msat=PRICE - 1000, now_ms=0).id
+    key = worker(1)
+    join(market, key)
+    market.rebalance(SHA, now_ms=0)
+    assert market.assignment(key) == short
+    market.record_share(share(key, time_ms=1000), order_id=short)
+    assert market.expire(now_ms=59_999) == []
+    assert market.expire(now_ms=60_000) == [short]
+    view = market.get_order(account="buyer", order_id=short)
+    assert (view.status, view.ended_ms) == (OrderStatus.EXPIRED, 60_000)
+    # The worker moves to the next order at the next rebalance.
+    assert market.rebalance(SHA, now_ms=60_000) == [Assignment(key, other)]
+    spent = view.spent_msat
+    assert spent > 0
+    # Escrow still holds the unsettled spend of the expired order until settlement.
+    assert market.balance("buyer").escrowed_msat == 100_000_000 + spent
+    market.check_invariants()
+    market.settle(now_ms=60_001)
+    assert market.balance("buyer").escrowed_msat == 100_000_000
+    market.cancel(account="buyer", order_id=other, now_ms=60_002)
+    assert market.balance("buyer") == Balance(available_msat=BTC - spent, escrowed_msat=0)
+    market.check_invariants()
+
+
+def test_shares_for_unknown_or_idle_orders_charge_nothing() -> None:
+    market = make_market()
+    funded(market, "buyer")
+    order = standard(market).id
+    key = worker(1)
+    join(market, key)
+    market.record_share(share(key), order_id=None)
+    market.record_share(share(key), order_id="o-424242")
+    market.record_share(share(key, accepted=False, reason="duplicate"), order_id=order)
+    assert market.get_order(account="buyer", order_id=order).spent_msat == 0
+    stats = market.market_stats(SHA, now_ms=2000)
+    assert stats.workers == 1
+    assert stats.rejected == {"duplicate": 1}
+    assert stats.accepted_speed_hs > 0
+    market.check_invariants()
+
+
+def test_rebalance_moves_workers_by_price_and_leave() -> None:
+    market = make_market()
+    funded(market, "buyer")
+    low = standard(market, price_msat=PRICE, limit_hs=0).id
+    keys = [worker(i) for i in range(3)]
+    for key in keys:
+        join(market, key)
+    market.rebalance(SHA, now_ms=0)
+    assert {market.assignment(k) for k in keys} == {low}
+    assert market.rebalance(SHA, now_ms=1) == []  # nothing changed: no moves
+    high = standard(market, price_msat=2 * PRICE, limit_hs=2 * MH).id
+    moves = market.rebalance(SHA, now_ms=2)
+    # The newest holders of the low order move up first.
+    assert moves == [Assignment(keys[2], high), Assignment(keys[1], high)]
+    market.worker_left(worker=keys[1], now_ms=3)
+    market.worker_left(worker=keys[1], now_ms=3)  # idempotent
+    assert market.assignment(keys[1]) is None
+    assert market.rebalance(SHA, now_ms=4) == [Assignment(keys[0], high)]
+    book = market.orderbook(SHA)
+    assert [(e.id, e.workers) for e in book.orders] == [(high, 2), (low, 0)]
+    market.check_invariants()
+
+
+def test_order_stats_minutes() -> None:
+    market = make_market()
+    funded(market, "buyer")
+    order = standard(market, now_ms=0).id
+    key = worker(1)
+    join(market, key)
+    market.rebalance(SHA, now_ms=0)
+    for i in range(120):
+        market.record_share(share(key, difficulty=0.001, time_ms=i * 1000), order_id=order)
+    points = market.order_stats(account="buyer", order_id=order, since_ms=None, now_ms=150_000)
+    assert [p.time_ms for p in points] == [0, MINUTE_MS, 2 * MINUTE_MS]
+    assert [p.accepted_shares for p in points] == [60, 60, 0]
+    assert (
+        sum(p.spend_msat for p in points)
+        == market.get_order(account="buyer", order_id=order).spent_msat
+    )
+    assert points[0].accepted_speed_hs == int(0.001 * 2**32)  # one share per second
+    later = market.order_stats(account="buyer", order_id=order, since_ms=MINUTE_MS, now_ms=150_000)
+    assert len(later) == 2
+
+
+def test_replay_rebuilds_identical_state() -> None:
+    config = MarketConfig(faucet=True)
+    market = Market(config=config)
+    funded(market, "buyer")
+    a = standard(market, price_msat=PRICE, limit_hs=MH, duration_s=120).id
+    b = standard(market, price_msat=PRICE * 2, amount_msat=150_000_000).id
+    keys = [worker(i, f"s{i % 2}") for i in range(3)]
+    for key in keys:
+        join(market, key)
+    market.rebalance(SHA, now_ms=0)
+    for i in range(200):
+        key = keys[i % 3]
+        market.record_share(
+            share(key, difficulty=0.0037, time_ms=i * 500), order_id=market.assignment(key)
+        )
+        if i % 50 == 49:
+            market.settle(now_ms=i * 500)
+    market.refill(account="buyer", order_id=b, amount_msat=10**6, now_ms=100_000)
+    market.expire(now_ms=200_000)
+    market.withdraw(account="s0", amount_msat=1, address="x", now_ms=200_001)
+    market.settle(now_ms=200_002)
+    assert market.get_order(account="buyer", order_id=a).status is OrderStatus.EXPIRED
+    replica = Market(config=config)
+    for event in market.drain_events():
+        replica.apply(Market.decode_event(Market.encode_event(event)))
+    replica.check_invariants()
+    for account in ["buyer", "s0", "s1", "__market__"]:
+        assert replica.balance(account) == market.balance(account)
+        assert replica.ledger(account, limit=10**6) == market.ledger(account, limit=10**6)
+        assert replica.workers_of(account, now_ms=200_002) == [
+            v.__class__(
+                **{
+                    **{f: getattr(v, f) for f in v.__struct_fields__},
+                    "connected": False,
+                    "order_id": None,
+                }
+            )
+            for v in market.workers_of(account, now_ms=200_002)
+            if v.accepted or v.rejected or v.earned_msat
+        ]
+    assert replica.list_orders(account="buyer", now_ms=200_002) == [
+        v.__class__(**{**{f: getattr(v, f) for f in v.__struct_fields__}, "workers": 0})
+        for v in market.list_orders(account="buyer", now_ms=200_002)
+    ]
+    assert (
+        replica.market_stats(SHA, now_ms=200_002).accepted_speed_hs
+        == market.market_stats(SHA, now_ms=200_002).accepted_speed_hs
+    )
+    # Ids continue from the replayed counters.
+    assert standard(replica).id == standard(market).id == "o-000003"

@@ -1,0 +1,310 @@
+"""Random command sequences: money is conserved exactly, the allocation obeys the rule after
+every rebalance, refusals change nothing, and replaying the journal rebuilds the same state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from marketplace.core.errors import MarketError
+from marketplace.core.market import Market
+from marketplace.core.model import (
+    LedgerKind,
+    MarketConfig,
+    OrderStatus,
+    OrderType,
+    WorkerKey,
+    default_rules,
+)
+from tests.marketplace_core.helpers import MH, SHA, share
+
+RULES = msgspec.structs.replace(
+    default_rules(SHA), price_down_interval_s=5, min_amount_msat=1_000_000
+)
+CONFIG = MarketConfig(faucet=True, markets={SHA: RULES}, speed_window_ms=20_000)
+BUYERS = ["b1", "b2"]
+SELLERS = ["s1", "s2"]
+DIFFICULTIES = [0.0001, 0.001, 0.0123, 0.5, 1 / 3]
+
+
+class MarketMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.market = Market(config=CONFIG)
+        self.events: list[Any] = []
+        self.now = 0
+        self.conn = 0
+        self.workers: list[WorkerKey] = []
+        self.deposited = 0
+        for account in BUYERS:
+            self.market.create_account(account=account, now_ms=0)
+            self.market.deposit(account=account, amount_msat=10**9, now_ms=0)
+            self.deposited += 10**9
+        self.events.extend(self.market.drain_events())
+
+    def _run(self, call: Any) -> Any:
+        """Run a command; a refusal must emit nothing and leave balances as they were."""
+        before = {a: self.market.balance(a) for a in BUYERS}
+        try:
+            result = call()
+        except MarketError:
+            assert self.market.drain_events() == []
+            assert {a: self.market.balance(a) for a in BUYERS} == before
+            return None
+        self.events.extend(self.market.drain_events())
+        return result
+
+    def _orders(self) -> list[tuple[str, str]]:
+        return [
+            (account, view.id)
+            for account in BUYERS
+            for view in self.market.list_orders(account=account)
+        ]
+
+    @initialize(
+        prices=st.lists(st.integers(1_000_000, 400_000_000), min_size=1, max_size=3),
+        limits=st.lists(st.sampled_from([0, MH // 2, MH, 2 * MH]), min_size=3, max_size=3),
+        speeds=st.lists(st.sampled_from([1000, MH // 3, MH, 4 * MH]), min_size=1, max_size=5),
+        amount=st.integers(1_000_000, 50_000_000),
+    )
+    def lively_market(
+        self, prices: list[int], limits: list[int], speeds: list[int], amount: int
+    ) -> None:
+        for i, price in enumerate(prices):
+            self.create_order(BUYERS[i % 2], price, limits[i], amount, None, False)
+        for i, speed in enumerate(speeds):
+            self.join(SELLERS[i % 2], speed)
+        self.rebalance()
+
+    @rule(dt=st.integers(0, 30_000))
+    def tick(self, dt: int) -> None:
+        self.now += dt
+
+    @rule(account=st.sampled_from(BUYERS), amount=st.integers(-5, 10**9))
+    def deposit(self, account: str, amount: int) -> None:
+        if self._run(
+            lambda: self.market.deposit(account=account, amount_msat=amount, now_ms=self.now)
+        ):
+            self.deposited += amount
+
+    @rule(
+        account=st.sampled_from(BUYERS),
+        price=st.integers(500_000, 400_000_000),
+        limit=st.sampled_from([0, 0, 5_000, MH // 2, MH, 3 * MH]),
+        amount=st.integers(500_000, 10**8),
+        duration=st.sampled_from([None, None, 1, 60, 600]),
+        fixed=st.booleans(),
+    )
+    def create_order(
+        self,
+        account: str,
+        price: int,
+        limit: int,
+        amount: int,
+        duration: int | None,
+        fixed: bool,
+    ) -> None:
+        self._run(
+            lambda: self.market.create_order(
+                account=account,
+                algorithm=SHA,
+                type=OrderType.FIXED if fixed else OrderType.STANDARD,
+                price_msat=None if fixed else price,
+                limit_hs=limit,
+                amount_msat=amount,
+                duration_s=duration,
+                now_ms=self.now,
+            )
+        )
+
+    @precondition(
+        lambda self: self.market.list_orders(account="b1") or self.market.list_orders(account="b2")
+    )
+    @rule(
+        data=st.data(),
+        change=st.sampled_from(["price", "limit", "refill", "cancel"]),
+        factor=st.integers(5_000, 20_000),
+        owner_ok=st.booleans(),
+    )
+    def change_order(self, data: st.DataObject, change: str, factor: int, owner_ok: bool) -> None:
+        account, order_id = data.draw(st.sampled_from(self._orders()))
+        caller = account if owner_ok else next(a for a in BUYERS if a != account)
+        view = self.market.get_order(account=account, order_id=order_id)
+        m = self.market
+        if change == "price":
+            price = view.price_msat * factor // 10_000
+            self._run(
+                lambda: m.set_price(
+                    account=caller, order_id=order_id, price_msat=price, now_ms=self.now
+                )
+            )
+        elif change == "limit":
+            limit = view.limit_hs * factor // 10_000 if view.limit_hs else MH
+            self._run(
+                lambda: m.set_limit(
+                    account=caller, order_id=order_id, limit_hs=limit, now_ms=self.now
+                )
+            )
+        elif change == "refill":
+            self._run(
+                lambda: m.refill(
+                    account=caller, order_id=order_id, amount_msat=factor * 1000, now_ms=self.now
+                )
+            )
+        else:
+            self._run(lambda: m.cancel(account=caller, order_id=order_id, now_ms=self.now))
+
+    @rule(seller=st.sampled_from(SELLERS), speed=st.sampled_from([0, 1000, MH // 3, MH, 4 * MH]))
+    def join(self, seller: str, speed: int) -> None:
+        self.conn += 1
+        key = WorkerKey(self.conn, seller, f"w{self.conn % 3}", SHA)
+        self._run(lambda: self.market.ensure_account(account=seller, now_ms=self.now))
+        self.market.worker_joined(worker=key, estimate_hs=speed, now_ms=self.now)
+        self.workers.append(key)
+
+    @precondition(lambda self: self.workers)
+    @rule(data=st.data())
+    def leave(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(self.workers))
+        self.workers.remove(key)
+        self.market.worker_left(worker=key, now_ms=self.now)
+
+    @precondition(lambda self: self.workers)
+    @rule(
+        data=st.data(),
+        difficulty=st.sampled_from(DIFFICULTIES),
+        accepted=st.booleans(),
+        count=st.integers(1, 20),
+        stale_order=st.booleans(),
+        fresh=st.booleans(),
+    )
+    def shares(
+        self,
+        data: st.DataObject,
+        difficulty: float,
+        accepted: bool,
+        count: int,
+        stale_order: bool,
+        fresh: bool,
+    ) -> None:
+        if fresh:  # the driver rebalances after every command
+            self.rebalance()
+        key = data.draw(st.sampled_from(self.workers))
+        order_id = self.market.assignment(key)
+        if stale_order and self._orders():
+            order_id = data.draw(st.sampled_from(self._orders()))[1]  # e.g. in flight
+        for i in range(count):
+            self.market.record_share(
+                share(key, difficulty=difficulty, accepted=accepted, time_ms=self.now + i),
+                order_id=order_id,
+            )
+            self.events.extend(self.market.drain_events())
+
+    @rule()
+    def rebalance(self) -> None:
+        moves = self.market.rebalance(SHA, now_ms=self.now)
+        assert len({m.worker for m in moves}) == len(moves)
+        # Stable: nothing changed, so a second rebalance moves nothing.
+        assert self.market.rebalance(SHA, now_ms=self.now) == []
+
+    @rule()
+    def settle(self) -> None:
+        self._run(lambda: self.market.settle(now_ms=self.now))
+
+    @rule()
+    def expire(self) -> None:
+        ended = self._run(lambda: self.market.expire(now_ms=self.now))
+        for order_id in ended or []:
+            owner = next(a for a, o in self._orders() if o == order_id)
+            assert self.market.get_order(account=owner, order_id=order_id).status is (
+                OrderStatus.EXPIRED
+            )
+
+    @rule(seller=st.sampled_from(SELLERS), amount=st.integers(0, 10**6))
+    def withdraw(self, seller: str, amount: int) -> None:
+        if self.market.has_account(seller) and self._run(
+            lambda: self.market.withdraw(
+                account=seller, amount_msat=amount, address="addr", now_ms=self.now
+            )
+        ):
+            self.deposited -= amount
+
+    @invariant()
+    def money_is_conserved(self) -> None:
+        self.market.check_invariants()
+        accounts = [*BUYERS, *SELLERS, "__market__"]
+        held = 0
+        for account in accounts:
+            if self.market.has_account(account):
+                balance = self.market.balance(account)
+                assert balance.available_msat >= 0
+                assert balance.escrowed_msat >= 0
+                held += balance.available_msat + balance.escrowed_msat
+        assert held == self.deposited
+        spent = settled = 0
+        for account in BUYERS:
+            for view in self.market.list_orders(account=account):
+                assert 0 <= view.spent_msat <= view.amount_msat
+                spent += view.spent_msat
+            settled -= sum(
+                e.amount_msat
+                for e in self.market.ledger(account, limit=10**9)
+                if e.kind is LedgerKind.CHARGE
+            )
+        credits = sum(
+            e.amount_msat
+            for account in [*SELLERS, "__market__"]
+            if self.market.has_account(account)
+            for e in self.market.ledger(account, limit=10**9)
+            if e.kind in (LedgerKind.EARNING, LedgerKind.FEE)
+        )
+        assert settled == credits <= spent
+
+    def teardown(self) -> None:
+        self.market.settle(now_ms=self.now)
+        self.events.extend(self.market.drain_events())
+        replica = Market(config=CONFIG)
+        for event in self.events:
+            replica.apply(Market.decode_event(Market.encode_event(event)))
+        replica.check_invariants()
+        for account in [*BUYERS, *SELLERS, "__market__"]:
+            assert replica.has_account(account) == self.market.has_account(account)
+            if replica.has_account(account):
+                assert replica.balance(account) == self.market.balance(account)
+                assert replica.ledger(account, limit=10**9) == self.market.ledger(
+                    account, limit=10**9
+                )
+            mine = [
+                msgspec.structs.replace(v, workers=0)
+                for v in self.market.list_orders(account=account, now_ms=self.now)
+            ]
+            assert replica.list_orders(account=account, now_ms=self.now) == mine
+        # The whole market spent exactly what sellers and the marketplace were credited.
+        spent = sum(v.spent_msat for a in BUYERS for v in self.market.list_orders(account=a))
+        credits = sum(
+            e.amount_msat
+            for account in [*SELLERS, "__market__"]
+            if self.market.has_account(account)
+            for e in self.market.ledger(account, limit=10**9)
+            if e.kind in (LedgerKind.EARNING, LedgerKind.FEE)
+        )
+        assert spent == credits
+
+
+MarketMachine.TestCase.settings = settings(
+    max_examples=120,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestMarketMachine = MarketMachine.TestCase

@@ -1,0 +1,153 @@
+"""kill -9 under share load: every share a miner saw acknowledged is journaled exactly once.
+
+A node process (``node.py``: journal with synchronous=FULL + engine + bridge + Stratum server)
+serves a few connections that submit valid shares at a tiny difficulty. Each share is
+submitted under its own worker name (authorized on the same connection just before), so the
+journal's ``ShareRecorded.worker`` names exactly one submission. The node is killed with
+SIGKILL mid-load and restarted on the same database; the restarted node takes new shares; the
+database, replayed here, must hold every acknowledged share exactly once and reconcile.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import trio
+
+from marketplace.core.events import ShareRecorded
+from marketplace.core.market import Market
+from marketplace.core.model import LedgerKind, MarketConfig
+from marketplace.engine import Engine
+from marketplace.storage import open_journal
+
+from .miner import RawMiner
+from .node import PRICE, TINY
+
+ROOT = Path(__file__).resolve().parents[2]
+CONNECTIONS = 4
+KILL_AFTER_ACKS = 60
+
+
+async def start_node(db: Path, tmp: Path) -> tuple[trio.Process, int]:
+    port_file = tmp / "port"
+    port_file.unlink(missing_ok=True)
+    proc = await trio.lowlevel.open_process(
+        [
+            *(sys.executable, "-m", "tests.marketplace_io.node", "--db", str(db)),
+            *("--port-file", str(port_file), "--synchronous", "FULL"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=(tmp / "node.log").open("ab"),
+    )
+    assert proc.stdout is not None
+    line = b""
+    with trio.fail_after(15):
+        while not line.endswith(b"\n"):
+            chunk = await proc.stdout.receive_some(64)
+            assert chunk, f"node exited: {(tmp / 'node.log').read_text()[-2000:]}"
+            line += chunk
+    port = int(line.split()[1])
+    assert int(port_file.read_text()) == port
+    return proc, port
+
+
+async def load(
+    port: int, *, prefix: str, acked: set[str], submitted: set[str], enough: trio.Event
+) -> None:
+    """One connection submitting shares, each under a fresh worker name, until the node dies."""
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        miner = RawMiner(stream, timeout=10)
+        await miner.login(f"seller.{prefix}")
+        for i in range(400):
+            name = f"{prefix}s{i}"
+            assert await miner.call("mining.authorize", [f"seller.{name}", "x"]) is True
+            submitted.add(name)
+            if await miner.submit(f"seller.{name}") is True:
+                acked.add(name)
+                if len(acked) >= KILL_AFTER_ACKS:
+                    enough.set()
+    except (EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+        return  # the node was killed under us
+
+
+async def journal_shares(db: Path) -> tuple[list[ShareRecorded], Market]:
+    """Replay the database into a fresh market (as a restart does); return its shares."""
+    market = Market(config=MarketConfig(faucet=True))
+    async with open_journal(db) as journal:
+        events = [Market.decode_event(e.body) async for e in journal.replay()]
+        engine = Engine(components=[market], journal=journal)
+        await engine.restore()
+        await engine.settle()
+    return [e for e in events if isinstance(e, ShareRecorded)], market
+
+
+def total(market: Market, account: str, kind: LedgerKind) -> int:
+    return sum(e.amount_msat for e in market.ledger(account, limit=100_000) if e.kind is kind)
+
+
+@pytest.mark.slow
+async def test_acknowledged_shares_survive_kill_9_exactly_once(tmp_path: Path) -> None:
+    db = tmp_path / "node.db"
+    acked: set[str] = set()
+    submitted: set[str] = set()
+    with trio.fail_after(30):
+        proc, port = await start_node(db, tmp_path)
+        try:
+            enough = trio.Event()
+            async with trio.open_nursery() as nursery:
+                for k in range(CONNECTIONS):
+                    nursery.start_soon(
+                        lambda p=f"k{k}": load(
+                            port, prefix=p, acked=acked, submitted=submitted, enough=enough
+                        )
+                    )
+                await enough.wait()
+                proc.send_signal(signal.SIGKILL)  # mid-load: shares are in flight
+                await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+        assert proc.returncode == -signal.SIGKILL
+        assert len(acked) >= KILL_AFTER_ACKS
+
+        # Restart on the same database: it restores and takes new shares.
+        proc, port = await start_node(db, tmp_path)
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            miner = RawMiner(stream, timeout=10)
+            await miner.login("seller.after")
+            assert await miner.submit("seller.after") is True
+            await stream.aclose()
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+
+        shares, market = await journal_shares(db)
+    names = [s.worker for s in shares if s.accepted]
+    # Exactly once: nothing acknowledged is missing, nothing is there twice, nothing invented.
+    assert sorted(set(names)) == sorted(names), "a share was journaled twice"
+    assert acked <= set(names), f"lost acknowledged shares: {sorted(acked - set(names))}"
+    assert set(names) <= submitted | {"after"}
+    assert "after" in names
+    # Only one buyer order existed, seeded once (the restart did not seed again).
+    orders = market.list_orders(account="buyer")
+    assert len(orders) == 1
+    order = orders[0]
+    charged = [s for s in shares if s.accepted and s.order_id == order.id]
+    assert len(charged) == len(names)
+    value = Fraction(TINY) * PRICE * 2**32 / (10**6 * 86_400)
+    assert order.spent_msat == int(len(charged) * value)
+    # Balances reconcile: what the buyer was charged went to the seller and the fee account.
+    market.check_invariants()
+    charges = -total(market, "buyer", LedgerKind.CHARGE)
+    earned = total(market, "seller", LedgerKind.EARNING)
+    fees = total(market, market.config.fee_account, LedgerKind.FEE)
+    assert charges == order.spent_msat == earned + fees
+    assert earned > 0
