@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
-    from marketplace import client_cli
+    import marketplace.client_cli as client_cli
     from marketplace.config import add_serve_arguments
     from workers import cli as worker_cli
 
@@ -33,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     demo.add_argument("--workers", type=int, default=3, help="local workers (default 3)")
     demo.add_argument("--processes", type=int, default=None, help="hashing processes")
-    demo.add_argument("--log-format", default="auto", help="console, json or auto")
+    demo.add_argument(
+        "--cancel-after", type=float, default=40.0, help="cancel the better order after S s"
+    )
+    demo.add_argument("--interval", type=float, default=4.0, help="seconds between updates")
     demo.set_defaults(handler=_demo)
 
     worker = sub.add_parser("worker", help="CPU miner (same as python -m workers)")
@@ -64,7 +67,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from marketplace.demo import main_demo
 
-    return main_demo(args)
+    status: int = main_demo(args)
+    return status
 
 
 def _worker(args: argparse.Namespace) -> int:
