@@ -158,8 +158,9 @@ async def run_demo(args: argparse.Namespace, db: Path) -> None:
                     if not cancelled and trio.current_time() - started >= args.cancel_after:
                         gone = await client.cancel_order(high.id)
                         cancelled = True
+                        released = Decimal(gone.amount) - Decimal(gone.spent)
                         _print(
-                            f">>> buyer cancelled {gone.id}: {gone.remaining} BTC released;"
+                            f">>> buyer cancelled {gone.id}: {released} BTC released;"
                             " its worker moves to the other order\n"
                         )
                     await _show(node, client, started=started)
