@@ -11,24 +11,15 @@ both processes. Run:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import selectors
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from _stratum_server import environment, start_server
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def environment() -> str:
-    return (
-        f"python {platform.python_version()} ({platform.python_implementation()}), "
-        f"{platform.platform()}, cpus={os.cpu_count()}\ncommand: {' '.join(sys.argv)}"
-    )
 
 
 def rss_bytes(pid: int) -> int:
@@ -48,27 +39,7 @@ def main() -> None:
     if hard < args.connections + 100:
         raise SystemExit(f"RLIMIT_NOFILE hard limit {hard} is too low")
 
-    command = [
-        sys.executable,
-        "-m",
-        "stratum",
-        "serve",
-        "--port",
-        "0",
-        "--log-level",
-        "warning",
-        "--log-format",
-        "json",
-        "--stats-interval",
-        "0",
-    ]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("listening"):
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    port = int(line.split()[1].rsplit(":", 1)[1])
+    proc, port = start_server([])
     time.sleep(0.5)  # let the interpreter settle before the baseline (not a sync point)
     before = rss_bytes(proc.pid)
 

@@ -16,50 +16,16 @@ import argparse
 import collections
 import json
 import os
-import platform
 import resource
 import selectors
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from _stratum_server import environment, start_server
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTIFY = b'{"id":null,"method":"mining.notify"'
-
-
-def environment() -> str:
-    return (
-        f"python {platform.python_version()} ({platform.python_implementation()}), "
-        f"{platform.platform()}, cpus={os.cpu_count()}\ncommand: {' '.join(sys.argv)}"
-    )
-
-
-def start_server(extra: list[str]) -> tuple[subprocess.Popen[str], int]:
-    """``python -m stratum serve --port 0``; returns the process and its port."""
-    command = [
-        sys.executable,
-        "-m",
-        "stratum",
-        "serve",
-        "--port",
-        "0",
-        "--log-level",
-        "warning",
-        "--log-format",
-        "json",
-        "--stats-interval",
-        "0",
-        *extra,
-    ]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # "listening HOST:PORT ALGORITHM"
-    if not line.startswith("listening"):
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    return proc, int(line.split()[1].rsplit(":", 1)[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -199,7 +165,10 @@ def main() -> None:
     print(f"accepted shares/s: {rate:,.0f}  (rejected: {rejected})")
     print(f"submit-to-reply latency: p50={p50:.2f} ms  p99={p99:.2f} ms")
     print(f"server CPU: {cpu_used / args.seconds:.0%} of one core")
-    print(f"floor 10,000 shares/s with 1,000 connections: {'met' if rate >= 10_000 else 'NOT met'}")
+    verdict = "met" if rate >= 10_000 else "NOT met"
+    if args.connections < 1000:
+        verdict += f" (but this run had {args.connections} connections, the floor asks 1,000)"
+    print(f"floor 10,000 shares/s with 1,000 connections: {verdict}")
     print(environment())
 
 
