@@ -151,6 +151,10 @@ class MarketWorkSource:
             market.record_share(share, order_id=order_id)
 
         await self._engine.execute(command)
+        if order_id is not None and share.accepted and not market.order_active(order_id):
+            # The budget ran out (or the order ended): move its workers now, not at the tick,
+            # so they stop hashing for an order that no longer pays.
+            self._engine.request_rebalance()
 
     # ------------------------------------------------------------------ jobs
 

@@ -286,6 +286,11 @@ class Market(EventSourced[MarketEvent]):
 
     # ------------------------------------------------------------------ orders
 
+    def order_active(self, order_id: str) -> bool:
+        """Whether ``order_id`` names an order that can still buy hash power (any account)."""
+        order = self._orders.get(order_id)
+        return order is not None and order.active
+
     def _own_order(self, account: str, order_id: str) -> Order:
         order = self._orders.get(order_id) if isinstance(order_id, str) else None
         if order is None or order.account != account:

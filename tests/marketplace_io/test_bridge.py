@@ -12,6 +12,7 @@ from marketplace.bridge import IDLE_TAG, estimate_hs, order_of
 from marketplace.core.events import ShareRecorded
 from marketplace.core.market import Market
 from marketplace.core.model import OrderType
+from marketplace.engine import EngineConfig
 from stratum.core.shares import HASHES_PER_DIFF1
 
 from .miner import Notified, RawMiner, StratumError
@@ -158,4 +159,39 @@ async def test_jobs_are_refreshed_and_blocks_send_clean_jobs(tmp_path: Path) -> 
             assert node.bridge.chain.tip.height > start_height
             # New work on the new block is valid.
             assert await miner.submit("seller.rig") is True
+            await miner.stream.aclose()
+
+
+async def test_an_order_that_runs_out_moves_its_worker_before_the_tick(tmp_path: Path) -> None:
+    # The periodic rebalance is an hour away: only the completion itself can move the worker.
+    with trio.fail_after(30):
+        async with open_node(
+            tmp_path / "j.db", engine_config=EngineConfig(rebalance_interval_s=3600.0)
+        ) as node:
+            fallback = await seed_buyer(node)
+
+            def rich_bid() -> str:
+                # One share at TINY is worth far more than the minimum budget.
+                return node.market.create_order(
+                    account="buyer",
+                    algorithm=SHA,
+                    type=OrderType.STANDARD,
+                    price_msat=10**17,
+                    limit_hs=0,
+                    amount_msat=node.market.rules(SHA).min_amount_msat,
+                    duration_s=None,
+                    now_ms=node.engine.now_ms(),
+                ).id
+
+            rich = await node.engine.execute(rich_bid)
+            miner = await connect(node, "seller.rig1")
+            assert tag_of(miner.latest) == rich
+            assert await miner.submit("seller.rig1") is True
+            view = node.market.get_order(account="buyer", order_id=rich)
+            assert view.status.value == "completed"
+            assert view.spent_msat == view.amount_msat
+            moved = await miner.pump()
+            assert tag_of(moved) == fallback
+            assert moved.clean_jobs
+            node.market.check_invariants()
             await miner.stream.aclose()
