@@ -267,11 +267,7 @@ class Market(EventSourced[MarketEvent]):
         _check_name("address", address)
         if _check_int("amount", amount_msat) < 0:
             raise InvalidArgument("amount must not be negative", {"field": "amount"})
-        available = self._ledger.balance(account).available_msat
-        if amount_msat > available:
-            raise InsufficientBalance(
-                "amount exceeds the available balance", {"available_msat": available}
-            )
+        self._require_available(account, amount_msat)
         withdrawal_id = f"w-{self._withdrawal_seq + 1:06d}"
         self._emit(
             Withdrawn(
@@ -285,6 +281,14 @@ class Market(EventSourced[MarketEvent]):
         return self._ledger.entries(account, limit=1)[0]
 
     # ------------------------------------------------------------------ orders
+
+    def _require_available(self, account: str, amount_msat: int) -> None:
+        """Raise ``InsufficientBalance`` unless ``account`` has ``amount_msat`` available."""
+        available = self._ledger.balance(account).available_msat
+        if amount_msat > available:
+            raise InsufficientBalance(
+                "amount exceeds the available balance", {"available_msat": available}
+            )
 
     def order_active(self, order_id: str) -> bool:
         """Whether ``order_id`` names an order that can still buy hash power (any account)."""
@@ -372,11 +376,7 @@ class Market(EventSourced[MarketEvent]):
                 )
             price_msat = quote
         assert price_msat is not None
-        available = self._ledger.balance(account).available_msat
-        if amount_msat > available:
-            raise InsufficientBalance(
-                "amount exceeds the available balance", {"available_msat": available}
-            )
+        self._require_available(account, amount_msat)
         order_id = f"o-{self._order_seq + 1:06d}"
         self._emit(
             OrderCreated(
@@ -435,11 +435,7 @@ class Market(EventSourced[MarketEvent]):
         check_active(order)
         if _check_int("amount", amount_msat) <= 0:
             raise InvalidArgument("amount must be positive", {"field": "amount"})
-        available = self._ledger.balance(account).available_msat
-        if amount_msat > available:
-            raise InsufficientBalance(
-                "amount exceeds the available balance", {"available_msat": available}
-            )
+        self._require_available(account, amount_msat)
         self._emit(Refilled(order_id=order.id, amount_msat=amount_msat, time_ms=now_ms))
         return self._order_view(order, now_ms=now_ms)
 

@@ -10,11 +10,16 @@ from typing import Any
 import trio
 
 from marketplace.core.market import Market
-from marketplace.core.model import MarketConfig, OrderType, OrderView, WorkerKey
+from marketplace.core.model import MarketConfig, WorkerKey
 from marketplace.engine import Engine, EngineConfig
 from marketplace.storage import Journal, Synchronous, open_journal
 from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
+
+from ..marketplace_core.helpers import standard
+
+#: One standard sha256d order; the same builder as the core tests use.
+standard_order = standard
 
 SHA = Algorithm.SHA256D
 MH = 10**6
@@ -58,28 +63,6 @@ async def running_engine(
                 nursery.cancel_scope.cancel()
         else:
             yield engine, journal
-
-
-def standard_order(
-    market: Market,
-    *,
-    account: str = "buyer",
-    price_msat: int = 200_000_000,
-    amount_msat: int = 100_000_000,
-    limit_hs: int = 0,
-    duration_s: int | None = None,
-    now_ms: int,
-) -> OrderView:
-    return market.create_order(
-        account=account,
-        algorithm=SHA,
-        type=OrderType.STANDARD,
-        price_msat=price_msat,
-        limit_hs=limit_hs,
-        amount_msat=amount_msat,
-        duration_s=duration_s,
-        now_ms=now_ms,
-    )
 
 
 def make_share(
