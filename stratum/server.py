@@ -30,6 +30,7 @@ from stratum.core.jobs import Job, Share, WorkSource
 from stratum.core.session import (
     CloseReason,
     ExtranonceAllocator,
+    JobIds,
     Outcome,
     ServerSession,
     SessionState,
@@ -81,6 +82,7 @@ class Connection:
             config=server.session_config,
             extranonces=server.extranonces,
             now_ms=server.clock(),
+            job_ids=server.job_ids,
         )
         self.reason: CloseReason | None = None
         self.bytes_sent = 0
@@ -344,6 +346,7 @@ class StratumServer:
         self.extranonces = ExtranonceAllocator(
             size=config.extranonce1_size, start=secrets.randbits(8 * config.extranonce1_size)
         )
+        self.job_ids = JobIds(start=secrets.randbits(32))
         self.stats = ServerStats()
         self.port: int | None = None
         self._clock = clock

@@ -9,9 +9,9 @@ new block, or a move to another order, the last two with ``clean_jobs=True``).
 
 A ``Job`` is a template that one source made: its ``source`` names the stream (an order id in
 the marketplace, ``"pool"`` for the built-in generator), so a share is attributable to exactly
-one stream. The server gives each job a connection-local id when it sends it, together with the
-difficulty in force, so vardiff can re-send the same template under a new id and shares for
-older ids are still checked at the difficulty they were sent with.
+one stream. The server gives each job a fresh id (unique across connections) when it sends it,
+together with the difficulty in force, so vardiff can re-send the same template under a new id
+and shares for older ids are still checked at the difficulty they were sent with.
 
 Every share the server checks, accepted or rejected, goes to ``WorkSource.record_share`` before
 the miner sees the reply; when that returns, an accepted share is durable.

@@ -31,11 +31,11 @@ stays open. Lines that are not JSON requests, oversize lines and too many reject
 row close the connection; everything else the peer can do is answered.
 
 ``mining.submit`` is a pipeline, cheapest check first: shape (msgspec) -> subscribed/authorized
--> job (connection-local id; stale after a ``clean_jobs`` notify plus grace) -> ntime window ->
-version bits within the negotiated BIP 310 mask -> duplicate -> the proof-of-work hash against
-the target of the difficulty the job was sent with. Per sent job the session keeps the parts of
-the header that do not depend on the submission, and the merkle root per extranonce2, so a share
-costs one or two hashes of the coinbase plus one of the header.
+-> job (id unique across connections; stale after a ``clean_jobs`` notify plus grace) -> ntime
+window -> version bits within the negotiated BIP 310 mask -> duplicate -> the proof-of-work
+hash against the target of the difficulty the job was sent with. Per sent job the session keeps
+the parts of the header that do not depend on the submission, and the merkle root per
+extranonce2, so a share costs one or two hashes of the coinbase plus one of the header.
 """
 
 from __future__ import annotations
@@ -221,6 +221,22 @@ class ExtranonceAllocator:
         self._live.discard(value)
 
 
+class JobIds:
+    """Job ids shared by all of a server's sessions: unique across its connections, and (from a
+    random start) unlikely to repeat an id of an earlier run. A miner that resumes its session
+    and submits a share of a job from before the reconnect gets "stale", never a share checked
+    against a different job that happens to have the same id."""
+
+    def __init__(self, start: int = 1) -> None:
+        self._next = start % 2**32
+
+    def next(self) -> str:
+        """The next id: eight hex digits, wrapping after 2**32."""
+        value = self._next
+        self._next = (value + 1) % 2**32
+        return f"{value:08x}"
+
+
 @dataclass(slots=True)
 class Outcome:
     """The effect of one line (or of a deadline), in the order the driver carries it out."""
@@ -374,6 +390,7 @@ class ServerSession:
         config: SessionConfig,
         extranonces: ExtranonceAllocator,
         now_ms: int,
+        job_ids: JobIds | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.config = config
@@ -392,7 +409,7 @@ class ServerSession:
         self._extranonces = extranonces
         self._splitter = LineSplitter(config.max_line_bytes)
         self._jobs: dict[str, SentJob] = {}
-        self._job_counter = 0
+        self._job_ids = job_ids if job_ids is not None else JobIds()
         self._current: Job | None = None
         self._sent_difficulty: float | None = None
         self._last_useful_ms = now_ms
@@ -475,7 +492,7 @@ class ServerSession:
     # ----------------------------------------------------------------------- output
 
     def send_job(self, job: Job, now_ms: int) -> bytes:
-        """The lines that send ``job`` under a new connection-local id.
+        """The lines that send ``job`` under a new id (unique across the server's connections).
 
         ``mining.set_difficulty`` comes first when the difficulty changed since the last one
         sent; a ``clean_jobs`` job makes every earlier job stale after the grace period.
@@ -495,8 +512,7 @@ class ServerSession:
                 if sent.stale_at_ms is None:
                     sent.stale_at_ms = stale_at
         self._prune(now_ms)
-        self._job_counter += 1
-        local_id = f"{self._job_counter:x}"
+        local_id = self._job_ids.next()
         self._jobs[local_id] = SentJob(
             local_id=local_id,
             job=job,
@@ -817,7 +833,7 @@ class ServerSession:
 
     @property
     def jobs(self) -> dict[str, SentJob]:
-        """Jobs this connection can still submit shares for, by connection-local id."""
+        """Jobs this connection can still submit shares for, by id."""
         return self._jobs
 
     @property

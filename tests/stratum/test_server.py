@@ -264,6 +264,28 @@ async def test_extranonce_subscribe_and_set_extranonce(nursery: trio.Nursery) ->
     assert reply["result"][1] != before.hex()
 
 
+async def test_a_resumed_session_gets_stale_for_a_job_from_before_the_reconnect(
+    nursery: trio.Nursery,
+) -> None:
+    _, _, listeners = await start_pool(nursery)
+    first = await connect(listeners)
+    await first.login()
+    # A share found on the old connection's job, not submitted before the connection drops.
+    old_share = first.share()
+    await first.stream.aclose()
+    # Reconnect with the session id: same extranonce1, and the server's new job ids never repeat
+    # the old ones, so the share is "stale" (21) rather than checked against another job.
+    resumed = await connect(listeners)
+    reply = await resumed.call("mining.subscribe", ["m/1", first.extranonce1.hex()])
+    assert reply["result"][1] == first.extranonce1.hex()
+    resumed.extranonce1 = first.extranonce1
+    assert (await resumed.authorize())["result"] is True
+    await resumed.read_until("mining.notify")
+    assert old_share[1] not in resumed.jobs
+    reply = await resumed.submit(old_share)
+    assert reply["error"] == [21, "Job not found (stale)", None]
+
+
 async def test_show_message_and_reconnect(nursery: trio.Nursery) -> None:
     server, _, listeners = await start_pool(nursery)
     miner = await connect(listeners)
