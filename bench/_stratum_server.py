@@ -20,9 +20,16 @@ def environment() -> str:
 
 
 def start_server(extra: list[str]) -> tuple[subprocess.Popen[str], int]:
-    """``python -m stratum serve --port 0``; returns the process and its port."""
+    """``python -m stratum serve --port 0``; returns the process and its port.
+
+    With ``BENCH_PROFILE=FILE`` in the environment the server runs under cProfile and writes its
+    profile to FILE when it exits (the figures are then of course lower).
+    """
+    output = os.environ.get("BENCH_PROFILE")
+    profile = ["-m", "cProfile", "-o", output] if output else []
     command = [
         sys.executable,
+        *profile,
         "-m",
         "stratum",
         "serve",

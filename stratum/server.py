@@ -2,10 +2,12 @@
 
 Each accepted connection gets one nursery with one reader and one writer task. The reader feeds
 the sans-I/O session and carries out its outcomes in order (record the share, then queue the
-reply, then the first job or vardiff follow-ups); only the writer calls ``send_all``, so lines
-never interleave. Everything a connection sends goes through one bounded queue: if it grows
-past ``send_queue_bytes`` or a send blocks for ``send_timeout_s``, the peer is not reading and
-is disconnected; nobody ever waits for it. An exception escaping a connection is logged and
+reply, then the first job or vardiff follow-ups). The writer owns the socket, so lines never
+interleave: bytes to send go to it through one bounded queue, except when it is idle with
+nothing queued, when they are written at once with one non-blocking send (a reply then costs
+no task switch) and only what the kernel did not take is queued. If the queue grows past
+``send_queue_bytes`` or a send blocks for ``send_timeout_s``, the peer is not reading and is
+disconnected; nobody ever waits for it. An exception escaping a connection is logged and
 closes that connection only. Every connection logs one ``conn.closed`` summary.
 
 ``Connection`` is the ``MinerLink`` a ``WorkSource`` gets: ``push_job`` never blocks, and the
@@ -15,6 +17,8 @@ marketplace may also ``show_message``, ``reconnect``, ``change_extranonce`` or `
 from __future__ import annotations
 
 import itertools
+import math
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -90,6 +94,8 @@ class Connection:
             config.send_queue_items
         )
         self._queued_bytes = 0
+        self._writer_busy = False  # the writer holds bytes it has not finished sending
+        self._fd = stream.socket.fileno()  # -1 once the connection is over: no direct writes
         self._out = bytearray()
         self._in_batch = False
         self._linked = False
@@ -114,6 +120,11 @@ class Connection:
         """The worker name of the first authorized worker ("" before authorize)."""
         worker = self.session.first_worker
         return worker.worker if worker else ""
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting for the writer (the kernel has not taken them yet)."""
+        return self._queued_bytes
 
     @property
     def difficulty(self) -> float:
@@ -167,41 +178,67 @@ class Connection:
         async with trio.open_nursery() as nursery:
             self._scope = nursery.cancel_scope
             nursery.start_soon(self._writer)
-            with self._reader_scope:
-                await self._reader()
-            self._flush()
-            self._send_channel.close()
-            nursery.cancel_scope.deadline = min(
-                nursery.cancel_scope.deadline, trio.current_time() + config.send_timeout_s
-            )
+            try:
+                with self._reader_scope:
+                    await self._reader()
+                self._flush()
+                self._send_channel.close()
+                nursery.cancel_scope.deadline = min(
+                    nursery.cancel_scope.deadline, trio.current_time() + config.send_timeout_s
+                )
+            finally:
+                self._fd = -1
 
     async def _reader(self) -> None:
+        """Receive and handle bytes until the connection must close; ``tick`` at deadlines.
+
+        One cancel scope carries the session's next deadline across many receives (entering a
+        scope per receive costs more than the rest of a share's handling). While received bytes
+        are handled the deadline is lifted, so it can only interrupt a receive, never a share
+        being recorded.
+        """
+        while True:
+            data: bytes | None = None
+            with trio.CancelScope(deadline=self._deadline()) as waiting:
+                while True:
+                    try:
+                        data = await self._stream.receive_some(self._server.config.receive_size)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        self._set_reason(CloseReason.PEER_GONE)
+                        return
+                    if waiting.cancel_called:
+                        break  # the deadline passed as the bytes came: handle them outside
+                    waiting.deadline = math.inf
+                    if await self._handle(data):
+                        return
+                    data = None
+                    waiting.deadline = self._deadline()
+            if await self._handle(data):
+                return
+
+    def _deadline(self) -> float:
+        """The session's next deadline on trio's clock."""
+        session_ms = self.session.next_deadline_ms() - self._server.clock()
+        return trio.current_time() + session_ms / 1000
+
+    async def _handle(self, data: bytes | None) -> bool:
+        """Feed ``data`` to the session (``None``: its deadline passed) and carry out what it
+        says, then flush; True when the connection must close."""
         session = self.session
         clock = self._server.clock
-        receive_size = self._server.config.receive_size
-        while True:
-            timeout = (session.next_deadline_ms() - clock()) / 1000
-            data: bytes | None = None
-            with trio.move_on_after(max(timeout, 0.0)):
-                try:
-                    data = await self._stream.receive_some(receive_size)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._set_reason(CloseReason.PEER_GONE)
-                    return
-            self._in_batch = True
-            try:
-                if data is None:
-                    outcome = session.tick(clock())
-                    if outcome is not None and await self._carry_out(outcome):
-                        return
-                    continue
-                session.receive_data(data)
-                while (outcome := session.next_outcome(clock())) is not None:
-                    if await self._carry_out(outcome):
-                        return
-            finally:
-                self._in_batch = False
-                self._flush()
+        self._in_batch = True
+        try:
+            if data is None:
+                outcome = session.tick(clock())
+                return outcome is not None and await self._carry_out(outcome)
+            session.receive_data(data)
+            while (outcome := session.next_outcome(clock())) is not None:
+                if await self._carry_out(outcome):
+                    return True
+            return False
+        finally:
+            self._in_batch = False
+            self._flush()
 
     async def _carry_out(self, outcome: Outcome) -> bool:
         """Do what one outcome says, in order; True when the connection must close."""
@@ -257,6 +294,7 @@ class Connection:
                 chunks = [await receive.receive()]
             except trio.EndOfChannel:
                 return
+            self._writer_busy = True
             while True:
                 try:
                     chunks.append(receive.receive_nowait())
@@ -274,6 +312,7 @@ class Connection:
                 self._abort(CloseReason.SEND_TIMEOUT)
                 return
             self.bytes_sent += len(data)
+            self._writer_busy = False
 
     # ----------------------------------------------------------------------- queue
 
@@ -290,6 +329,20 @@ class Connection:
             return
         data = bytes(self._out)
         self._out.clear()
+        if self._fd >= 0 and not self._writer_busy and not self._queued_bytes:
+            # The writer is idle and nothing is queued: nothing can come between these bytes
+            # and the ones already sent, so write them now and queue only the rest.
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._abort(CloseReason.PEER_GONE)
+                return
+            self.bytes_sent += sent
+            if sent == len(data):
+                return
+            data = data[sent:]
         # Bytes the writer has not even picked up yet mean a peer that is not reading; one
         # batch of replies may exceed the bound on its own (the kernel buffer takes it).
         if self._queued_bytes > self._server.config.send_queue_bytes:

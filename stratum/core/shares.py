@@ -15,6 +15,7 @@ Everything here is pure and synchronous; the server, the workers and the tests s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from enum import StrEnum
 from fractions import Fraction
@@ -78,8 +79,12 @@ def difficulty_of_hash(algorithm: Algorithm, value: int) -> float:
     return T1[algorithm] / max(value, 1)
 
 
+@functools.lru_cache(maxsize=1024)
 def work_for(difficulty: float) -> Fraction:
-    """Hashes credited for one accepted share of ``difficulty``: ``difficulty * 2**32``, exact."""
+    """Hashes credited for one accepted share of ``difficulty``: ``difficulty * 2**32``, exact.
+
+    Cached: a server sees few distinct difficulties and a share should not cost a ``Fraction``.
+    """
     return Fraction(difficulty) * HASHES_PER_DIFF1
 
 

@@ -286,6 +286,32 @@ async def test_a_resumed_session_gets_stale_for_a_job_from_before_the_reconnect(
     assert reply["error"] == [21, "Job not found (stale)", None]
 
 
+async def test_a_peer_that_reads_late_gets_every_line_once_in_order(nursery: trio.Nursery) -> None:
+    # Lines are written at once while the writer is idle and queued once the kernel stops
+    # taking them; the hand-over between the two must neither reorder nor lose a byte.
+    config = msgspec.structs.replace(
+        TEST_CONFIG, send_queue_bytes=64 * 1024 * 1024, send_queue_items=16384
+    )
+    server, _, listeners = await start_pool(nursery, config)
+    miner = await connect(listeners)
+    await miner.login()
+    (conn,) = server.connections()
+    count, padding = 8000, "x" * 1000  # 8 MB: more than loopback's socket buffers hold
+    for i in range(count):
+        conn.show_message(f"{i} {padding}")
+    assert conn.queued_bytes > 0  # the kernel took only part: the writer has the rest
+    got: list[int] = []
+    for _ in range(count + 100):
+        message = await miner.read_message()
+        if message.get("method") == "client.show_message":
+            got.append(int(message["params"][0].split()[0]))
+            if len(got) == count:
+                break
+    assert got == list(range(count))
+    # And the connection carries on normally.
+    assert (await miner.submit(miner.share()))["result"] is True
+
+
 async def test_show_message_and_reconnect(nursery: trio.Nursery) -> None:
     server, _, listeners = await start_pool(nursery)
     miner = await connect(listeners)
