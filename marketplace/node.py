@@ -41,7 +41,7 @@ from marketplace.core.market import Market
 from marketplace.core.model import MarketConfig, default_rules
 from marketplace.engine import Engine, EngineConfig
 from marketplace.operator import NodeBusy, node_lock, serve_inbox
-from marketplace.storage import Journal, Synchronous, open_journal
+from marketplace.storage import Journal, JournalError, Synchronous, open_journal
 from stratum.config import StratumConfig
 from stratum.core.shares import Algorithm
 from stratum.logconfig import configure_logging
@@ -146,40 +146,55 @@ async def run_node(
         replayed = await engine.restore()
         log.info("node.restored", db=config.db, events=replayed)
         node = Node(config=config, engine=engine, market=market, keyring=keyring)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(engine.run)
-            for algorithm in Algorithm:
-                bridge = MarketWorkSource(engine=engine, config=stratum_config(config, algorithm))
-                await nursery.start(bridge.run)
-                server: StratumServer = await nursery.start(
-                    partial(serve_stratum, config=bridge.config, work_source=bridge)
-                )
-                assert server.port is not None
-                node.servers.append(server)
-                node.stratum_ports[algorithm] = server.port
-            app = build_app(
-                market=market,
-                keyring=keyring,
-                executor=engine,
-                settings=ApiSettings(
-                    auth_window_s=config.auth_window,
-                    stratum_host=config.host,
-                    stratum_ports=dict(node.stratum_ports),
-                ),
+        try:
+            await _serve(node, task_status=task_status)
+        finally:
+            # Every service has stopped: a snapshot now makes the next start quick. The
+            # journal commits it with whatever is still queued before it closes.
+            if engine.events_since_snapshot:
+                try:
+                    engine.snapshot()
+                except JournalError as error:
+                    log.error("node.snapshot_failed", error=str(error))
+
+
+async def _serve(node: Node, *, task_status: trio.TaskStatus[Node]) -> None:
+    """The node's services, until cancelled (``run_node`` minus storage and restore)."""
+    config, engine = node.config, node.engine
+    async with trio.open_nursery() as nursery:
+        await nursery.start(engine.run)
+        for algorithm in Algorithm:
+            bridge = MarketWorkSource(engine=engine, config=stratum_config(config, algorithm))
+            await nursery.start(bridge.run)
+            server: StratumServer = await nursery.start(
+                partial(serve_stratum, config=bridge.config, work_source=bridge)
             )
-            node.api_port = await nursery.start(
-                partial(serve_api, app=app, host=config.host, port=config.api_port)
-            )
-            await nursery.start(partial(serve_inbox, db=config.db, engine=engine, keyring=keyring))
-            if config.ports_file:
-                _write_ports(config.ports_file, node.ports())
-            log.info("node.listening", host=config.host, **node.ports())
-            task_status.started(node)
-            try:
-                await trio.sleep_forever()
-            finally:
-                for server in node.servers:
-                    server.shutdown()
+            assert server.port is not None
+            node.servers.append(server)
+            node.stratum_ports[algorithm] = server.port
+        app = build_app(
+            market=node.market,
+            keyring=node.keyring,
+            executor=engine,
+            settings=ApiSettings(
+                auth_window_s=config.auth_window,
+                stratum_host=config.host,
+                stratum_ports=dict(node.stratum_ports),
+            ),
+        )
+        node.api_port = await nursery.start(
+            partial(serve_api, app=app, host=config.host, port=config.api_port)
+        )
+        await nursery.start(partial(serve_inbox, db=config.db, engine=engine, keyring=node.keyring))
+        if config.ports_file:
+            _write_ports(config.ports_file, node.ports())
+        log.info("node.listening", host=config.host, **node.ports())
+        task_status.started(node)
+        try:
+            await trio.sleep_forever()
+        finally:
+            for server in node.servers:
+                server.shutdown()
 
 
 async def serve_until_signalled(config: NodeConfig) -> None:

@@ -15,12 +15,16 @@ committed, so with ``synchronous=FULL`` an acknowledged record survives kill -9 
 (with ``NORMAL`` in WAL mode it survives kill -9; power loss may drop the last commits).
 
 Sequence numbers are assigned by the writer in queue order, so the journal's order is exactly
-the order in which records were enqueued. The queue is bounded (``max_pending`` records):
-``wait_capacity``/``append`` wait for room. A failed transaction is rolled back and fails every
-ticket of its batch with ``JournalError``; the writer then stops and raises, because the
-in-memory state of whoever enqueued those records no longer matches the disk (a disk error or
-a bug is ours: it must be loud). Shutdown (``close`` or cancellation) commits everything
-already queued before the writer returns.
+the order in which records were enqueued. A snapshot (``append_snapshot_nowait``) takes its
+place in the same queue and is stored in table ``snapshots`` under the seq of the last event
+before it, in the same transaction as the events around it: it holds exactly the state those
+events made. Only the newest snapshot is kept; events are never deleted.
+
+The queue is bounded (``max_pending`` records): ``wait_capacity``/``append`` wait for room. A
+failed transaction is rolled back and fails every ticket of its batch with ``JournalError``;
+the writer then stops and raises, because the in-memory state of whoever enqueued those records
+no longer matches the disk (a disk error or a bug is ours: it must be loud). Shutdown
+(``close`` or cancellation) commits everything already queued before the writer returns.
 """
 
 from __future__ import annotations
@@ -43,6 +47,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
     component TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    seq INTEGER PRIMARY KEY,
     time_ms INTEGER NOT NULL,
     body BLOB NOT NULL
 );
@@ -81,13 +90,22 @@ class Entry(NamedTuple):
     body: bytes
 
 
+class Snapshot(NamedTuple):
+    """A stored snapshot: the state after every event up to ``seq``."""
+
+    seq: int
+    time_ms: int
+    body: bytes
+
+
 class Ticket:
     """The promise of one ``append_nowait``: resolves when its transaction committed."""
 
-    __slots__ = ("_done", "_error", "first_seq", "records")
+    __slots__ = ("_done", "_error", "first_seq", "records", "snapshot")
 
-    def __init__(self, records: Sequence[Record]) -> None:
+    def __init__(self, records: Sequence[Record], snapshot: Record | None = None) -> None:
         self.records = records
+        self.snapshot = snapshot  # body and time of a snapshot (component unused)
         self.first_seq = 0
         self._done = trio.Event()
         self._error: BaseException | None = None
@@ -227,6 +245,25 @@ class Journal:
         self._wakeup.set()
         return ticket
 
+    def append_snapshot_nowait(self, body: bytes, *, time_ms: int) -> Ticket:
+        """Queue a snapshot of the state made by every event queued before it (see the module
+        doc); ``body`` is opaque here. Raises like ``append_nowait`` (it takes no room)."""
+        self._check_open()
+        ticket = Ticket((), snapshot=Record("", time_ms, body))
+        self._queue.append(ticket)
+        self._wakeup.set()
+        return ticket
+
+    async def latest_snapshot(self) -> Snapshot | None:
+        """The newest stored snapshot, or ``None``. Reads with its own connection."""
+        conn = await trio.to_thread.run_sync(_connect_reader, self.path)
+        try:
+            row = await trio.to_thread.run_sync(_read_snapshot, conn)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(conn.close)
+        return None if row is None else Snapshot(int(row[0]), int(row[1]), bytes(row[2]))
+
     async def append(self, records: Sequence[Record]) -> range:
         """Write ``records`` and return their sequence numbers once they are durable.
 
@@ -342,16 +379,24 @@ class Journal:
         conn = self._conn
         assert conn is not None
         rows = []
+        snapshot: tuple[int, int, bytes] | None = None
         seq = first
         for ticket in batch:
             for record in ticket.records:
                 rows.append((seq, record.component, record.time_ms, record.body))
                 seq += 1
+            if ticket.snapshot is not None:
+                snapshot = (seq - 1, ticket.snapshot.time_ms, ticket.snapshot.body)
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
                 "INSERT INTO events (seq, component, time_ms, body) VALUES (?, ?, ?, ?)", rows
             )
+            if snapshot is not None:
+                conn.execute("DELETE FROM snapshots")
+                conn.execute(
+                    "INSERT INTO snapshots (seq, time_ms, body) VALUES (?, ?, ?)", snapshot
+                )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -398,6 +443,12 @@ class Journal:
 def _connect_reader(path: str) -> sqlite3.Connection:
     # Creates the schema on a new file too (the reader may come first, e.g. ``restore``).
     return _connect(path, Synchronous.NORMAL)
+
+
+def _read_snapshot(conn: sqlite3.Connection) -> tuple[int, int, bytes] | None:
+    row = conn.execute("SELECT seq, time_ms, body FROM snapshots ORDER BY seq DESC LIMIT 1")
+    result: tuple[int, int, bytes] | None = row.fetchone()
+    return result
 
 
 def _read_chunk(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple[int, str, bytes]]:

@@ -69,6 +69,17 @@ class IdempotencyRecords:
         self._records[key] = record
         order.append((record.time_ms, key))
 
+    def export_state(self) -> tuple[list[tuple[RecordKey, Recorded]], list[tuple[int, RecordKey]]]:
+        """(records in insertion order, the pruning queue): everything, for snapshots."""
+        return list(self._records.items()), list(self._order)
+
+    def import_state(
+        self, records: list[tuple[RecordKey, Recorded]], order: list[tuple[int, RecordKey]]
+    ) -> None:
+        """Replace the contents with an ``export_state`` result."""
+        self._records = dict(records)
+        self._order = deque(order)
+
     def drop_key(self, key_id: str) -> None:
         """Forget every record of ``key_id`` (a revoked key can never retry)."""
         for record_key in [k for k in self._records if k[0] == key_id]:

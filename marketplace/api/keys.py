@@ -120,6 +120,44 @@ class RequestRecorded(_KeyEvent, frozen=True, tag="request_recorded"):
 KeyEvent = KeyCreated | KeyExpirySet | KeyRevoked | KeyUsed | RequestRecorded
 
 
+# ---------------------------------------------------------------------------------- snapshots
+
+
+class KeyRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One key in a snapshot (no secret: secrets are derived from the master key)."""
+
+    key_id: str
+    account: str
+    label: str
+    scopes: tuple[Scope, ...]
+    version: int
+    created_ms: int
+    expires_ms: int | None
+    revoked_ms: int | None
+    last_used_ms: int | None
+
+
+class RequestRecord(msgspec.Struct, frozen=True, array_like=True):
+    """One recorded first answer in a snapshot."""
+
+    key_id: str
+    request_id: str
+    index: int
+    method: str
+    digest: str
+    result: bytes
+    time_ms: int
+
+
+class KeyRingState(msgspec.Struct, frozen=True, kw_only=True):
+    """The key ring's durable state: keys in creation order, the recorded answers and the
+    queue that prunes them (time, key id, request id, index)."""
+
+    keys: list[KeyRecord]
+    requests: list[RequestRecord]
+    prune_queue: list[tuple[int, str, str, int]]
+
+
 # ---------------------------------------------------------------------------------- views
 
 
@@ -224,6 +262,7 @@ class KeyRing(EventSourced[KeyEvent]):
 
     component: ClassVar[str] = "keys"
     event_type: ClassVar[Any] = KeyEvent
+    state_type: ClassVar[Any] = KeyRingState
 
     def __init__(
         self,
@@ -400,6 +439,68 @@ class KeyRing(EventSourced[KeyEvent]):
                 result=result,
                 time_ms=now_ms,
             )
+        )
+
+    # ------------------------------------------------------------------ snapshots
+
+    def export_state(self) -> KeyRingState:
+        """The durable state (see ``EventSourced``); live last-used times are not in it."""
+        records, order = self._requests.export_state()
+        return KeyRingState(
+            keys=[
+                KeyRecord(
+                    key_id=k.key_id,
+                    account=k.account,
+                    label=k.label,
+                    scopes=k.scopes,
+                    version=k.version,
+                    created_ms=k.created_ms,
+                    expires_ms=k.expires_ms,
+                    revoked_ms=k.revoked_ms,
+                    last_used_ms=k.last_used_ms,
+                )
+                for k in self._keys.values()
+            ],
+            requests=[
+                RequestRecord(key[0], key[1], key[2], r.method, r.digest, r.result, r.time_ms)
+                for key, r in records
+            ],
+            prune_queue=[(time_ms, *key) for time_ms, key in order],
+        )
+
+    def import_state(self, state: KeyRingState) -> None:
+        """Become the key ring that exported ``state``. Raises ``RuntimeError`` on a key ring
+        that has keys already."""
+        if self._keys:
+            raise RuntimeError("import_state needs a fresh key ring")
+        for saved in state.keys:
+            key = _Key(
+                KeyCreated(
+                    key_id=saved.key_id,
+                    account=saved.account,
+                    label=saved.label,
+                    scopes=saved.scopes,
+                    version=saved.version,
+                    expires_ms=saved.expires_ms,
+                    time_ms=saved.created_ms,
+                )
+            )
+            key.revoked_ms = saved.revoked_ms
+            key.last_used_ms = saved.last_used_ms
+            self._keys[key.key_id] = key
+            self._keys_of.setdefault(key.account, []).append(key)
+        self._requests.import_state(
+            [
+                (
+                    (r.key_id, r.request_id, r.index),
+                    Recorded(r.method, r.digest, r.result, r.time_ms),
+                )
+                for r in state.requests
+            ],
+            [
+                (t, (key_id, request_id, index))
+                for t, key_id, request_id, index in state.prune_queue
+            ],
         )
 
     # ------------------------------------------------------------------ apply

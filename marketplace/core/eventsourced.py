@@ -12,6 +12,13 @@ everything ``apply`` needs (times, ids, amounts), so replay never consults a clo
 
 Events are msgspec Structs with a ``tag`` (a tagged union per component); ``component`` names
 the component in the journal so one journal can hold several.
+
+Snapshots: a component can also export its durable state as one Struct (``export_state``) and
+be rebuilt from it (``import_state``), so a restart loads the latest snapshot and replays only
+the events after it. A snapshot is a cache of the fold, never the truth: the events stay in the
+journal, and a snapshot that cannot be read is ignored in favour of a full replay. Snapshots are
+JSON (msgspec), because exact charge accumulators and statistics totals are integers of any
+size. Ephemeral state (connections, allocation) is not in them, as it is not in the events.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ class EventSourced(Generic[E]):
     component: ClassVar[str]
     #: The tagged union of this component's events, for decoding the journal.
     event_type: ClassVar[Any]
+    #: The Struct type ``export_state`` returns (``None``: the component cannot snapshot).
+    state_type: ClassVar[Any] = None
 
     def __init__(self) -> None:
         self._outbox: list[E] = []
@@ -56,3 +65,22 @@ class EventSourced(Generic[E]):
     def decode_event(cls, data: bytes) -> E:
         result: E = msgspec.msgpack.decode(data, type=cls.event_type)
         return result
+
+    def export_state(self) -> Any:
+        """The durable state as one ``state_type`` value (shares nothing with the component)."""
+        raise NotImplementedError
+
+    def import_state(self, state: Any) -> None:
+        """Become the component that exported ``state``. Only on a fresh component (no event
+        applied yet); raises ``RuntimeError`` otherwise."""
+        raise NotImplementedError
+
+    def encode_state(self) -> bytes:
+        """``export_state()`` as JSON bytes."""
+        return msgspec.json.encode(self.export_state())
+
+    @classmethod
+    def decode_state(cls, data: bytes) -> Any:
+        """A ``state_type`` value from ``encode_state`` bytes. Raises ``msgspec.DecodeError`` (or
+        ``ValidationError``) for bytes of another shape."""
+        return msgspec.json.decode(data, type=cls.state_type)

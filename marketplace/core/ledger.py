@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import msgspec
+
 from marketplace.core.model import Balance, LedgerEntry, LedgerKind
 
 #: Sign an entry's amount must have, by kind (+1 non-negative, -1 non-positive).
@@ -64,6 +66,13 @@ def balance_of(entries: Iterable[LedgerEntry]) -> Balance:
         available += d_available
         escrowed += d_escrowed
     return Balance(available_msat=available, escrowed_msat=escrowed)
+
+
+class LedgerState(msgspec.Struct, frozen=True, kw_only=True):
+    """A ledger for snapshots: the accounts in opening order and every entry in order."""
+
+    accounts: list[str]
+    entries: list[LedgerEntry]
 
 
 class Ledger:
@@ -118,6 +127,28 @@ class Ledger:
         self._available[account] = available
         self._escrowed[account] = escrowed
         return entry
+
+    def export_state(self) -> LedgerState:
+        """The accounts and entries (entries are immutable, so they are shared, not copied)."""
+        return LedgerState(accounts=list(self._by_account), entries=list(self._entries))
+
+    @classmethod
+    def from_state(cls, state: LedgerState) -> Ledger:
+        """The ledger that exported ``state``, balances recomputed from its entries.
+
+        Raises ``ValueError`` for entries out of order or of an account not listed."""
+        ledger = cls()
+        for account in state.accounts:
+            ledger.open(account)
+        for number, entry in enumerate(state.entries, start=1):
+            if entry.id != number or entry.account not in ledger._by_account:
+                raise ValueError(f"ledger entry {entry.id} out of place in the snapshot")
+            d_available, d_escrowed = bucket_effects(entry.kind, entry.amount_msat)
+            ledger._entries.append(entry)
+            ledger._by_account[entry.account].append(entry)
+            ledger._available[entry.account] += d_available
+            ledger._escrowed[entry.account] += d_escrowed
+        return ledger
 
     def balance(self, account: str) -> Balance:
         """The cached balance of ``account`` (zero for an unknown account)."""

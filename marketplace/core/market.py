@@ -32,6 +32,8 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any, ClassVar
 
+import msgspec
+
 from marketplace.core.allocation import OrderSlot, allocate, check_allocation
 from marketplace.core.errors import (
     InsufficientBalance,
@@ -55,7 +57,7 @@ from marketplace.core.events import (
     Withdrawn,
 )
 from marketplace.core.eventsourced import EventSourced
-from marketplace.core.ledger import Ledger
+from marketplace.core.ledger import Ledger, LedgerState
 from marketplace.core.model import (
     Assignment,
     Balance,
@@ -76,6 +78,7 @@ from marketplace.core.model import (
 )
 from marketplace.core.orders import (
     Order,
+    OrderState,
     check_active,
     check_amount,
     check_duration,
@@ -87,7 +90,7 @@ from marketplace.core.orders import (
 )
 from marketplace.core.orders import fixed_quote as quote_for
 from marketplace.core.settlement import split_spend
-from marketplace.core.stats import RateWindow, Series, share_work
+from marketplace.core.stats import RateWindow, Series, SeriesState, share_work
 from stratum.core.jobs import Share
 from stratum.core.shares import HASHES_PER_DIFF1, Algorithm
 
@@ -129,12 +132,44 @@ def _check_int(field: str, value: object) -> int:
     return value
 
 
+class OrderRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One order and its statistics in a snapshot."""
+
+    order: OrderState
+    stats: SeriesState
+
+
+class SellerRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One seller worker's statistics in a snapshot."""
+
+    account: str
+    worker: str
+    algorithm: Algorithm
+    stats: SeriesState
+
+
+class MarketState(msgspec.Struct, frozen=True, kw_only=True):
+    """The market's durable state (what its events rebuild), for snapshots."""
+
+    ledger: LedgerState
+    orders: list[OrderRecord]  # in creation order
+    unsettled: list[str]  # order ids, in the order the next settlement takes them
+    sellers: list[SellerRecord]
+    market_stats: dict[Algorithm, SeriesState]
+    order_seq: int
+    withdrawal_seq: int
+    settlement_seq: int
+    clock_ms: int
+    last_settle_ms: int | None
+
+
 class Market(EventSourced[MarketEvent]):
     """The marketplace core (see the module doc). Not thread-safe; run it from one trio task
     at a time (synchronous methods are atomic under trio)."""
 
     component: ClassVar[str] = "market"
     event_type: ClassVar[Any] = MarketEvent
+    state_type: ClassVar[Any] = MarketState
 
     def __init__(self, *, config: MarketConfig) -> None:
         super().__init__()
@@ -667,7 +702,6 @@ class Market(EventSourced[MarketEvent]):
         """Settle every order's spend since the last settlement (see ``settlement.py``). Does
         nothing (and emits nothing) when there is nothing to settle."""
         if not self._unsettled:
-            self._last_settle_ms = now_ms
             return
         settlement_id = f"s-{self._settlement_seq + 1:06d}"
         self._emit(Settled(settlement_id=settlement_id, time_ms=now_ms))
@@ -861,6 +895,79 @@ class Market(EventSourced[MarketEvent]):
                 order.fee_carry = split.fee_carry
             order.period_work = {}
         self._unsettled = {}
+
+    # ------------------------------------------------------------------ snapshots
+
+    def export_state(self) -> MarketState:
+        """The durable state (see ``EventSourced``); connections and allocation are not in it."""
+        return MarketState(
+            ledger=self._ledger.export_state(),
+            orders=[
+                OrderRecord(order=order.export_state(), stats=self._order_stats[oid].export_state())
+                for oid, order in self._orders.items()
+            ],
+            unsettled=list(self._unsettled),
+            sellers=[
+                SellerRecord(
+                    account=key.account,
+                    worker=key.worker,
+                    algorithm=key.algorithm,
+                    stats=series.export_state(),
+                )
+                for key, series in self._seller_stats.items()
+            ],
+            market_stats={a: series.export_state() for a, series in self._market_stats.items()},
+            order_seq=self._order_seq,
+            withdrawal_seq=self._withdrawal_seq,
+            settlement_seq=self._settlement_seq,
+            clock_ms=self._clock_ms,
+            last_settle_ms=self._last_settle_ms,
+        )
+
+    def import_state(self, state: MarketState) -> None:
+        """Become the market that exported ``state`` (indexes rebuilt from the orders).
+
+        Raises ``RuntimeError`` on a market that has applied events, ``ValueError`` for a state
+        that does not hold together (an unknown order, a market this config does not run)."""
+        if self._orders or self._clock_ms or self._ledger.all_entries() or self._order_seq:
+            raise RuntimeError("import_state needs a fresh market")
+        ledger = Ledger.from_state(state.ledger)
+        orders: dict[str, Order] = {}
+        active: dict[Algorithm, dict[str, Order]] = {a: {} for a in self._config.markets}
+        orders_of: dict[str, list[Order]] = {}
+        order_stats: dict[str, Series] = {}
+        for record in state.orders:
+            order = Order.from_state(record.order)
+            if order.algorithm not in active:
+                raise ValueError(f"order {order.id} is in a market this config does not run")
+            orders[order.id] = order
+            orders_of.setdefault(order.account, []).append(order)
+            if order.active:
+                active[order.algorithm][order.id] = order
+            order_stats[order.id] = Series.from_state(record.stats)
+        unknown = [oid for oid in state.unsettled if oid not in orders]
+        if unknown:
+            raise ValueError(f"unsettled orders {unknown[:3]} are not in the snapshot")
+        self._ledger = ledger
+        self._ledger.open(self._config.fee_account)
+        self._orders = orders
+        self._orders_of = orders_of
+        self._active = active
+        self._order_stats = order_stats
+        self._unsettled = {oid: orders[oid] for oid in state.unsettled}
+        self._seller_stats = {
+            SellerKey(r.account, r.worker, r.algorithm): Series.from_state(r.stats)
+            for r in state.sellers
+        }
+        self._market_stats = {a: Series() for a in self._config.markets}
+        for algorithm, saved in state.market_stats.items():
+            if algorithm in self._market_stats:
+                self._market_stats[algorithm] = Series.from_state(saved)
+        self._order_seq = state.order_seq
+        self._withdrawal_seq = state.withdrawal_seq
+        self._settlement_seq = state.settlement_seq
+        self._clock_ms = state.clock_ms
+        self._last_settle_ms = state.last_settle_ms
 
     # ------------------------------------------------------------------ checks
 

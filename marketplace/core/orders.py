@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import msgspec
+
 from marketplace.core.errors import InvalidArgument, InvalidState, RuleViolation
 from marketplace.core.model import (
     MarketRules,
@@ -36,6 +38,51 @@ BPS = 10_000
 def share_value(*, price_msat: int, difficulty: float, unit_hs: int) -> Fraction:
     """Exact msat value of one accepted share: price * difficulty * 2**32 / (unit * 86400)."""
     return Fraction(difficulty) * (price_msat * HASHES_PER_DIFF1) / (unit_hs * SECONDS_PER_DAY)
+
+
+#: An exact ``Fraction`` in a snapshot: (numerator, denominator).
+FractionState = tuple[int, int]
+
+
+class SellerWork(msgspec.Struct, frozen=True, array_like=True):
+    """One seller's accepted work in an order's current settlement period (a snapshot)."""
+
+    account: str
+    worker: str
+    algorithm: Algorithm
+    work: FractionState
+
+
+class OrderState(msgspec.Struct, frozen=True, kw_only=True):
+    """Every field of an ``Order`` for snapshots (Fractions as numerator and denominator)."""
+
+    id: str
+    seq: int
+    account: str
+    algorithm: Algorithm
+    type: OrderType
+    status: OrderStatus
+    price_msat: int
+    limit_hs: int
+    amount_msat: int
+    created_ms: int
+    ends_ms: int | None
+    ended_ms: int | None
+    spent_msat: int
+    accrued: FractionState
+    settled_msat: int
+    released_msat: int
+    last_lowered_ms: int | None
+    period_work: list[SellerWork]
+    fee_carry: FractionState
+
+
+def _fraction_state(value: Fraction) -> FractionState:
+    return (value.numerator, value.denominator)
+
+
+def _fraction(state: FractionState) -> Fraction:
+    return Fraction(state[0], state[1])
 
 
 class Order:
@@ -102,6 +149,63 @@ class Order:
         self.period_work: dict[SellerKey, Fraction] = {}
         #: Fraction of a msat of fee owed but not yet taken (see ``settlement``).
         self.fee_carry = Fraction(0)
+
+    def export_state(self) -> OrderState:
+        """A copy of every field."""
+        return OrderState(
+            id=self.id,
+            seq=self.seq,
+            account=self.account,
+            algorithm=self.algorithm,
+            type=self.type,
+            status=self.status,
+            price_msat=self.price_msat,
+            limit_hs=self.limit_hs,
+            amount_msat=self.amount_msat,
+            created_ms=self.created_ms,
+            ends_ms=self.ends_ms,
+            ended_ms=self.ended_ms,
+            spent_msat=self.spent_msat,
+            accrued=_fraction_state(self.accrued),
+            settled_msat=self.settled_msat,
+            released_msat=self.released_msat,
+            last_lowered_ms=self.last_lowered_ms,
+            period_work=[
+                SellerWork(seller.account, seller.worker, seller.algorithm, _fraction_state(work))
+                for seller, work in self.period_work.items()
+            ],
+            fee_carry=_fraction_state(self.fee_carry),
+        )
+
+    @classmethod
+    def from_state(cls, state: OrderState) -> Order:
+        """The order that exported ``state``. Raises ``ZeroDivisionError`` for a fraction with
+        a zero denominator."""
+        order = cls(
+            order_id=state.id,
+            seq=state.seq,
+            account=state.account,
+            algorithm=state.algorithm,
+            type=state.type,
+            price_msat=state.price_msat,
+            limit_hs=state.limit_hs,
+            amount_msat=state.amount_msat,
+            created_ms=state.created_ms,
+            ends_ms=state.ends_ms,
+        )
+        order.status = state.status
+        order.ended_ms = state.ended_ms
+        order.spent_msat = state.spent_msat
+        order.accrued = _fraction(state.accrued)
+        order.settled_msat = state.settled_msat
+        order.released_msat = state.released_msat
+        order.last_lowered_ms = state.last_lowered_ms
+        order.period_work = {
+            SellerKey(w.account, w.worker, w.algorithm): _fraction(w.work)
+            for w in state.period_work
+        }
+        order.fee_carry = _fraction(state.fee_carry)
+        return order
 
     @property
     def active(self) -> bool:

@@ -22,6 +22,8 @@ import bisect
 from collections import deque
 from typing import Final
 
+import msgspec
+
 from marketplace.core.model import StatPoint
 
 MINUTE_MS: Final = 60_000
@@ -56,6 +58,30 @@ class Bucket:
         self.earned_msat = 0
 
 
+class BucketState(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One minute of a ``Series`` in a snapshot."""
+
+    minute: int
+    accepted_work: int
+    accepted_shares: int
+    rejected_work: dict[str, int]
+    rejected_shares: dict[str, int]
+    spend_msat: int
+    earned_msat: int
+
+
+class SeriesState(msgspec.Struct, frozen=True, kw_only=True):
+    """A ``Series`` in a snapshot: its minutes oldest first and its totals."""
+
+    buckets: list[BucketState]
+    first_ms: int | None
+    accepted_shares: int
+    rejected_shares: dict[str, int]
+    spend_msat: int
+    earned_msat: int
+    last_difficulty: float
+
+
 class Series:
     """Minute buckets over the last 24 h plus all-time totals."""
 
@@ -82,6 +108,53 @@ class Series:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+    def export_state(self) -> SeriesState:
+        """A copy of everything the series holds."""
+        buckets = [
+            BucketState(
+                minute=minute,
+                accepted_work=b.accepted_work,
+                accepted_shares=b.accepted_shares,
+                rejected_work=dict(b.rejected_work),
+                rejected_shares=dict(b.rejected_shares),
+                spend_msat=b.spend_msat,
+                earned_msat=b.earned_msat,
+            )
+            for minute in self._minutes
+            for b in (self._buckets[minute],)
+        ]
+        return SeriesState(
+            buckets=buckets,
+            first_ms=self.first_ms,
+            accepted_shares=self.accepted_shares,
+            rejected_shares=dict(self.rejected_shares),
+            spend_msat=self.spend_msat,
+            earned_msat=self.earned_msat,
+            last_difficulty=self.last_difficulty,
+        )
+
+    @classmethod
+    def from_state(cls, state: SeriesState) -> Series:
+        """The series that exported ``state``."""
+        series = cls()
+        for saved in state.buckets:
+            bucket = Bucket()
+            bucket.accepted_work = saved.accepted_work
+            bucket.accepted_shares = saved.accepted_shares
+            bucket.rejected_work = dict(saved.rejected_work)
+            bucket.rejected_shares = dict(saved.rejected_shares)
+            bucket.spend_msat = saved.spend_msat
+            bucket.earned_msat = saved.earned_msat
+            series._buckets[saved.minute] = bucket
+        series._minutes = sorted(series._buckets)
+        series.first_ms = state.first_ms
+        series.accepted_shares = state.accepted_shares
+        series.rejected_shares = dict(state.rejected_shares)
+        series.spend_msat = state.spend_msat
+        series.earned_msat = state.earned_msat
+        series.last_difficulty = state.last_difficulty
+        return series
 
     def _bucket(self, time_ms: int) -> Bucket | None:
         minute = time_ms // MINUTE_MS
