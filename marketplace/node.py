@@ -10,9 +10,11 @@ stream), the JSON-RPC API (hypercorn, trio worker) and the operator inbox. Once 
 is up the bound ports go to ``--ports-file``.
 
 SIGINT or SIGTERM: the Stratum servers stop accepting and close their connections, the API
-stops, the journal commits what is queued and closes, the process exits 0. Because every
-acknowledged share and every answered command is journaled before its answer, a restart on the
-same ``--db`` (even after kill -9) carries on where the last run stopped.
+stops, the engine takes a snapshot (so the next start replays nothing), the journal commits
+what is queued and closes, the process exits 0. Because every acknowledged share and every
+answered command is journaled before its answer, a restart on the same ``--db`` (even after
+kill -9, from the last periodic snapshot and the events after it) carries on where the last
+run stopped.
 """
 
 from __future__ import annotations

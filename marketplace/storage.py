@@ -467,16 +467,26 @@ async def open_journal(
     max_pending: int = 65_536,
     max_batch: int = 8_192,
 ) -> AsyncIterator[Journal]:
-    """Run a ``Journal`` for the duration of the block; on exit, flush and close it.
+    """Run a ``Journal`` for the duration of the block; on exit (even by cancellation, once
+    the block's own cleanup is done), flush and close it.
 
     Raises ``JournalError`` (from the block's exit) if a commit failed.
     """
     journal = Journal(path, synchronous=synchronous, max_pending=max_pending, max_batch=max_batch)
     await journal.open()
     async with trio.open_nursery() as nursery:
-        await nursery.start(journal.run)
+        # The writer outlives a cancellation of the block until the block has finished its
+        # cleanup (which may still append, e.g. a shutdown snapshot); then ``close`` stops it.
+        await nursery.start(_run_until_closed, journal)
         try:
             yield journal
         finally:
             with trio.CancelScope(shield=True):
                 await journal.close()
+
+
+async def _run_until_closed(
+    journal: Journal, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    with trio.CancelScope(shield=True):
+        await journal.run(task_status=task_status)

@@ -1,0 +1,197 @@
+"""Snapshots: stored in order with the events, restored with only the later events replayed,
+ignored (full replay) when unreadable, taken periodically by the engine and at node shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+
+from marketplace.api.keys import KeyRing, Scope
+from marketplace.core.market import Market
+from marketplace.core.model import WorkerKey
+from marketplace.engine import Engine, EngineConfig
+from marketplace.storage import Journal, Record, open_journal
+from tests.examples.helpers import running_node
+
+from .helpers import BTC, MH, SHA, make_market, make_share, standard_order, trio_clock_ms
+
+MASTER = b"k" * 32
+
+
+def record(n: int) -> Record:
+    return Record("market", n, f"event {n}".encode())
+
+
+async def test_a_snapshot_is_stored_after_the_events_queued_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with trio.fail_after(10):
+        async with open_journal(path) as journal:
+            assert await journal.latest_snapshot() is None
+            journal.append_nowait([record(1), record(2)])
+            first = journal.append_snapshot_nowait(b"state after 2", time_ms=7)
+            last = journal.append_nowait([record(3)])
+            await first.wait()
+            await last.wait()
+            stored = await journal.latest_snapshot()
+            assert stored is not None
+            assert (stored.seq, stored.time_ms, stored.body) == (2, 7, b"state after 2")
+            # Only the newest is kept; a snapshot with no event before it in its batch still
+            # names the last event journaled.
+            await journal.append_snapshot_nowait(b"state after 3", time_ms=8).wait()
+        async with open_journal(path) as journal:
+            stored = await journal.latest_snapshot()
+            assert stored is not None
+            assert (stored.seq, stored.body) == (3, b"state after 3")
+            # Events are all still there.
+            assert [e.seq async for e in journal.replay()] == [1, 2, 3]
+
+
+@dataclass
+class Restored:
+    engine: Engine
+    market: Market
+    keyring: KeyRing
+    journal: Journal
+    replayed: int  # events restore applied
+
+
+@asynccontextmanager
+async def restored(path: Path) -> AsyncIterator[Restored]:
+    """A fresh market and key ring restored from the journal at ``path`` (kept open)."""
+    ids = iter(f"key-{n}" for n in range(1, 100))
+    market = make_market()
+    keyring = KeyRing(master_key=MASTER, new_key_id=lambda: next(ids))
+    async with open_journal(path) as journal:
+        engine = Engine(components=[market, keyring], journal=journal, clock=trio_clock_ms())
+        replayed = await engine.restore()
+        yield Restored(engine, market, keyring, journal, replayed)
+
+
+async def busy_history(engine: Engine, market: Market, keyring: KeyRing) -> None:
+    """Accounts, orders, shares, a settlement, keys and a recorded answer."""
+    now = engine.now_ms
+
+    def fund() -> None:
+        market.create_account(account="buyer", now_ms=now())
+        market.deposit(account="buyer", amount_msat=BTC, now_ms=now())
+
+    await engine.execute(fund)
+    order = await engine.execute(lambda: standard_order(market, now_ms=now()))
+    issued = await engine.execute(
+        lambda: keyring.create_key(
+            account="buyer", label="bot", scopes=[Scope.TRADE], expires_ms=None, now_ms=now()
+        )
+    )
+    await engine.execute(
+        lambda: keyring.remember(
+            (issued.key.key_id, "req-1", 0),
+            method="order.create",
+            digest="d" * 32,
+            result=b'{"id":"o-000001"}',
+            now_ms=now(),
+        )
+    )
+    key = make_key()
+    market.worker_joined(worker=key, estimate_hs=MH, now_ms=now())
+    engine.rebalance()
+    for difficulty in (0.001, 1 / 3, 0.0123):
+        share = make_share(key, source=order.id, time_ms=now(), difficulty=difficulty)
+        await engine.execute(lambda s=share: market.record_share(s, order_id=order.id))
+    await engine.settle()
+
+
+def make_key() -> WorkerKey:
+    return WorkerKey(1, "seller", "rig", SHA)
+
+
+async def test_restore_from_a_snapshot_replays_only_the_later_events(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    with trio.fail_after(20):
+        async with restored(path) as first:
+            engine, market, keyring = first.engine, first.market, first.keyring
+            assert first.replayed == 0
+            await busy_history(engine, market, keyring)
+            assert engine.snapshot() is True
+            assert engine.events_since_snapshot == 0
+            # More history after the snapshot: a second order and its share.
+            order = await engine.execute(lambda: standard_order(market, now_ms=engine.now_ms()))
+            share = make_share(make_key(), source=order.id, time_ms=engine.now_ms(), difficulty=0.5)
+            await engine.execute(lambda: market.record_share(share, order_id=order.id))
+            assert engine.events_since_snapshot == 2
+        async with restored(path) as second:
+            assert second.replayed == 2
+        assert second.market.encode_state() == market.encode_state()
+        assert second.keyring.encode_state() == keyring.encode_state()
+        second.market.check_invariants()
+        # The restored key ring answers a retry and derives the same secrets.
+        recalled = second.keyring.recall(("key-1", "req-1", 0), now_ms=engine.now_ms())
+        assert recalled is not None
+        assert recalled.result == b'{"id":"o-000001"}'
+        assert second.keyring.secret_of("key-1", 1) == keyring.secret_of("key-1", 1)
+
+
+async def test_an_unreadable_snapshot_is_ignored_for_a_full_replay(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    with trio.fail_after(20):
+        async with restored(path) as first:
+            await busy_history(first.engine, first.market, first.keyring)
+            await first.journal.append_snapshot_nowait(b'{"format": 99}', time_ms=0).wait()
+            total = first.journal.last_seq
+        with structlog.testing.capture_logs() as logs:
+            async with restored(path) as second:
+                assert second.replayed == total
+        assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
+            "engine.snapshot_ignored"
+        ]
+        assert second.market.encode_state() == first.market.encode_state()
+        assert second.keyring.encode_state() == first.keyring.encode_state()
+
+
+async def test_the_engine_snapshots_once_enough_events_have_been_journaled(
+    tmp_path: Path, mock_clock: Any
+) -> None:
+    mock_clock.autojump_threshold = 0.01
+    market = make_market()
+    config = EngineConfig(snapshot_interval_s=10, snapshot_min_events=3)
+    async with open_journal(tmp_path / "m.db") as journal:
+        engine = Engine(components=[market], journal=journal, clock=trio_clock_ms(), config=config)
+        await engine.restore()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(engine.run)
+            now = engine.now_ms
+            await engine.execute(lambda: market.create_account(account="a", now_ms=now()))
+            await trio.sleep(11)
+            assert await journal.latest_snapshot() is None  # 1 event: not worth it yet
+            for _ in range(3):
+                await engine.execute(
+                    lambda: market.deposit(account="a", amount_msat=BTC, now_ms=now())
+                )
+            await trio.sleep(10)
+            # Taken at the first tick that saw 3 events since the start (the clock may jump
+            # while a deposit's commit is in its thread, so that tick may come before the last
+            # deposit): it covers exactly the events journaled before it.
+            stored = await journal.latest_snapshot()
+            assert stored is not None
+            assert stored.seq >= 3
+            assert engine.events_since_snapshot == journal.last_seq - stored.seq
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_node_takes_a_snapshot_when_it_stops(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with running_node(tmp_path) as node:
+            market, engine = node.market, node.engine
+            await engine.execute(lambda: market.create_account(account="b", now_ms=0))
+            await engine.execute(lambda: market.deposit(account="b", amount_msat=BTC, now_ms=0))
+        balance = market.balance("b")
+        with structlog.testing.capture_logs() as logs:
+            async with running_node(tmp_path) as node:
+                assert node.market.balance("b") == balance
+    restores = [e for e in logs if e["event"] == "engine.restored"]
+    assert [(e["snapshot_seq"], e["events"]) for e in restores] == [(2, 0)]
