@@ -87,18 +87,18 @@ from marketplace.core.orders import (
     check_price,
     check_price_change,
     priority_key,
+    share_value,
 )
 from marketplace.core.orders import fixed_quote as quote_for
 from marketplace.core.settlement import split_spend
 from marketplace.core.stats import RateWindow, Series, SeriesState, share_work
 from stratum.core.jobs import Share
-from stratum.core.shares import HASHES_PER_DIFF1, Algorithm
+from stratum.core.shares import Algorithm
 
 _MAX_NAME = 128
 # NamedTuple's generated __new__ costs a Python call per instance; a cold rebalance of 10,000
 # workers makes 10,000 moves, so build them the way ``NamedTuple._make`` does.
 _new_tuple = tuple.__new__
-_SECONDS_PER_DAY = 86_400
 
 
 class _Check:
@@ -829,11 +829,10 @@ class Market(EventSourced[MarketEvent]):
             )
             if event.accepted and order.active:
                 difficulty = Fraction(event.difficulty)
-                rules = self._config.markets[order.algorithm]
-                value = (
-                    difficulty
-                    * (order.price_msat * HASHES_PER_DIFF1)
-                    / (rules.unit_hs * _SECONDS_PER_DAY)
+                value = share_value(
+                    price_msat=order.price_msat,
+                    difficulty=event.difficulty,
+                    unit_hs=self._config.markets[order.algorithm].unit_hs,
                 )
                 charged = order.charge(value)
                 order.period_work[seller] = order.period_work.get(seller, 0) + difficulty

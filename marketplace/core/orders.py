@@ -36,8 +36,14 @@ BPS = 10_000
 
 
 def share_value(*, price_msat: int, difficulty: float, unit_hs: int) -> Fraction:
-    """Exact msat value of one accepted share: price * difficulty * 2**32 / (unit * 86400)."""
-    return Fraction(difficulty) * (price_msat * HASHES_PER_DIFF1) / (unit_hs * SECONDS_PER_DAY)
+    """Exact msat value of one accepted share: price * difficulty * 2**32 / (unit * 86400).
+
+    Built from the float's exact ratio in one step (one normalisation instead of three: this
+    runs for every share, live and on replay)."""
+    numerator, denominator = difficulty.as_integer_ratio()
+    return Fraction(
+        numerator * price_msat * HASHES_PER_DIFF1, denominator * unit_hs * SECONDS_PER_DAY
+    )
 
 
 #: An exact ``Fraction`` in a snapshot: (numerator, denominator).
