@@ -53,6 +53,10 @@ class EventSourced(Generic[E]):
         raise NotImplementedError
 
     def _emit(self, event: E) -> None:
+        # An event the journal could not store must not change memory either: encoding it
+        # first makes such a command fail (a bug, ours: e.g. an integer over 64 bits that no
+        # input check stopped) with the state untouched, instead of after ``apply``.
+        _ENCODER.encode(event)
         self.apply(event)
         self._outbox.append(event)
 

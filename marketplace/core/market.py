@@ -347,17 +347,25 @@ class Market(EventSourced[MarketEvent]):
         )
 
     def _held_speeds(self, algorithm: Algorithm, now_ms: int) -> tuple[int, int]:
-        """(speed held by fixed orders, all connected speed) of a market at ``now_ms``."""
-        total = fixed = 0
+        """(speed claimed by fixed orders, all connected speed) of a market at ``now_ms``.
+
+        A fixed order claims what it holds or its limit, whichever is more: one created since
+        the last rebalance holds nothing yet, and two such orders must not both be promised the
+        same free speed."""
+        total = 0
         active = self._active[algorithm]
+        held: dict[str, int] = {}
         for key, window in self._workers[algorithm].items():
             speed = window.rate(now_ms)
             total += speed
             order_id = self._serving.get(key)
             if order_id is not None:
-                order = active.get(order_id)
-                if order is not None and order.type is OrderType.FIXED:
-                    fixed += speed
+                held[order_id] = held.get(order_id, 0) + speed
+        fixed = sum(
+            max(held.get(order.id, 0), order.limit_hs)
+            for order in active.values()
+            if order.type is OrderType.FIXED
+        )
         return fixed, total
 
     def create_order(
@@ -755,7 +763,11 @@ class Market(EventSourced[MarketEvent]):
             case OrderCancelled():
                 self._end_order(self._orders[event.order_id], OrderStatus.CANCELLED, event.time_ms)
             case OrderExpired():
-                self._end_order(self._orders[event.order_id], OrderStatus.EXPIRED, event.time_ms)
+                order = self._orders[event.order_id]
+                self._end_order(order, OrderStatus.EXPIRED, event.time_ms)
+                # It ended at its end time, whenever the expiry tick noticed.
+                if order.ends_ms is not None:
+                    order.ended_ms = min(order.ends_ms, event.time_ms)
             case Settled():
                 self._apply_settled(event)
 
@@ -827,7 +839,9 @@ class Market(EventSourced[MarketEvent]):
                 accepted=event.accepted,
                 reason=reason,
             )
-            if event.accepted and order.active:
+            # A share found after the order's end time (before the expiry tick) is not charged.
+            in_time = order.ends_ms is None or event.time_ms < order.ends_ms
+            if event.accepted and order.active and in_time:
                 difficulty = Fraction(event.difficulty)
                 value = share_value(
                     price_msat=order.price_msat,

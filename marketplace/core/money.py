@@ -33,6 +33,11 @@ UNIT_NAME: Final[dict[Algorithm, str]] = {Algorithm.SHA256D: "MH", Algorithm.SCR
 _DECIMAL = re.compile(r"(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]+))?")
 # Refuse absurd inputs before turning them into integers (about 10**15 BTC is plenty).
 _MAX_DIGITS: Final = 30
+#: The largest amount or price the wire accepts: every bitcoin there will ever be. Journal
+#: records hold 64-bit integers, so anything bigger could not be journaled.
+MAX_MSAT: Final = 21_000_000 * MSAT_PER_BTC
+#: The largest speed the wire accepts: 1 EH/s, far above any CPU market (and within 64 bits).
+MAX_HS: Final = 10**18
 
 
 def _parse_decimal(text: object, *, decimals: int, what: str) -> int:
@@ -57,10 +62,15 @@ def _parse_decimal(text: object, *, decimals: int, what: str) -> int:
 def parse_btc(text: str) -> int:
     """A BTC decimal string (at most 8 decimals, no sign) as msat.
 
-    Raises ``InvalidArgument`` for a negative value, more than 8 decimals, or anything that is
-    not a plain decimal string (exponents, spaces, ``NaN``...).
+    Raises ``InvalidArgument`` for a negative value, more than 8 decimals, more than
+    ``MAX_MSAT``, or anything that is not a plain decimal string (exponents, spaces, ``NaN``...).
     """
-    return _parse_decimal(text, decimals=BTC_DECIMALS, what="amount") * MSAT_PER_SAT
+    msat = _parse_decimal(text, decimals=BTC_DECIMALS, what="amount") * MSAT_PER_SAT
+    if msat > MAX_MSAT:
+        raise InvalidArgument(
+            "amount must be at most 21000000 BTC", {"value": text[:64], "max": "21000000"}
+        )
+    return msat
 
 
 def format_btc(msat: int) -> str:
@@ -91,9 +101,15 @@ def parse_speed(text: str, *, unit_hs: int) -> int:
     """A speed in the market's unit (``"1.5"`` MH/s) as integer H/s.
 
     At most as many decimals as make whole H/s (6 for MH, 3 for kH). Raises ``InvalidArgument``
-    for a negative value, too many decimals or junk.
+    for a negative value, too many decimals, more than ``MAX_HS`` or junk.
     """
-    return _parse_decimal(text, decimals=_unit_decimals(unit_hs), what="speed")
+    hs = _parse_decimal(text, decimals=_unit_decimals(unit_hs), what="speed")
+    if hs > MAX_HS:
+        raise InvalidArgument(
+            "speed must be at most 1 EH/s",
+            {"value": text[:64], "max": format_speed(MAX_HS, unit_hs=unit_hs)},
+        )
+    return hs
 
 
 def format_speed(hs: int, *, unit_hs: int) -> str:

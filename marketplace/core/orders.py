@@ -29,6 +29,7 @@ from marketplace.core.model import (
     OrderView,
     SellerKey,
 )
+from marketplace.core.money import MSAT_PER_SAT
 from stratum.core.shares import HASHES_PER_DIFF1, Algorithm
 
 SECONDS_PER_DAY = 86_400
@@ -292,9 +293,11 @@ def priority_key(order: Order) -> tuple[int, int, int, int]:
 
 def fixed_quote(rules: MarketRules, *, served_standard_prices: list[int]) -> int:
     """The fixed-order price: the highest price among standard orders receiving hash power,
-    plus the premium (10%, rounded up to the msat), never under the market minimum."""
+    plus the premium (10%), rounded up to a whole satoshi (the wire shows 8 decimals, so the
+    quote a buyer sees is the quote, and sending it back is accepted), never under the market
+    minimum."""
     best = max(served_standard_prices, default=0)
-    quote = -(-best * (BPS + rules.fixed_premium_bps) // BPS)
+    quote = -(-best * (BPS + rules.fixed_premium_bps) // (BPS * MSAT_PER_SAT)) * MSAT_PER_SAT
     return max(quote, rules.min_price_msat)
 
 

@@ -152,6 +152,15 @@ async def test_every_error_code(tmp_path: Path) -> None:
         assert "colour" in data["detail"]
         data = await refused(-32602, alice, "order.create", {**ORDER, "amount": "1e5"})
         assert data == {"value": "1e5"}
+        # Amounts and speeds too big to journal are refused at the edge, changing nothing.
+        balance = result_of(await stack.call(alice, "account.balance"))
+        data = await refused(-32602, alice, "account.deposit", {"amount": "21000000.00000001"})
+        assert data["max"] == "21000000"
+        data = await refused(-32602, alice, "order.create", {**ORDER, "limit": "1000000000001"})
+        assert data["max"] == "1000000000000.000000"
+        await refused(-32602, alice, "order.create", {**ORDER, "price": "30000000"})
+        assert result_of(await stack.call(alice, "account.balance")) == balance
+        assert len(result_of(await stack.call(alice, "order.list"))) == 1
         data = await refused(-32602, None, "market.orderbook", {"algorithm": "x11"})
         assert "algorithm" in data["detail"]
         with capture_logs() as logs:

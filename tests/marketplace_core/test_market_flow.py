@@ -145,6 +145,25 @@ def test_expiry_releases_and_cancel_keeps_in_flight_spend_for_settlement() -> No
     market.check_invariants()
 
 
+def test_a_share_after_the_end_time_is_not_charged_and_the_order_ended_on_time() -> None:
+    market = make_market()
+    funded(market, "buyer")
+    order = standard(market, duration_s=60, now_ms=0).id
+    key = worker(1)
+    join(market, key)
+    market.rebalance(SHA, now_ms=0)
+    market.record_share(share(key, time_ms=59_999), order_id=order)
+    spent = market.get_order(account="buyer", order_id=order).spent_msat
+    assert spent > 0
+    # The expiry tick has not run yet, but the order's time is over.
+    market.record_share(share(key, time_ms=60_000), order_id=order)
+    assert market.get_order(account="buyer", order_id=order).spent_msat == spent
+    assert market.expire(now_ms=60_900) == [order]
+    view = market.get_order(account="buyer", order_id=order)
+    assert (view.status, view.ended_ms, view.spent_msat) == (OrderStatus.EXPIRED, 60_000, spent)
+    market.check_invariants()
+
+
 def test_shares_for_unknown_or_idle_orders_charge_nothing() -> None:
     market = make_market()
     funded(market, "buyer")

@@ -6,12 +6,15 @@ from hypothesis import strategies as st
 
 from marketplace.core.errors import InvalidArgument
 from marketplace.core.money import (
+    MAX_HS,
+    MAX_MSAT,
     format_btc,
     format_btc_exact,
     format_speed,
     parse_btc,
     parse_speed,
 )
+from tests.marketplace_core.helpers import funded, make_market
 
 
 @pytest.mark.parametrize(
@@ -55,6 +58,30 @@ def test_parse_btc_refuses_junk(text: str) -> None:
         parse_btc(text)
 
 
+def test_amounts_and_speeds_are_bounded_to_what_the_journal_holds() -> None:
+    assert parse_btc("21000000") == MAX_MSAT < 2**63
+    with pytest.raises(InvalidArgument, match="at most 21000000 BTC"):
+        parse_btc("21000000.00000001")
+    assert parse_speed("1000000000000", unit_hs=10**6) == MAX_HS < 2**63
+    with pytest.raises(InvalidArgument, match="at most 1 EH/s"):
+        parse_speed("1000000000000.000001", unit_hs=10**6)
+    with pytest.raises(InvalidArgument, match="at most 1 EH/s"):
+        parse_speed("1000000000000001", unit_hs=10**3)
+
+
+def test_an_event_the_journal_cannot_hold_changes_nothing() -> None:
+    # Below the wire's bounds, a command given an absurd integer directly (a caller's bug)
+    # fails before its event is applied.
+    market = make_market()
+    funded(market, "a", amount_msat=1000)
+    market.drain_events()
+    with pytest.raises(OverflowError):
+        market.deposit(account="a", amount_msat=2**64, now_ms=1)
+    assert market.balance("a").available_msat == 1000
+    assert market.drain_events() == []
+    market.check_invariants()
+
+
 def test_parse_btc_refuses_non_strings() -> None:
     with pytest.raises(InvalidArgument):
         parse_btc(0.1)  # type: ignore[arg-type]
@@ -72,12 +99,12 @@ def test_format_btc_truncates_sub_satoshi_toward_zero() -> None:
     assert format_btc_exact(-(10**11) - 1) == "-1.00000000001"
 
 
-@given(st.integers(min_value=0, max_value=10**20))
+@given(st.integers(min_value=0, max_value=MAX_MSAT // 1000))
 def test_btc_round_trip_on_whole_satoshis(sats: int) -> None:
     assert parse_btc(format_btc(sats * 1000)) == sats * 1000
 
 
-@given(st.integers(min_value=-(10**20), max_value=10**20))
+@given(st.integers(min_value=-MAX_MSAT, max_value=MAX_MSAT))
 def test_format_never_claims_more_than_exists(msat: int) -> None:
     shown = parse_btc(format_btc(abs(msat)))
     assert shown <= abs(msat) < shown + 1000

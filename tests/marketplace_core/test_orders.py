@@ -279,6 +279,43 @@ def test_fixed_quote_and_fixed_orders(market: Market) -> None:
     market.check_invariants()
 
 
+def fixed_order(market: Market, limit_hs: int, price_msat: int | None = None) -> OrderView:
+    return market.create_order(
+        account="buyer",
+        algorithm=SHA,
+        type=OrderType.FIXED,
+        price_msat=price_msat,
+        limit_hs=limit_hs,
+        amount_msat=100_000_000,
+        duration_s=3600,
+        now_ms=2,
+    )
+
+
+def test_the_fixed_quote_is_a_whole_satoshi_a_buyer_can_send_back(market: Market) -> None:
+    standard(market, price_msat=2_001_000)  # 0.00002001 BTC
+    for conn in range(2):
+        join(market, worker(conn), speed_hs=MH)
+    market.rebalance(SHA, now_ms=0)
+    # 2,001,000 * 1.1 = 2,201,100 msat, which the wire cannot show: rounded up to the satoshi.
+    assert market.fixed_quote(SHA) == 2_202_000
+    view = fixed_order(market, MH, price_msat=2_202_000)  # "0.00002202", as shown
+    assert view.price_msat == 2_202_000
+
+
+def test_two_fixed_orders_cannot_be_promised_the_same_free_speed(market: Market) -> None:
+    for conn in range(2):
+        join(market, worker(conn), speed_hs=MH)
+    market.rebalance(SHA, now_ms=0)
+    fixed_order(market, 2 * MH)
+    # No rebalance yet, so the first holds nothing: its limit is claimed all the same.
+    err = refused(market, RuleViolation, lambda: fixed_order(market, MH))
+    assert err.data["available_hs"] == 0
+    market.rebalance(SHA, now_ms=3)
+    refused(market, RuleViolation, lambda: fixed_order(market, MH))
+    market.check_invariants()
+
+
 def test_accounts_deposit_withdraw() -> None:
     market = make_market(faucet=False)
     market.create_account(account="a", now_ms=0)
