@@ -2,11 +2,15 @@
 
 Every error the API answers is an ``RpcError`` (a code from ``ApiCode``, a human-readable
 message and a ``data`` object saying what to fix). ``MarketError`` subclasses are turned into
-``RpcError`` here and nowhere else.
+``RpcError`` here and nowhere else, and so is their ``data``: the market speaks integer msat and
+H/s (``available_msat``, ``min_hs``), the wire decimal strings like every other amount and speed
+(``available``: BTC with 8 decimals, ``min_limit``... in the market's unit). A minimum that is
+not a whole satoshi is shown rounded up, so sending the shown value back satisfies it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum
 
 from marketplace.core.errors import (
@@ -17,6 +21,7 @@ from marketplace.core.errors import (
     NotFound,
     RuleViolation,
 )
+from marketplace.core.money import MSAT_PER_SAT, UNIT_HS, format_btc, format_speed
 
 #: What an error's ``data`` may hold: JSON scalars, one level of nesting at most.
 ErrorData = dict[str, str | int | list[str]]
@@ -69,5 +74,26 @@ def from_market_error(exc: MarketError) -> RpcError:
     for cls in type(exc).__mro__:
         code = _MARKET_CODES.get(cls)
         if code is not None:
-            return RpcError(code, exc.message, dict(exc.data))
-    return RpcError(ApiCode.INVALID_STATE, exc.message, dict(exc.data))
+            return RpcError(code, exc.message, wire_data(exc.data))
+    return RpcError(ApiCode.INVALID_STATE, exc.message, wire_data(exc.data))
+
+
+def wire_data(data: Mapping[str, str | int]) -> ErrorData:
+    """A market error's data with msat and H/s integers as the wire's decimal strings (see the
+    module doc); speeds need the data's ``algorithm`` for their unit."""
+    unit = None
+    algorithm = data.get("algorithm")
+    for known, unit_hs in UNIT_HS.items():
+        if algorithm == known.value:
+            unit = unit_hs
+    out: ErrorData = {}
+    for key, value in data.items():
+        if isinstance(value, int) and key.endswith("_msat"):
+            if key.startswith("min"):
+                value = -(-value // MSAT_PER_SAT) * MSAT_PER_SAT
+            out[key.removesuffix("_msat")] = format_btc(value)
+        elif isinstance(value, int) and key.endswith("_hs") and unit is not None:
+            out[key.removesuffix("_hs")] = format_speed(value, unit_hs=unit)
+        else:
+            out[key] = value
+    return out

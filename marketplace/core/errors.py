@@ -17,7 +17,8 @@ from __future__ import annotations
 
 
 class MarketError(Exception):
-    """Base of every refusal. ``data`` says what to fix (field names, limits), wire-ready."""
+    """Base of every refusal. ``data`` says what to fix (field names, limits), in the market's
+    units (the API edge turns msat and H/s into decimal strings)."""
 
     def __init__(self, message: str, data: dict[str, str | int] | None = None) -> None:
         super().__init__(message)

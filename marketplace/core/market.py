@@ -415,7 +415,11 @@ class Market(EventSourced[MarketEvent]):
             if total - fixed_held < limit_hs:
                 raise RuleViolation(
                     "the market cannot serve that limit",
-                    {"field": "limit", "available_hs": total - fixed_held},
+                    {
+                        "field": "limit",
+                        "available_hs": max(0, total - fixed_held),
+                        "algorithm": algorithm.value,
+                    },
                 )
             price_msat = quote
         assert price_msat is not None

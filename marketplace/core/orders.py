@@ -341,7 +341,7 @@ def check_limit(rules: MarketRules, limit_hs: int, *, type: OrderType) -> None:
     if 0 < limit_hs < rules.min_limit_hs:
         raise RuleViolation(
             "limit is under the market minimum",
-            {"field": "limit", "min_hs": rules.min_limit_hs},
+            {"field": "limit", "min_hs": rules.min_limit_hs, "algorithm": rules.algorithm.value},
         )
 
 

@@ -54,7 +54,7 @@ async def test_async_client(tmp_path: Path) -> None:
                         algorithm="sha256d", type="standard", price="0.002", limit="1", amount="9"
                     )
                 assert info_err.value.code == 4020
-                assert "available_msat" in info_err.value.data
+                assert info_err.value.data == {"available": "0.30000000"}
                 # A server clock jump: the client gets 4008, re-syncs and retries once.
                 stack.clock.advance(3_600_000)
                 cancelled = await client.cancel_order(order.id)

@@ -196,8 +196,17 @@ async def test_every_error_code(tmp_path: Path) -> None:
         await refused(4040, bob, "order.get", {"id": order["id"]})
         await refused(4040, alice, "order.get", {"id": "o-999999"})
         await refused(4040, alice, "apikey.revoke", {"key_id": "k-9999"})
-        await refused(4020, alice, "order.create", {**ORDER, "amount": "5"})
-        await refused(4220, alice, "order.create", {**ORDER, "price": "0.00000001"})
+        # Their data speaks the wire's units: BTC and speed strings, not msat or H/s.
+        available = result_of(await stack.call(alice, "account.balance"))["available"]
+        data = await refused(4020, alice, "order.create", {**ORDER, "amount": "5"})
+        assert data == {"available": available}
+        data = await refused(4220, alice, "order.create", {**ORDER, "price": "0.00000001"})
+        assert data == {"field": "price", "min": "0.00001000"}
+        data = await refused(4220, alice, "order.create", {**ORDER, "limit": "0.001"})
+        assert data == {"field": "limit", "min": "0.010000", "algorithm": "sha256d"}
+        lowered = {"id": order["id"], "price": "0.00100000"}
+        data = await refused(4090, alice, "order.set_price", lowered)
+        assert data == {"id": order["id"], "min": "0.00180000", "step_bps": 1000}
         result_of(await stack.call(alice, "order.cancel", {"id": order["id"]}))
         await refused(4090, alice, "order.cancel", {"id": order["id"]})
         # HTTP edge.
