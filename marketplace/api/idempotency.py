@@ -21,6 +21,8 @@ import hashlib
 from collections import deque
 from typing import NamedTuple
 
+import msgspec
+
 #: (key id, request id, position in the batch)
 RecordKey = tuple[str, str, int]
 
@@ -35,8 +37,14 @@ class Recorded(NamedTuple):
 
 
 def params_digest(method: str, params: bytes) -> str:
-    """A short digest identifying one call (method and params bytes)."""
-    return hashlib.sha256(method.encode() + b"\x00" + params).hexdigest()[:32]
+    """A short digest identifying one call: its method and its params as JSON *values*, so a
+    retry that re-serialises the same params (other spacing, other key order) is the same
+    call. Params that are not JSON are digested as they are (the call is refused anyway)."""
+    try:
+        canonical = msgspec.json.encode(msgspec.json.decode(params), order="sorted")
+    except msgspec.DecodeError:
+        canonical = params
+    return hashlib.sha256(method.encode() + b"\x00" + canonical).hexdigest()[:32]
 
 
 class IdempotencyRecords:

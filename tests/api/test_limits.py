@@ -109,3 +109,12 @@ def test_idempotency_records_expire_and_prune() -> None:
 def test_params_digest_tells_calls_apart() -> None:
     assert params_digest("a", b"{}") != params_digest("b", b"{}")
     assert params_digest("a", b'{"x":1}') != params_digest("a", b'{"x":2}')
+    assert params_digest("a", b'{"amount":"0.25"}') != params_digest("a", b'{"amount":"0.250"}')
+
+
+def test_params_digest_ignores_how_the_same_params_were_serialised() -> None:
+    one = params_digest("order.create", b'{"price":"0.002","amount":"0.01","limit":"1"}')
+    assert one == params_digest(
+        "order.create", b'{ "amount" : "0.01", "limit":"1","price":"0.002"}'
+    )
+    assert params_digest("x", b"not json") == params_digest("x", b"not json")
