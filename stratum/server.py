@@ -38,6 +38,7 @@ from stratum.core.session import (
     Outcome,
     ServerSession,
     SessionState,
+    SubmittedShares,
 )
 from stratum.core.shares import Algorithm
 
@@ -87,6 +88,7 @@ class Connection:
             extranonces=server.extranonces,
             now_ms=server.clock(),
             job_ids=server.job_ids,
+            submitted=server.submitted,
         )
         self.reason: CloseReason | None = None
         self.bytes_sent = 0
@@ -400,6 +402,7 @@ class StratumServer:
             size=config.extranonce1_size, start=secrets.randbits(8 * config.extranonce1_size)
         )
         self.job_ids = JobIds(start=secrets.randbits(32))
+        self.submitted = SubmittedShares()
         self.stats = ServerStats()
         self.port: int | None = None
         self._clock = clock

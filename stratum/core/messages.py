@@ -67,7 +67,8 @@ class Response(msgspec.Struct, frozen=True, omit_defaults=False):
 
 class SubscribeParams(msgspec.Struct, frozen=True, array_like=True):
     user_agent: str | None = None
-    session_id: Hex | None = None
+    #: Any string: one that is not a resumable extranonce1 is ignored, as ckpool does.
+    session_id: str | None = None
     # Some proxies append host and port; accepted and ignored.
     host: str | None = None
     port: int | str | None = None

@@ -41,6 +41,7 @@ extranonce2, so a share costs one or two hashes of the coinbase plus one of the 
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 import re
 from collections.abc import Callable
@@ -77,6 +78,8 @@ VERSION_ROLLING: Final = "version-rolling"
 _ID_RE: Final = re.compile(rb'"id"\s*:\s*(-?\d{1,18}|"(?:[^"\\]|\\.){0,64}")')
 #: Merkle roots remembered per job (one per extranonce2 the miner used).
 _MERKLE_CACHE_SIZE: Final = 64
+_HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})+")
+_TEMPLATE_ENCODER: Final = msgspec.msgpack.Encoder()
 
 
 class SessionState(enum.Enum):
@@ -237,6 +240,51 @@ class JobIds:
         return f"{value:08x}"
 
 
+class SubmittedShares:
+    """Which shares were already submitted, per template and extranonce1 (shared by all of a
+    server's sessions).
+
+    A share is the same work whatever job id it is submitted under: vardiff and
+    ``suggest_difficulty`` re-send the current template under a new id, and a miner that
+    resumes its session gets its old extranonce1 and the order's current template again. So
+    the duplicate check keys on the header's fixed parts (template plus extranonce1), not on
+    the job id: a session shares one set between the ids of one template, and when a
+    connection closes its sets are parked here for ``retention_ms`` (at most ``max_parked``)
+    for a resumed session to take over.
+    """
+
+    def __init__(self, *, retention_ms: int = 900_000, max_parked: int = 100_000) -> None:
+        self.retention_ms = retention_ms
+        self.max_parked = max_parked
+        self._parked: dict[bytes, tuple[int, set[bytes]]] = {}  # oldest first
+
+    def __len__(self) -> int:
+        return len(self._parked)
+
+    def claim(self, template: bytes, *, now_ms: int) -> set[bytes]:
+        """The set for ``template`` (a parked one, or a new empty one)."""
+        self._prune(now_ms)
+        parked = self._parked.pop(template, None)
+        return set() if parked is None else parked[1]
+
+    def park(self, template: bytes, seen: set[bytes], *, now_ms: int) -> None:
+        """Keep ``seen`` for ``template`` after its connection closed."""
+        if not seen:
+            return
+        self._parked.pop(template, None)
+        self._parked[template] = (now_ms, seen)
+        self._prune(now_ms)
+
+    def _prune(self, now_ms: int) -> None:
+        parked = self._parked
+        horizon = now_ms - self.retention_ms
+        while parked:
+            template, (since, _) = next(iter(parked.items()))
+            if since > horizon and len(parked) <= self.max_parked:
+                return
+            del parked[template]
+
+
 @dataclass(slots=True)
 class Outcome:
     """The effect of one line (or of a deadline), in the order the driver carries it out."""
@@ -269,6 +317,8 @@ class SentJob:
     version: int
     prevhash_header: bytes
     nbits_header: bytes
+    #: The header's fixed parts: one template sent to one extranonce1 (see ``SubmittedShares``).
+    template: bytes = b""
     stale_at_ms: int | None = None
     seen: set[bytes] = field(default_factory=set)
     merkle_cache: dict[bytes, bytes] = field(default_factory=dict)
@@ -391,6 +441,7 @@ class ServerSession:
         extranonces: ExtranonceAllocator,
         now_ms: int,
         job_ids: JobIds | None = None,
+        submitted: SubmittedShares | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.config = config
@@ -410,6 +461,8 @@ class ServerSession:
         self._splitter = LineSplitter(config.max_line_bytes)
         self._jobs: dict[str, SentJob] = {}
         self._job_ids = job_ids if job_ids is not None else JobIds()
+        self._submitted = submitted if submitted is not None else SubmittedShares()
+        self._now_ms = now_ms  # the latest time the driver gave us
         self._current: Job | None = None
         self._sent_difficulty: float | None = None
         self._last_useful_ms = now_ms
@@ -512,7 +565,22 @@ class ServerSession:
                 if sent.stale_at_ms is None:
                     sent.stale_at_ms = stale_at
         self._prune(now_ms)
+        self._now_ms = max(self._now_ms, now_ms)
         local_id = self._job_ids.next()
+        coinb1_en1 = bytes.fromhex(job.coinb1) + self.extranonce1
+        coinb2 = bytes.fromhex(job.coinb2)
+        branch = tuple(bytes.fromhex(node) for node in job.merkle_branch)
+        version = int(job.version, 16)
+        prevhash_header = swap_words(bytes.fromhex(job.prevhash))
+        nbits_header = bytes.fromhex(job.nbits)[::-1]
+        template = hashlib.sha256(
+            _TEMPLATE_ENCODER.encode(
+                (coinb1_en1, coinb2, branch, version, prevhash_header, nbits_header)
+            )
+        ).digest()
+        seen = next((s.seen for s in self._jobs.values() if s.template == template), None)
+        if seen is None:
+            seen = self._submitted.claim(template, now_ms=now_ms)
         self._jobs[local_id] = SentJob(
             local_id=local_id,
             job=job,
@@ -521,12 +589,14 @@ class ServerSession:
             extranonce1=self.extranonce1,
             sent_ms=now_ms,
             ntime=int(job.ntime, 16),
-            coinb1_en1=bytes.fromhex(job.coinb1) + self.extranonce1,
-            coinb2=bytes.fromhex(job.coinb2),
-            branch=tuple(bytes.fromhex(node) for node in job.merkle_branch),
-            version=int(job.version, 16),
-            prevhash_header=swap_words(bytes.fromhex(job.prevhash)),
-            nbits_header=bytes.fromhex(job.nbits)[::-1],
+            coinb1_en1=coinb1_en1,
+            coinb2=coinb2,
+            branch=branch,
+            version=version,
+            prevhash_header=prevhash_header,
+            nbits_header=nbits_header,
+            template=template,
+            seen=seen,
         )
         self._current = job
         if self._vardiff is None and self.config.vardiff is not None:
@@ -583,6 +653,8 @@ class ServerSession:
             self.close_reason = reason
             if self.extranonce1 is not None:
                 self._extranonces.release(self.extranonce1)
+            for sent in self._jobs.values():
+                self._submitted.park(sent.template, sent.seen, now_ms=self._now_ms)
             self._jobs.clear()
 
     # ----------------------------------------------------------------------- lines
@@ -620,7 +692,10 @@ class ServerSession:
             outcome.reply = _error(request_id, error)
             if method is Method.SUBMIT:
                 self._count_reject(error, now_ms, outcome)
-        self._last_useful_ms = now_ms
+        if self.state is not SessionState.CONNECTED:
+            # Before a successful subscribe nothing counts as useful: a client cannot hold
+            # a connection open with configure calls or refused requests.
+            self._last_useful_ms = now_ms
         if (
             outcome.share is not None
             and not outcome.share.accepted
@@ -640,7 +715,9 @@ class ServerSession:
     ) -> None:
         params: SubscribeParams = _params(Method.SUBSCRIBE, raw)
         self.user_agent = params.user_agent
-        requested = bytes.fromhex(params.session_id) if params.session_id else None
+        requested = None
+        if params.session_id and _HEX.fullmatch(params.session_id):
+            requested = bytes.fromhex(params.session_id)
         self.extranonce1 = self._extranonces.allocate(requested)
         self.state = SessionState.SUBSCRIBED
         sub_id = self.extranonce1.hex()
@@ -735,7 +812,6 @@ class ServerSession:
         if ntime > now_ms // 1000 + self.config.ntime_future_s:
             raise StratumError(StratumErrorCode.OTHER, "ntime out of range: too far ahead")
         version = sent.version
-        version_bits = b""
         if params.version_bits is not None:
             bits = int(params.version_bits, 16)
             if bits & ~self.version_rolling_mask:
@@ -743,11 +819,11 @@ class ServerSession:
                     StratumErrorCode.OTHER, "Version bits outside the negotiated mask"
                 )
             version = (version & ~self.version_rolling_mask) | bits
-            version_bits = bits.to_bytes(4, "big")
         extranonce2 = bytes.fromhex(params.extranonce2)
         ntime_bytes = bytes.fromhex(params.ntime)
         nonce = bytes.fromhex(params.nonce)
-        key = extranonce2 + ntime_bytes + nonce + version_bits
+        # The rolled version, not the bits as sent: "00000000" and no bits are the same header.
+        key = extranonce2 + ntime_bytes + nonce + version.to_bytes(4, "big")
         if key in sent.seen:
             raise StratumError(StratumErrorCode.DUPLICATE)
         sent.seen.add(key)

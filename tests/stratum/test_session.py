@@ -21,6 +21,7 @@ from stratum.core.session import (
     RefusedInState,
     ServerSession,
     SessionState,
+    SubmittedShares,
     parse_username,
     password_difficulty,
     recover_id,
@@ -172,6 +173,101 @@ def test_an_accepted_share_resets_the_reject_streak() -> None:
     assert outcome.share is not None
     assert outcome.share.accepted
     assert session.consecutive_rejects == 0
+
+
+def valid_nonce(session: ServerSession, job_id: str) -> str:
+    notify = [job_id, JOB.prevhash, JOB.coinb1, JOB.coinb2, list(JOB.merkle_branch)]
+    notify += [JOB.version, JOB.nbits, JOB.ntime, True]
+    return find_nonce(
+        algorithm=session.config.algorithm,
+        notify=notify,
+        extranonce1=session.extranonce1 or b"",
+        extranonce2=bytes(4),
+        difficulty=1e-6,
+    )
+
+
+def submit(session: ServerSession, job_id: str, nonce: str, *bits: str) -> list[Any] | None:
+    outcome = feed(session, "mining.submit", ["a.w", job_id, "00000000", JOB.ntime, nonce, *bits])
+    answer = decode(outcome.reply)[0]
+    return None if answer["error"] is None else answer["error"][:2]
+
+
+def test_a_share_is_one_duplicate_whatever_form_its_version_takes() -> None:
+    session, job_id = logged_in()
+    feed(session, "mining.configure", [["version-rolling"], {"version-rolling.mask": "1fffe000"}])
+    nonce = valid_nonce(session, job_id)
+    assert submit(session, job_id, nonce) is None
+    # No version bits and bits "00000000" make the same header: paid once.
+    assert submit(session, job_id, nonce, "00000000") == [22, "Duplicate share"]
+
+
+def test_a_share_is_one_duplicate_under_every_id_its_template_was_sent_with() -> None:
+    session, job_id = logged_in()
+    nonce = valid_nonce(session, job_id)
+    assert submit(session, job_id, nonce) is None
+    # A difficulty change re-sends the same template under a new id (not clean).
+    followups = feed(session, "mining.suggest_difficulty", [2e-6]).followups
+    (notify,) = [m for m in decode(followups) if m["method"] == "mining.notify"]
+    resent = notify["params"][0]
+    assert resent != job_id
+    assert submit(session, resent, nonce) == [22, "Duplicate share"]
+
+
+def test_a_resumed_session_cannot_submit_its_shares_again() -> None:
+    config = make_session().config
+    extranonces, submitted = ExtranonceAllocator(), SubmittedShares()
+
+    def session_on(extranonce1: str | None) -> tuple[ServerSession, str]:
+        session = ServerSession(
+            conn_id=1, config=config, extranonces=extranonces, now_ms=NOW, submitted=submitted
+        )
+        feed(session, "mining.subscribe", ["ua", *([extranonce1] if extranonce1 else [])])
+        feed(session, "mining.authorize", ["a.w", ""])
+        (notify,) = [
+            m for m in decode(session.send_job(JOB, NOW)) if m["method"] == "mining.notify"
+        ]
+        return session, notify["params"][0]
+
+    first, job_id = session_on(None)
+    nonce = valid_nonce(first, job_id)
+    assert submit(first, job_id, nonce) is None
+    first.close(CloseReason.PEER_GONE)
+    assert first.extranonce1 is not None
+    # Same extranonce1 back, same template from the order's stream: the same header.
+    second, job_id = session_on(first.extranonce1.hex())
+    assert second.extranonce1 == first.extranonce1
+    assert submit(second, job_id, nonce) == [22, "Duplicate share"]
+    assert len(submitted) == 0  # taken over from the parked sets
+
+
+def test_parked_shares_are_kept_for_a_while_and_bounded() -> None:
+    submitted = SubmittedShares(retention_ms=1000, max_parked=2)
+    for n in range(3):
+        submitted.park(bytes([n]), {b"share"}, now_ms=NOW)
+    assert len(submitted) == 2  # the oldest went first
+    assert submitted.claim(bytes([0]), now_ms=NOW) == set()
+    assert submitted.claim(bytes([2]), now_ms=NOW + 999) == {b"share"}
+    assert submitted.claim(bytes([1]), now_ms=NOW + 1000) == set()  # expired
+
+
+def test_requests_before_subscribe_do_not_postpone_the_subscribe_timeout() -> None:
+    session = make_session(subscribe_timeout_s=30)
+    configure = msgspec.json.encode({"id": 1, "method": "mining.configure", "params": [[], {}]})
+    session.receive_data(configure + b"\n")
+    assert session.next_outcome(NOW + 20_000) is not None
+    outcome = session.tick(NOW + 30_000)
+    assert outcome is not None
+    assert outcome.close is CloseReason.SUBSCRIBE_TIMEOUT
+
+
+@pytest.mark.parametrize("session_id", ["zz-not-hex", "abc", ""])
+def test_a_session_id_that_cannot_be_resumed_is_ignored(session_id: str) -> None:
+    session = make_session()
+    outcome = feed(session, "mining.subscribe", ["cgminer/4.10", session_id])
+    result = decode(outcome.reply)[0]["result"]
+    assert len(bytes.fromhex(result[1])) == 4
+    assert session.state is SessionState.SUBSCRIBED
 
 
 def test_idle_and_subscribe_timeouts() -> None:
