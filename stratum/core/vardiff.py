@@ -78,9 +78,10 @@ def retarget(*, difficulty: float, shares: float, elapsed_ms: int, config: Vardi
     if rate_low <= config.hysteresis and rate_high >= 1.0 / config.hysteresis:
         return difficulty
     step = min(max(rate, 1.0 / config.max_step), config.max_step)
-    new = config.clamp(round_difficulty(difficulty * step))
-    # Rounding may overshoot the step bound by a hair; the bounds are what matter.
-    return new if new != difficulty else difficulty
+    rounded = round_difficulty(difficulty * step)
+    # Rounding to 3 significant digits must not take the move past the step bound.
+    rounded = min(max(rounded, difficulty / config.max_step), difficulty * config.max_step)
+    return config.clamp(rounded)
 
 
 class Vardiff:
