@@ -232,7 +232,10 @@ class MarketClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._core = _Core(credentials=credentials)
-        self._http = httpx.Client(base_url=url, timeout=timeout_s, transport=transport)
+        try:
+            self._http = httpx.Client(base_url=url, timeout=timeout_s, transport=transport)
+        except httpx.InvalidURL as exc:
+            raise ApiError(TRANSPORT_ERROR, f"bad API URL {url!r}: {exc}") from None
 
     def __enter__(self) -> MarketClient:
         return self
@@ -252,7 +255,7 @@ class MarketClient:
         body, headers = self._core.request(call)
         try:
             response = self._http.post("/rpc", content=body, headers=headers)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ApiError(TRANSPORT_ERROR, f"cannot reach the API: {exc}") from None
         return self._core.answer(call, response.status_code, response.content)
 
@@ -402,7 +405,10 @@ class AsyncMarketClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._core = _Core(credentials=credentials)
-        self._http = httpx.AsyncClient(base_url=url, timeout=timeout_s, transport=transport)
+        try:
+            self._http = httpx.AsyncClient(base_url=url, timeout=timeout_s, transport=transport)
+        except httpx.InvalidURL as exc:
+            raise ApiError(TRANSPORT_ERROR, f"bad API URL {url!r}: {exc}") from None
 
     async def __aenter__(self) -> AsyncMarketClient:
         return self
@@ -421,7 +427,7 @@ class AsyncMarketClient:
         body, headers = self._core.request(call)
         try:
             response = await self._http.post("/rpc", content=body, headers=headers)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ApiError(TRANSPORT_ERROR, f"cannot reach the API: {exc}") from None
         return self._core.answer(call, response.status_code, response.content)
 

@@ -26,6 +26,7 @@ else:  # not subscriptable at run time
     SubParsers = argparse._SubParsersAction
 
 _ALGORITHMS = ("sha256d", "scrypt")
+_INVALID_PARAMS = -32602  # JSON-RPC's code, as the API answers a bad parameter
 
 
 def _common() -> argparse.ArgumentParser:
@@ -60,8 +61,11 @@ def add_client_commands(
 
     market = sub.add_parser("market", help="market information (public)")
     market_sub = market.add_subparsers(dest="market_command", required=True, metavar="COMMAND")
+    info = _leaf(
+        market_sub, "info", _market_info, "markets: units, ports, minimums, quotes", common
+    )
+    info.add_argument("--algorithm", choices=_ALGORITHMS, default=None, help="default: every one")
     for name, action, text in (
-        ("info", lambda c, a: c.market_info(), "markets: units, ports, minimums, quotes"),
         ("orderbook", lambda c, a: c.orderbook(a.algorithm), "active orders, best first"),
         ("stats", lambda c, a: c.market_stats(a.algorithm), "workers, speed, rejects"),
     ):
@@ -106,7 +110,10 @@ def add_client_commands(
     create.add_argument("--limit", required=True, help="speed in the market's unit; 0 = none")
     create.add_argument("--amount", required=True, help="budget in BTC")
     create.add_argument("--duration", type=int, default=None, help="seconds")
-    listing = _leaf(order_sub, "list", lambda c, a: c.list_orders(a.status), "your orders", common)
+    # Lists print as the API answers them ({"orders": [...]}), like every other command.
+    listing = _leaf(
+        order_sub, "list", lambda c, a: {"orders": c.list_orders(a.status)}, "your orders", common
+    )
     listing.add_argument("--status", choices=("active", "completed", "cancelled", "expired"))
     for name, action, text in (
         ("get", lambda c, a: c.get_order(a.id), "one order"),
@@ -129,7 +136,7 @@ def add_client_commands(
     key_create.add_argument("--label", default="cli")
     key_create.add_argument("--scopes", default="read,trade", help="comma-separated")
     key_create.add_argument("--expires-in", type=int, default=None, help="seconds")
-    _leaf(key_sub, "list", lambda c, a: c.list_keys(), "active keys (no secrets)", common)
+    _leaf(key_sub, "list", lambda c, a: {"keys": c.list_keys()}, "active keys (no secrets)", common)
     _leaf(key_sub, "revoke", lambda c, a: c.revoke_key(a.id), "end a key now", common).add_argument(
         "id"
     )
@@ -172,6 +179,15 @@ def _credentials(args: argparse.Namespace, env: Mapping[str, str]) -> Credential
     return None
 
 
+def _market_info(client: MarketClient, args: argparse.Namespace) -> Any:
+    info = client.market_info()
+    if args.algorithm is None:
+        return info
+    return msgspec.structs.replace(
+        info, markets=[m for m in info.markets if m.algorithm == args.algorithm]
+    )
+
+
 def run_client_command(args: argparse.Namespace) -> int:
     """Run the leaf command in ``args.action``; print its result; return the exit status.
     Never raises for an API refusal (exit 1) or bad input (exit 2)."""
@@ -185,9 +201,9 @@ def run_client_command(args: argparse.Namespace) -> int:
         if error.data:
             print(msgspec.json.encode(error.data).decode(), file=sys.stderr)
         return 1
-    except ValueError as error:  # a choice the client validates (scope name, ...)
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except ValueError as error:  # a choice the client validates (scope name, ...): refused
+        print(f"error {_INVALID_PARAMS}: {error}", file=sys.stderr)  # as the API would
+        return 1
     plain = msgspec.to_builtins(result)
     if args.json:
         print(msgspec.json.format(msgspec.json.encode(plain), indent=2).decode())
@@ -231,6 +247,8 @@ def render(value: Any) -> str:
         return "\n".join(_cell(v) for v in value)
     if not isinstance(value, dict):
         return _cell(value)
+    if len(value) == 1 and isinstance(rows := next(iter(value.values())), list):
+        return render(rows) if rows else "(none)"  # a listing: {"orders": [...]} is its table
     scalars = {k: v for k, v in value.items() if not _is_rows(v) and not _is_object(v)}
     parts = []
     if scalars:

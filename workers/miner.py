@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -450,17 +450,22 @@ def _order_from_text(text: str) -> str | None:
 
 
 def _order_from_coinbase(coinb1_hex: str) -> str | None:
-    # Our market tags the coinbase script with "/order:<id>/"; other pools have their own tags.
+    # Our market tags the coinbase script with "/hashmarket/<order id>/" ("pool" for the
+    # built-in generator, see stratum.core.templates); other pools have their own tags.
     try:
         text = bytes.fromhex(coinb1_hex).decode("latin-1")
     except ValueError:
         return None
-    marker = text.find("/order:")
+    marker = text.find(_TAG)
     if marker < 0:
         return None
-    end = text.find("/", marker + 7)
-    tag = text[marker + 7 : end if end >= 0 else None]
+    start = marker + len(_TAG)
+    end = text.find("/", start)
+    tag = text[start : end if end >= 0 else None]
     return tag if tag.isprintable() and tag else None
+
+
+_TAG: Final = "/hashmarket/"
 
 
 def _loggable(summary: MinerSummary) -> dict[str, Any]:

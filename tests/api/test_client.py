@@ -164,6 +164,19 @@ async def _cli_session(
         assert "escrowed   0.01000000" in capsys.readouterr().out
         assert await run_cli(["market", "info"]) == 0
         assert "sha256d" in capsys.readouterr().out
+        # --json prints what the API answers: lists inside their object.
+        assert await run_cli(["order", "list", "--json"]) == 0
+        assert [o["id"] for o in json.loads(capsys.readouterr().out)["orders"]] == [order["id"]]
+        assert await run_cli(["key", "list", "--json"]) == 0
+        assert [k["key_id"] for k in json.loads(capsys.readouterr().out)["keys"]] == [boot.key_id]
+        assert await run_cli(["market", "info", "--algorithm", "scrypt", "--json"]) == 0
+        markets = json.loads(capsys.readouterr().out)["markets"]
+        assert [m["algorithm"] for m in markets] == ["scrypt"]
+        # Refused before any request (bad scope, bad URL): still "error CODE: ..." and exit 1.
+        assert await run_cli(["key", "create", "--scopes", "bogus"]) == 1
+        assert capsys.readouterr().err.startswith("error -32602: ")
+        assert await run_cli(["market", "info", "--url", "http://127.0.0.1:abc"]) == 1
+        assert capsys.readouterr().err.startswith("error -32000: bad API URL")
         # A refused call: code and message on stderr, exit 1.
         assert await run_cli(["order", "cancel", "o-999999"]) == 1
         captured = capsys.readouterr()

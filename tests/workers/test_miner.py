@@ -10,6 +10,7 @@ import trio
 
 from stratum.client import ClientConfig
 from stratum.core.shares import Algorithm
+from stratum.core.templates import EmulatedChain, JobStream
 from tests.workers.fakepool import FakePool
 from workers.miner import Backoff, Miner, MinerConfig, _order_from_coinbase, _order_from_text
 
@@ -188,7 +189,11 @@ def test_backoff_doubles_to_the_cap_with_jitter() -> None:
 def test_order_hints() -> None:
     assert _order_from_text("now serving order 42.") == "42"
     assert _order_from_text("hello") is None
-    assert _order_from_coinbase(b"\x03abc/order:o-17/xyz".hex()) == "o-17"
+    # The tag the server really writes (one test, so the two cannot drift apart again).
+    chain = EmulatedChain(algorithm=Algorithm.SHA256D, block_interval_ms=600_000, now_ms=0)
+    job = JobStream("o-000017", chain=chain).next_job(0)
+    assert _order_from_coinbase(job.coinb1) == "o-000017"
+    assert _order_from_coinbase(b"\x03abc/some-pool/xyz".hex()) is None
     assert _order_from_coinbase("00ff") is None
 
 

@@ -183,4 +183,6 @@ async def test_worker_mines_switches_jobs_and_survives_a_restart(nursery: trio.N
     assert summary.rejected.get("stale", 0) <= 1
     assert summary.hashes > 0
     assert summary.workers[0].connects == 2
+    # The worker reads what it serves from the server's coinbase tag (the built-in pool's).
+    assert summary.workers[0].order == "pool"
     second.server.shutdown()
