@@ -879,6 +879,7 @@ class Market(EventSourced[MarketEvent]):
                     work=order.period_work,
                     fee_bps=rules.fee_bps,
                     fee_carry=order.fee_carry,
+                    tiebreak=f"{event.settlement_id}/{order.id}",
                 )
                 ref = f"{event.settlement_id}/{order.id}"
                 self._ledger.post(
@@ -910,7 +911,9 @@ class Market(EventSourced[MarketEvent]):
                     )
                 order.settled_msat += spend
                 order.fee_carry = split.fee_carry
-            order.period_work = {}
+                order.period_work = {}
+            # With no whole msat spent yet, the work stays: the value it made is still in the
+            # order's accrual and is paid, to these sellers, with the next spend.
         self._unsettled = {}
 
     # ------------------------------------------------------------------ snapshots

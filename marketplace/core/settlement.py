@@ -12,8 +12,10 @@ A settlement turns that into ledger lines for each order, conserving every msat:
    percentage of its spend, rounded down by less than one msat in total.
 2. The rest (the pool) is split in proportion to work by the largest-remainder rule: each
    seller gets the floor of its exact share, and the msat left over go one each to the sellers
-   with the largest fractional parts (ties: the seller key's natural order). The parts add up
-   to the pool exactly, so ``charge == fee + sum(earnings)`` for every order and period.
+   with the largest fractional parts. Ties (equal work gives equal fractions) are broken by a
+   hash of the settlement's ``tiebreak`` and the seller, so no seller wins every tie by the
+   spelling of its name; without a ``tiebreak``, by the seller key's natural order. The parts
+   add up to the pool exactly, so ``charge == fee + sum(earnings)`` for every order and period.
 
 Everything is integer or ``Fraction`` arithmetic: replaying the same events gives the same
 lines.
@@ -21,6 +23,7 @@ lines.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import NamedTuple
@@ -49,6 +52,7 @@ def split_spend(
     work: Mapping[SellerKey, Fraction],
     fee_bps: int,
     fee_carry: Fraction,
+    tiebreak: str = "",
 ) -> Split:
     """Split ``spend_msat`` into a fee and payouts proportional to ``work`` (see module doc).
 
@@ -75,10 +79,16 @@ def split_spend(
         parts.append((seller, whole, exact - whole))
         given += whole
     leftover = pool - given
-    # Largest fractional part first; sorted() is stable, so ties keep the sellers' order.
-    bonus = {seller for seller, _, _ in sorted(parts, key=lambda p: -p[2])[:leftover]}
+    # Largest fractional part first; then the tie-break rank (stable: then the sellers' order).
+    rank = {seller: _rank(tiebreak, seller) for seller in sellers} if tiebreak else {}
+    ordered = sorted(parts, key=lambda p: (-p[2], rank.get(p[0], b"")))
+    bonus = {seller for seller, _, _ in ordered[:leftover]}
     payouts = [
         Payout(seller=seller, amount_msat=whole + (1 if seller in bonus else 0))
         for seller, whole, _ in parts
     ]
     return Split(fee_msat=fee, payouts=[p for p in payouts if p.amount_msat], fee_carry=carry)
+
+
+def _rank(tiebreak: str, seller: SellerKey) -> bytes:
+    return hashlib.sha256("\x00".join((tiebreak, *seller)).encode()).digest()

@@ -96,6 +96,20 @@ def test_split_largest_remainder_and_fee_carry() -> None:
     assert [p.amount_msat for p in split.payouts] == [1, 7, 3]
 
 
+def test_ties_do_not_always_favour_the_same_seller() -> None:
+    # Equal work, one msat to give each period: who gets it depends on the settlement, not on
+    # which name sorts first.
+    work = {seller(name): Fraction(1) for name in ("a", "b", "c")}
+    won = dict.fromkeys(work, 0)
+    for period in range(300):
+        split = split_spend(
+            spend_msat=1, work=work, fee_bps=0, fee_carry=Fraction(0), tiebreak=f"s-{period}/o-1"
+        )
+        (payout,) = split.payouts
+        won[payout.seller] += 1
+    assert all(70 <= n <= 130 for n in won.values()), won
+
+
 def test_fee_carry_accumulates_to_the_exact_percentage() -> None:
     carry = Fraction(0)
     fees = 0

@@ -164,6 +164,23 @@ def test_a_share_after_the_end_time_is_not_charged_and_the_order_ended_on_time()
     market.check_invariants()
 
 
+def test_work_that_has_not_made_a_whole_msat_yet_is_paid_with_the_next_spend() -> None:
+    market = make_market()
+    funded(market, "buyer")
+    order = standard(market, price_msat=1_000_000).id  # 0.00001 BTC per MH/s per day
+    first, second = worker(1, "alice"), worker(2, "bob")
+    join(market, first)
+    join(market, second)
+    market.rebalance(SHA, now_ms=0)
+    # One share at this price and difficulty is worth under one msat.
+    market.record_share(share(first, difficulty=0.00001, time_ms=1000), order_id=order)
+    assert market.get_order(account="buyer", order_id=order).spent_msat == 0
+    market.settle(now_ms=10_000)
+    (record,) = market.export_state().orders
+    assert [w.account for w in record.order.period_work] == ["alice"]  # kept, not dropped
+    market.check_invariants()
+
+
 def test_shares_for_unknown_or_idle_orders_charge_nothing() -> None:
     market = make_market()
     funded(market, "buyer")
