@@ -120,44 +120,6 @@ class RequestRecorded(_KeyEvent, frozen=True, tag="request_recorded"):
 KeyEvent = KeyCreated | KeyExpirySet | KeyRevoked | KeyUsed | RequestRecorded
 
 
-# ---------------------------------------------------------------------------------- snapshots
-
-
-class KeyRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One key in a snapshot (no secret: secrets are derived from the master key)."""
-
-    key_id: str
-    account: str
-    label: str
-    scopes: tuple[Scope, ...]
-    version: int
-    created_ms: int
-    expires_ms: int | None
-    revoked_ms: int | None
-    last_used_ms: int | None
-
-
-class RequestRecord(msgspec.Struct, frozen=True, array_like=True):
-    """One recorded first answer in a snapshot."""
-
-    key_id: str
-    request_id: str
-    index: int
-    method: str
-    digest: str
-    result: bytes
-    time_ms: int
-
-
-class KeyRingState(msgspec.Struct, frozen=True, kw_only=True):
-    """The key ring's durable state: keys in creation order, the recorded answers and the
-    queue that prunes them (time, key id, request id, index)."""
-
-    keys: list[KeyRecord]
-    requests: list[RequestRecord]
-    prune_queue: list[tuple[int, str, str, int]]
-
-
 # ---------------------------------------------------------------------------------- views
 
 
@@ -181,6 +143,16 @@ class KeyView(msgspec.Struct, frozen=True, kw_only=True):
         if self.expires_ms is not None and now_ms >= self.expires_ms:
             return KeyState.EXPIRED
         return KeyState.ACTIVE
+
+
+class KeyRingState(msgspec.Struct, frozen=True, kw_only=True):
+    """The key ring's durable state for snapshots: keys in creation order (as views: no secret,
+    secrets are derived from the master key), the recorded answers (as the events that recorded
+    them) and the queue that prunes them (time, key id, request id, index)."""
+
+    keys: list[KeyView]
+    requests: list[RequestRecorded]
+    prune_queue: list[tuple[int, str, str, int]]
 
 
 class IssuedKey(NamedTuple):
@@ -447,22 +419,17 @@ class KeyRing(EventSourced[KeyEvent]):
         """The durable state (see ``EventSourced``); live last-used times are not in it."""
         records, order = self._requests.export_state()
         return KeyRingState(
-            keys=[
-                KeyRecord(
-                    key_id=k.key_id,
-                    account=k.account,
-                    label=k.label,
-                    scopes=k.scopes,
-                    version=k.version,
-                    created_ms=k.created_ms,
-                    expires_ms=k.expires_ms,
-                    revoked_ms=k.revoked_ms,
-                    last_used_ms=k.last_used_ms,
-                )
-                for k in self._keys.values()
-            ],
+            keys=[k.view(None) for k in self._keys.values()],
             requests=[
-                RequestRecord(key[0], key[1], key[2], r.method, r.digest, r.result, r.time_ms)
+                RequestRecorded(
+                    key_id=key[0],
+                    request_id=key[1],
+                    index=key[2],
+                    method=r.method,
+                    digest=r.digest,
+                    result=r.result,
+                    time_ms=r.time_ms,
+                )
                 for key, r in records
             ],
             prune_queue=[(time_ms, *key) for time_ms, key in order],
