@@ -49,6 +49,9 @@ from workers.hasher import Found
 from workers.hashing import Work
 from workers.processes import HashingPool
 
+#: How long a stopping worker waits for the answers to shares it already sent.
+_DRAIN_S: Final = 2.0
+
 log = structlog.get_logger("workers.miner")
 
 
@@ -159,6 +162,9 @@ class Miner:
         self.pool = HashingPool(processes=config.processes, chunk_seconds=config.chunk_seconds)
         self.stats = [SlotStats(username=name) for name in config.usernames()]
         self._stop = trio.Event()
+        self._stopping = False  # no new submits: the run is ending
+        self._in_flight = 0  # submits sent and not yet answered
+        self._drained = trio.Event()
         self._next_work_id = 0
         self._started_at: float | None = None
         self._stopped_at: float | None = None
@@ -188,21 +194,36 @@ class Miner:
                 await nursery.start(self.pool.run)
                 self._started_at = time.monotonic()
                 task_status.started()
-                with trio.move_on_after(
-                    config.duration if config.duration is not None else float("inf")
-                ):
-                    async with trio.open_nursery() as slots:
-                        for slot in range(len(self.stats)):
-                            slots.start_soon(self._run_slot, slot)
-                        slots.start_soon(self._status_loop)
-                        await self._stop.wait()
-                        slots.cancel_scope.cancel()
+                async with trio.open_nursery() as slots:
+                    for slot in range(len(self.stats)):
+                        slots.start_soon(self._run_slot, slot)
+                    slots.start_soon(self._status_loop)
+                    if config.duration is not None:
+                        slots.start_soon(self._stop_after, config.duration)
+                    await self._stop.wait()
+                    await self._drain()
+                    slots.cancel_scope.cancel()
                 nursery.cancel_scope.cancel()
         finally:
             self._stopped_at = time.monotonic()
             self.summary = self.make_summary()
             log.info("worker.summary", **_loggable(self.summary))
         return self.summary
+
+    async def _stop_after(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+        self.stop()
+
+    async def _drain(self) -> None:
+        """Stop hashing and submitting, then wait (briefly) for the answers to the shares
+        already sent, so the summary counts what the pool counted."""
+        self._stopping = True
+        for slot in range(len(self.stats)):
+            self.pool.set_work(slot, None)
+        if self._in_flight:
+            self._drained = trio.Event()
+            with trio.move_on_after(_DRAIN_S):
+                await self._drained.wait()
 
     # ------------------------------------------------------------------ one fleet member
 
@@ -339,6 +360,8 @@ class Miner:
     ) -> None:
         async with trio.open_nursery() as nursery:
             async for share in found:
+                if self._stopping:
+                    continue  # found after the end: not sent, so nobody counts it
                 # Work may have gone stale while the share waited in the channel.
                 if self.pool.is_submittable(share):
                     nursery.start_soon(self._submit, client, slot, share)
@@ -348,6 +371,15 @@ class Miner:
     async def _submit(self, client: StratumClient, slot: int, share: Found) -> None:
         stats = self.stats[slot]
         stats.submitted += 1
+        self._in_flight += 1
+        try:
+            await self._submit_one(stats, client, share)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._drained.set()
+
+    async def _submit_one(self, stats: SlotStats, client: StratumClient, share: Found) -> None:
         try:
             result = await client.submit(
                 username=stats.username,

@@ -120,8 +120,10 @@ class FakePool:
         algorithm: Algorithm = Algorithm.SHA256D,
         extranonce_supported: bool = True,
         initial_job: bool = True,
+        submit_reply_delay: float = 0.0,
     ) -> None:
         self.difficulty = difficulty
+        self.submit_reply_delay = submit_reply_delay
         self.algorithm = algorithm
         self.extranonce_supported = extranonce_supported
         self.initial_job = initial_job
@@ -200,6 +202,8 @@ class FakePool:
         elif method == "mining.submit":
             ok, code, reason = conn.check(params)
             self.submits.append(SubmitRecord(conn.conn_id, params[0], params[1], ok, reason))
+            self._poke()
+            await trio.sleep(self.submit_reply_delay)  # a slow pool: the answer comes later
             if ok:
                 await conn.send({"id": request_id, "result": True, "error": None})
             else:

@@ -197,6 +197,29 @@ def test_order_hints() -> None:
     assert _order_from_coinbase("00ff") is None
 
 
+async def test_stopping_waits_for_the_answers_to_shares_already_sent(
+    nursery: trio.Nursery,
+) -> None:
+    pool = FakePool(difficulty=DIFFICULTY, submit_reply_delay=0.05)
+    port = await serve(nursery, pool)
+    miner = Miner(config(port))
+    done = trio.Event()
+
+    async def run() -> None:
+        await miner.run()
+        done.set()
+
+    nursery.start_soon(run)
+    await wait_until(pool, lambda: len(pool.submits) >= 2)
+    # A submit is now waiting for its answer: stop while it is in flight.
+    miner.stop()
+    with trio.fail_after(10):
+        await done.wait()
+    # Every share the pool counted, the summary counts: none lost at the end.
+    assert miner.summary is not None
+    assert miner.summary.accepted == pool.accepted() >= 2
+
+
 async def test_scrypt_shares_are_accepted(nursery: trio.Nursery) -> None:
     # scrypt T1 is about 2**240; 2**-7 is a target near 2**247: one share per ~500 hashes.
     pool = FakePool(difficulty=2.0**-7, algorithm=Algorithm.SCRYPT)
