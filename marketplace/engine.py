@@ -249,12 +249,12 @@ class Engine:
         book_changed = False
         now = None
         for name, component in self._components.items():
-            for event in component.drain_events():
+            for event, body in component.drain_encoded():
                 time_ms = getattr(event, "time_ms", None)
                 if not isinstance(time_ms, int):
                     now = self._clock() if now is None else now
                     time_ms = now
-                records.append(Record(name, time_ms, component.encode_event(event)))
+                records.append(Record(name, time_ms, body))
                 if component is self._market and not isinstance(event, _ALLOCATION_NEUTRAL):
                     book_changed = True
         return records, book_changed

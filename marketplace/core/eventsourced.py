@@ -46,6 +46,7 @@ class EventSourced(Generic[E]):
 
     def __init__(self) -> None:
         self._outbox: list[E] = []
+        self._encoded: list[bytes] = []  # the outbox's events as ``encode_event`` bytes
 
     def apply(self, event: E) -> None:
         """Change state by one event. Must be deterministic and must not raise for an event
@@ -55,15 +56,23 @@ class EventSourced(Generic[E]):
     def _emit(self, event: E) -> None:
         # An event the journal could not store must not change memory either: encoding it
         # first makes such a command fail (a bug, ours: e.g. an integer over 64 bits that no
-        # input check stopped) with the state untouched, instead of after ``apply``.
-        _ENCODER.encode(event)
+        # input check stopped) with the state untouched, instead of after ``apply``. The
+        # bytes are kept for the journal, so the event is encoded once.
+        encoded = _ENCODER.encode(event)
         self.apply(event)
         self._outbox.append(event)
+        self._encoded.append(encoded)
 
     def drain_events(self) -> list[E]:
         """The events emitted since the last drain, oldest first; empties the outbox."""
-        events, self._outbox = self._outbox, []
+        events, self._outbox, self._encoded = self._outbox, [], []
         return events
+
+    def drain_encoded(self) -> list[tuple[E, bytes]]:
+        """``drain_events`` with each event's ``encode_event`` bytes."""
+        pairs = list(zip(self._outbox, self._encoded, strict=True))
+        self._outbox, self._encoded = [], []
+        return pairs
 
     @classmethod
     def encode_event(cls, event: E) -> bytes:
