@@ -37,12 +37,13 @@ def serve(workdir: Path, synchronous: str) -> None:
     """The child: a market with the faucet on, one account, the API on a free port."""
     import trio
 
-    from marketplace.api.app import ApiApp, ApiSettings, RpcService, bootstrap_account
-    from marketplace.api.keys import KeyRing, load_master_key, master_key_path
+    from marketplace.accounts import bootstrap_account
+    from marketplace.api.app import ApiApp, ApiSettings, RpcService
     from marketplace.api.server import serve_api
     from marketplace.core.market import Market
     from marketplace.core.model import MarketConfig
     from marketplace.engine import Engine
+    from marketplace.masterkey import open_keyring
     from marketplace.storage import Synchronous, open_journal
     from stratum.logconfig import configure_logging
 
@@ -51,7 +52,7 @@ def serve(workdir: Path, synchronous: str) -> None:
 
     async def main() -> None:
         market = Market(config=MarketConfig(faucet=True))
-        keyring = KeyRing(master_key=load_master_key(master_key_path(db)))
+        keyring = open_keyring(db, create=True)
         async with open_journal(db, synchronous=Synchronous(synchronous)) as journal:
             engine = Engine(components=[market, keyring], journal=journal)
             await engine.restore()

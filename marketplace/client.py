@@ -29,8 +29,8 @@ import httpx
 import msgspec
 
 from marketplace.api import wire
-from marketplace.api.keys import Scope
 from marketplace.api.signing import sign_headers
+from marketplace.core.key_events import Scope
 from marketplace.core.model import OrderStatus, OrderType
 from stratum.core.shares import Algorithm
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import structlog
 import trio
 
-from marketplace.api.app import bootstrap_account
+from marketplace.accounts import bootstrap_account
 from marketplace.client import AsyncMarketClient, Credentials
 from marketplace.config import NodeConfig
 from marketplace.core.money import format_btc

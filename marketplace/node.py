@@ -35,13 +35,14 @@ import structlog
 import trio
 
 from marketplace.api.app import ApiSettings, build_app
-from marketplace.api.keys import KeyRing, load_master_key, master_key_path
 from marketplace.api.server import serve_api
 from marketplace.bridge import MarketWorkSource
 from marketplace.config import NodeConfig, load_config
+from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import MarketConfig, default_rules
 from marketplace.engine import Engine, EngineConfig
+from marketplace.masterkey import open_keyring
 from marketplace.operator import NodeBusy, node_lock, serve_inbox
 from marketplace.storage import Journal, JournalError, Synchronous, open_journal
 from stratum.config import StratumConfig
@@ -72,8 +73,7 @@ def build_components(config: NodeConfig, *, create_master_key: bool) -> tuple[Ma
 
     ``create_master_key`` is for a new database only: a new master key invalidates every key.
     """
-    master_key = load_master_key(master_key_path(config.db), create=create_master_key)
-    return Market(config=market_config(config)), KeyRing(master_key=master_key)
+    return Market(config=market_config(config)), open_keyring(config.db, create=create_master_key)
 
 
 @asynccontextmanager

@@ -35,11 +35,12 @@ import msgspec
 import structlog
 import trio
 
-from marketplace.api.app import bootstrap_account
-from marketplace.api.keys import KeyRing, load_master_key, master_key_path
+from marketplace.accounts import bootstrap_account
 from marketplace.config import NodeConfig, load_config
 from marketplace.core.errors import MarketError
+from marketplace.core.keys import KeyRing
 from marketplace.engine import Engine
+from marketplace.masterkey import open_keyring
 
 log = structlog.get_logger("marketplace.operator")
 
@@ -185,7 +186,7 @@ def _via_inbox(config: NodeConfig, name: str, *, timeout_s: float = 30.0) -> dic
             raise TimeoutError(f"the node serving {config.db} did not answer in {timeout_s} s")
     finally:
         conn.close()
-    keyring = KeyRing(master_key=load_master_key(master_key_path(config.db), create=False))
+    keyring = open_keyring(config.db, create=False)
     answer["secret"] = keyring.secret_of(answer["key_id"], int(answer.pop("version")))
     return answer
 

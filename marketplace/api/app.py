@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, NamedTuple, Protocol, TypeVar
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -38,26 +38,19 @@ import structlog
 from marketplace.api import rpc
 from marketplace.api.auth import Authenticator, Caller
 from marketplace.api.errors import ApiCode, RpcError, from_market_error
-from marketplace.api.idempotency import params_digest
-from marketplace.api.keys import ALL_SCOPES, KeyRing, check_account_name
 from marketplace.api.methods import METHODS, CallContext, Method
 from marketplace.api.ratelimit import RateLimiter
 from marketplace.api.wire import KeyOut
 from marketplace.core.errors import MarketError
+from marketplace.core.eventsourced import Executor
+from marketplace.core.idempotency import params_digest
+from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from stratum.core.shares import Algorithm
-
-T = TypeVar("T")
 
 log = structlog.get_logger("marketplace.api")
 
 _key_out_decoder: Final = msgspec.json.Decoder(KeyOut)
-
-
-class Executor(Protocol):
-    """Runs a synchronous command and returns once its events are durable (the ``Engine``)."""
-
-    async def execute(self, fn: Callable[[], T]) -> T: ...
 
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,43 +69,6 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
 def wall_clock_ms() -> int:
     """Milliseconds since the epoch, from the system clock."""
     return time.time_ns() // 1_000_000
-
-
-class Bootstrap(NamedTuple):
-    """A new account and its first key (show the secret once)."""
-
-    account_id: str
-    key_id: str
-    secret: str
-
-
-async def bootstrap_account(
-    *,
-    executor: Executor,
-    market: Market,
-    keyring: KeyRing,
-    account: str,
-    now_ms: int,
-    allow_existing: bool = False,
-) -> Bootstrap:
-    """Create ``account`` in the market and its first key with every scope, durably (one
-    command through ``executor``). With ``allow_existing`` an account that exists (a seller
-    paid before) just gets a new key.
-
-    Raises ``InvalidArgument`` for a bad name (1-64 of ``[A-Za-z0-9_-]``), ``InvalidState``
-    if the account exists and not ``allow_existing``.
-    """
-    check_account_name(account)
-
-    def command() -> Bootstrap:
-        if not (allow_existing and market.has_account(account)):
-            market.create_account(account=account, now_ms=now_ms)
-        issued = keyring.create_key(
-            account=account, label="bootstrap", scopes=ALL_SCOPES, expires_ms=None, now_ms=now_ms
-        )
-        return Bootstrap(account, issued.key.key_id, issued.secret)
-
-    return await executor.execute(command)
 
 
 class RpcService:
@@ -304,7 +260,7 @@ class RpcService:
 
 # ---------------------------------------------------------------------------------- ASGI
 
-Scope = dict[str, Any]
+AsgiScope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -316,7 +272,7 @@ class ApiApp:
         self.service = service
         self._max_body = service.settings.max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
@@ -331,7 +287,7 @@ class ApiApp:
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1003})
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _http(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["path"] != "/rpc":
             await _plain(send, 404, b"not found\n")
             return

@@ -28,14 +28,16 @@ from collections.abc import Mapping
 from typing import Final, NamedTuple
 
 from marketplace.api.errors import ApiCode, RpcError
-from marketplace.api.keys import KeyRing, KeyState, Scope
 from marketplace.api.nonces import NonceStore
 from marketplace.api.ratelimit import RateLimiter
 from marketplace.api.signing import RPC_PATH, is_token, signing_message, verify
+from marketplace.core.key_events import KeyState, Scope
+from marketplace.core.keys import KeyRing
+from stratum.core.names import ACCOUNT_PATTERN
 
 _TIME: Final = re.compile(rb"[0-9]{1,16}")
 _KEY_ID: Final = re.compile(rb"[A-Za-z0-9_-]{1,64}")
-_ORG: Final = re.compile(rb"[A-Za-z0-9_-]{1,64}")
+_ORG: Final = re.compile(ACCOUNT_PATTERN.encode())
 
 
 class Caller(NamedTuple):

@@ -20,7 +20,8 @@ import msgspec
 from marketplace.api import wire
 from marketplace.api.auth import Caller
 from marketplace.api.errors import ApiCode, RpcError
-from marketplace.api.keys import KeyRing, Scope
+from marketplace.core.key_events import Scope
+from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import LedgerEntry, OrderType
 from stratum.core.shares import Algorithm

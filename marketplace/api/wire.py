@@ -17,7 +17,7 @@ from typing import Annotated, Final
 import msgspec
 from msgspec import Meta
 
-from marketplace.api.keys import IssuedKey, KeyView, Scope
+from marketplace.core.key_events import IssuedKey, KeyView, Scope
 from marketplace.core.model import (
     Balance,
     LedgerEntry,

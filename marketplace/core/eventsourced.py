@@ -23,11 +23,13 @@ size. Ephemeral state (connections, allocation) is not in them, as it is not in 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
 import msgspec
 
 E = TypeVar("E", bound=msgspec.Struct)
+T = TypeVar("T")
 
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
@@ -107,3 +109,11 @@ class EventSourced(Generic[E]):
         """A ``state_type`` value from ``encode_state`` bytes. Raises ``msgspec.DecodeError`` (or
         ``ValidationError``) for bytes of another shape."""
         return msgspec.json.decode(data, type=cls.state_type)
+
+
+class Executor(Protocol):
+    """Runs a synchronous command and returns once its events are durable (the ``Engine``;
+    tests use an in-memory one). The command runs atomically: nothing else touches the
+    components until it returns."""
+
+    async def execute(self, fn: Callable[[], T]) -> T: ...

@@ -76,6 +76,7 @@ from marketplace.core.model import (
     WorkerKey,
     WorkerView,
 )
+from marketplace.core.names import check_account_name
 from marketplace.core.orders import (
     Order,
     OrderState,
@@ -242,7 +243,7 @@ class Market(EventSourced[MarketEvent]):
     def create_account(self, *, account: str, now_ms: int) -> None:
         """Open an account. Raises ``InvalidState`` if it exists, ``InvalidArgument`` for a bad
         name."""
-        _check_name("account", account)
+        check_account_name(account)
         if self._ledger.has(account):
             raise InvalidState("account exists", {"account": account})
         self._emit(AccountCreated(account=account, time_ms=now_ms))
@@ -250,7 +251,7 @@ class Market(EventSourced[MarketEvent]):
     def ensure_account(self, *, account: str, now_ms: int) -> None:
         """Open ``account`` if it does not exist (sellers). Raises ``InvalidArgument`` for a bad
         name."""
-        _check_name("account", account)
+        check_account_name(account)
         if not self._ledger.has(account):
             self._emit(AccountCreated(account=account, time_ms=now_ms))
 

@@ -68,10 +68,10 @@ from stratum.core.messages import (
     encode_line,
     envelope_decoder,
 )
+from stratum.core.names import USERNAME_RE
 from stratum.core.shares import Algorithm, hash_to_int, pow_hash, sha256d, swap_words, target_for
 from stratum.core.vardiff import Vardiff, VardiffConfig, round_difficulty
 
-USERNAME_RE: Final = re.compile(r"^([A-Za-z0-9_-]{1,64})(?:\.([A-Za-z0-9_-]{1,32}))?$")
 DEFAULT_WORKER: Final = "default"
 VERSION_ROLLING: Final = "version-rolling"
 #: Finds a request id in a line that did not parse, so the error reply can still carry it.

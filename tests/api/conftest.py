@@ -16,18 +16,13 @@ import msgspec
 import pytest
 import trio
 
-from marketplace.api.app import (
-    ApiApp,
-    ApiSettings,
-    Bootstrap,
-    RpcService,
-    bootstrap_account,
-)
-from marketplace.api.keys import KeyRing
+from marketplace.accounts import Bootstrap, bootstrap_account
+from marketplace.api.app import ApiApp, ApiSettings, RpcService
 from marketplace.api.methods import METHODS, Method
 from marketplace.api.server import serve_api
 from marketplace.api.signing import sign_headers
 from marketplace.core.eventsourced import EventSourced
+from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import MarketConfig
 from marketplace.engine import Engine

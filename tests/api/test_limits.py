@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketplace.api.idempotency import IdempotencyRecords, Recorded, params_digest
 from marketplace.api.nonces import NonceStore
 from marketplace.api.ratelimit import RateLimiter
+from marketplace.core.idempotency import IdempotencyRecords, Recorded, params_digest
 
 
 def test_nonce_remembered_through_the_window_then_forgotten() -> None:

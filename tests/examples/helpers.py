@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from marketplace.api.app import bootstrap_account
+from marketplace.accounts import bootstrap_account
 from marketplace.config import NodeConfig
 from marketplace.node import Node, run_node
 

@@ -12,7 +12,8 @@ from typing import Any
 import structlog
 import trio
 
-from marketplace.api.keys import KeyRing, Scope
+from marketplace.core.key_events import Scope
+from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import WorkerKey
 from marketplace.engine import Engine, EngineConfig

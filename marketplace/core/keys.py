@@ -3,17 +3,19 @@
 Theory of operation
 -------------------
 ``KeyRing`` is an event-sourced component (``component = "keys"``) journaled by the engine next
-to the market. Its events (``KeyCreated``, ``KeyExpirySet``, ``KeyRevoked``, ``KeyUsed``,
-``RequestRecorded``) carry ids and times, so replay needs no clock and rebuilds the same keys.
+to the market. Its events (``key_events.py``: ``KeyCreated``, ``KeyExpirySet``, ``KeyRevoked``,
+``KeyUsed``, ``RequestRecorded``) carry ids and times, so replay needs no clock and rebuilds the
+same keys. Key ids are random, so they come from the driver too: the ``new_key_id`` factory
+(``marketplace.masterkey.random_key_id`` in a node, a counter in tests).
 
 Secrets. The signature scheme is symmetric (HMAC), so the server must be able to recompute a
 key's secret; hashing it like a password is not an option. Instead no secret is stored at all:
-each one is *derived* as ``hex(HMAC-SHA256(master_key, key_id \\0 version))``. The 32-byte
-master key lives outside the journal: in the environment (``HASHMARKET_MASTER_KEY``, hex) or in
-a file next to the database created with mode 0600 (``load_master_key``). The journal and the
-in-memory state hold key ids, labels and scopes only; a stolen database yields no secret, and
-the secret is shown once, in the answer of ``apikey.create``/``apikey.rotate``. Losing the
-master key invalidates every key (the operator then bootstraps a new one).
+each one is *derived* as ``hex(HMAC-SHA256(master_key, key_id \\0 version))``
+(``derive_secret``). The master key lives outside the journal and is handed in by the driver
+(``marketplace.masterkey``: the environment or a 0600 file next to the database). The journal
+and the in-memory state hold key ids, labels and scopes only; a stolen database yields no
+secret, and the secret is shown once, in the answer of ``apikey.create``/``apikey.rotate``.
+Losing the master key invalidates every key (the operator then bootstraps a new one).
 
 Rotation creates a new key (new id, version + 1, same label and scopes) and sets the old one
 to expire ``grace`` later; both sign until then. Revocation ends a key at once. Expiry is a
@@ -31,135 +33,38 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import re
-import secrets
-import stat
-import uuid
-from collections.abc import Callable, Iterable, Mapping
-from enum import StrEnum
-from pathlib import Path
-from typing import Any, ClassVar, Final, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Final
 
-import msgspec
-
-from marketplace.api.idempotency import IdempotencyRecords, Recorded, RecordKey
 from marketplace.core.errors import InvalidArgument, NotFound
 from marketplace.core.eventsourced import EventSourced
+from marketplace.core.idempotency import IdempotencyRecords, Recorded, RecordKey
+from marketplace.core.key_events import (
+    ALL_SCOPES,
+    IssuedKey,
+    KeyCreated,
+    KeyEvent,
+    KeyExpirySet,
+    KeyRevoked,
+    KeyRingState,
+    KeyState,
+    KeyUsed,
+    KeyView,
+    RequestRecorded,
+    Scope,
+)
+from marketplace.core.names import check_account_name
 
-MASTER_KEY_ENV: Final = "HASHMARKET_MASTER_KEY"
-_MASTER_KEY_BYTES: Final = 32
 _LABEL_MAX: Final = 64
-_ACCOUNT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: Shortest master key accepted (bytes).
+MIN_MASTER_KEY_BYTES: Final = 16
 DAY_MS: Final = 86_400_000
 
 
-class Scope(StrEnum):
-    """What a key may do. Public methods need none."""
-
-    READ = "read"
-    TRADE = "trade"
-    WITHDRAW = "withdraw"
-    KEYS = "keys"
-
-
-ALL_SCOPES: Final = tuple(Scope)
-
-
-class KeyState(StrEnum):
-    ACTIVE = "active"
-    EXPIRED = "expired"
-    REVOKED = "revoked"
-
-
-# ---------------------------------------------------------------------------------- events
-
-
-class _KeyEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="event"):
-    """Base of the key ring's events."""
-
-
-class KeyCreated(_KeyEvent, frozen=True, tag="key_created"):
-    key_id: str
-    account: str
-    label: str
-    scopes: tuple[Scope, ...]
-    version: int
-    expires_ms: int | None
-    time_ms: int
-
-
-class KeyExpirySet(_KeyEvent, frozen=True, tag="key_expiry_set"):
-    key_id: str
-    expires_ms: int
-    time_ms: int
-
-
-class KeyRevoked(_KeyEvent, frozen=True, tag="key_revoked"):
-    key_id: str
-    time_ms: int
-
-
-class KeyUsed(_KeyEvent, frozen=True, tag="key_used"):
-    key_id: str
-    time_ms: int
-
-
-class RequestRecorded(_KeyEvent, frozen=True, tag="request_recorded"):
-    """The first answer of a mutating call with an ``X-Request-Id`` (no secret: see app)."""
-
-    key_id: str
-    request_id: str
-    index: int
-    method: str
-    digest: str
-    result: bytes
-    time_ms: int
-
-
-KeyEvent = KeyCreated | KeyExpirySet | KeyRevoked | KeyUsed | RequestRecorded
-
-
-# ---------------------------------------------------------------------------------- views
-
-
-class KeyView(msgspec.Struct, frozen=True, kw_only=True):
-    """A key as the API shows it (never with its secret)."""
-
-    key_id: str
-    account: str
-    label: str
-    scopes: tuple[Scope, ...]
-    version: int
-    created_ms: int
-    expires_ms: int | None
-    revoked_ms: int | None
-    last_used_ms: int | None
-
-    def state(self, now_ms: int) -> KeyState:
-        """Whether the key authenticates at ``now_ms``."""
-        if self.revoked_ms is not None:
-            return KeyState.REVOKED
-        if self.expires_ms is not None and now_ms >= self.expires_ms:
-            return KeyState.EXPIRED
-        return KeyState.ACTIVE
-
-
-class KeyRingState(msgspec.Struct, frozen=True, kw_only=True):
-    """The key ring's durable state for snapshots: keys in creation order (as views: no secret,
-    secrets are derived from the master key), the recorded answers (as the events that recorded
-    them) and the queue that prunes them (time, key id, request id, index)."""
-
-    keys: list[KeyView]
-    requests: list[RequestRecorded]
-    prune_queue: list[tuple[int, str, str, int]]
-
-
-class IssuedKey(NamedTuple):
-    """A key just created, with its secret: show it once, never store it."""
-
-    key: KeyView
-    secret: str
+def derive_secret(master_key: bytes, key_id: str, version: int) -> str:
+    """The secret of key ``key_id`` at ``version`` under ``master_key`` (lowercase hex)."""
+    message = key_id.encode() + b"\x00" + str(version).encode()
+    return hmac.new(master_key, message, hashlib.sha256).hexdigest()
 
 
 class _Key:
@@ -203,18 +108,6 @@ class _Key:
         )
 
 
-def _new_key_id() -> str:
-    return str(uuid.uuid4())
-
-
-def check_account_name(account: str) -> str:
-    """``account`` if it is 1-64 of ``[A-Za-z0-9_-]`` (it travels in a header); else raises
-    ``InvalidArgument``."""
-    if not isinstance(account, str) or _ACCOUNT.fullmatch(account) is None:
-        raise InvalidArgument("account names are 1-64 of A-Z a-z 0-9 _ -", {"field": "account"})
-    return account
-
-
 def _check_scopes(scopes: Iterable[Scope]) -> tuple[Scope, ...]:
     chosen = set()
     for scope in scopes:
@@ -240,13 +133,13 @@ class KeyRing(EventSourced[KeyEvent]):
         self,
         *,
         master_key: bytes,
-        new_key_id: Callable[[], str] = _new_key_id,
+        new_key_id: Callable[[], str],
         used_interval_ms: int = 60_000,
         idempotency_ttl_ms: int = DAY_MS,
     ) -> None:
         super().__init__()
-        if len(master_key) < 16:
-            raise ValueError("the master key must be at least 16 bytes")
+        if len(master_key) < MIN_MASTER_KEY_BYTES:
+            raise ValueError(f"the master key must be at least {MIN_MASTER_KEY_BYTES} bytes")
         self._master_key = master_key
         self._new_key_id = new_key_id
         self._used_interval_ms = used_interval_ms
@@ -259,8 +152,7 @@ class KeyRing(EventSourced[KeyEvent]):
 
     def secret_of(self, key_id: str, version: int) -> str:
         """The secret of key ``key_id`` at ``version``: derived, never stored."""
-        message = key_id.encode() + b"\x00" + str(version).encode()
-        return hmac.new(self._master_key, message, hashlib.sha256).hexdigest()
+        return derive_secret(self._master_key, key_id, version)
 
     # ------------------------------------------------------------------ queries
 
@@ -491,41 +383,3 @@ class KeyRing(EventSourced[KeyEvent]):
                     (event.key_id, event.request_id, event.index),
                     Recorded(event.method, event.digest, event.result, event.time_ms),
                 )
-
-
-def load_master_key(
-    path: Path | str, *, environ: Mapping[str, str] | None = None, create: bool = True
-) -> bytes:
-    """The key ring's master key: ``HASHMARKET_MASTER_KEY`` (hex) if set, else the hex file
-    at ``path``, created with mode 0600 (32 random bytes) when missing and ``create``.
-
-    Raises ``ValueError`` for a malformed key, ``PermissionError`` for a file that group or
-    others may read, ``FileNotFoundError`` when missing and not ``create``.
-    """
-    env = os.environ if environ is None else environ
-    text = env.get(MASTER_KEY_ENV)
-    where = MASTER_KEY_ENV
-    if text is None:
-        file = Path(path)
-        where = str(file)
-        if create and not file.exists():
-            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(_MASTER_KEY_BYTES) + "\n")
-        mode = file.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise PermissionError(f"{file} must be readable by its owner only (chmod 600)")
-        text = file.read_text()
-    try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        raise ValueError(f"master key in {where} is not hex") from None
-    if len(key) < 16:
-        raise ValueError(f"master key in {where} is shorter than 16 bytes")
-    return key
-
-
-def master_key_path(db_path: Path | str) -> Path:
-    """Where the master key file of the database at ``db_path`` lives (``<db>.key``)."""
-    db = Path(db_path)
-    return db.with_name(db.name + ".key")
