@@ -5,7 +5,8 @@ Theory of operation
 Decoding happens in steps, so that a bad call still gets an error with its id when it has one:
 
 1. the whole body must be valid JSON (UTF-8, no lone surrogates, sane nesting), else one
-   -32700 answer with ``id: null``;
+   -32700 answer with ``id: null`` whose ``data.detail`` says what is wrong: "empty body",
+   "invalid UTF-8 at byte N", "lone surrogate \\ud800 at byte N", or msgspec's message;
 2. an array is a batch (empty: one -32600), anything else a single call;
 3. each element is decoded into ``Envelope`` (``jsonrpc: "2.0"``, ``method``, ``params`` kept
    as raw JSON, ``id`` absent for a notification); a bad element becomes a ``BadCall`` (-32600)
@@ -19,6 +20,7 @@ I/O or knows about methods.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, Literal, NamedTuple
 
 import msgspec
@@ -83,6 +85,44 @@ _raw_decoder: Final = msgspec.json.Decoder(msgspec.Raw)
 _raw_list_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _any_decoder: Final = msgspec.json.Decoder()
 _encoder: Final = msgspec.json.Encoder()
+#: A run of backslashes and the ``u`` escape after it (odd run: the last one starts it).
+_ESCAPE: Final = re.compile(rb"(\\+)u([0-9A-Fa-f]{4})")
+
+
+def _what_is_wrong(body: bytes, message: str) -> str:
+    """What is wrong with a body that is not JSON, given msgspec's ``message`` about it.
+    msgspec says "Input data was truncated" for an empty body and for a lone surrogate escape
+    alike, and names no position for invalid UTF-8: say which it is and where."""
+    if not body.strip(b" \t\r\n"):
+        return "empty body"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8 at byte {exc.start}"
+    if "truncated" in message:
+        at = _lone_surrogate(body)
+        if at is not None:
+            return f"lone surrogate {body[at : at + 6].decode()} at byte {at}: not a character"
+    return message
+
+
+def _lone_surrogate(body: bytes) -> int | None:
+    """The offset of the first ``\\uXXXX`` escape of a surrogate without its partner."""
+    pending: int | None = None  # a high surrogate waiting for its low half
+    for match in _ESCAPE.finditer(body):
+        if len(match.group(1)) % 2 == 0:
+            continue  # the backslashes escape each other: no \\u escape here
+        at = match.start(2) - 2
+        unit = int(match.group(2), 16)
+        if pending is not None and (at != pending + 6 or not 0xDC00 <= unit <= 0xDFFF):
+            return pending
+        if 0xD800 <= unit <= 0xDBFF:
+            pending = at
+        elif 0xDC00 <= unit <= 0xDFFF and pending is None:
+            return at
+        else:
+            pending = None
+    return pending
 
 
 def _salvage_id(element: Any) -> RequestId:
@@ -111,7 +151,10 @@ def parse_body(body: bytes) -> ParsedBody:
     try:
         plain = _any_decoder.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
-        detail = "nesting too deep" if isinstance(exc, RecursionError) else str(exc)
+        if isinstance(exc, RecursionError):
+            detail = "nesting too deep"
+        else:
+            detail = _what_is_wrong(body, str(exc))
         raise RpcError(ApiCode.PARSE_ERROR, "parse error", {"detail": detail[:200]}) from None
     if isinstance(plain, list):
         if not plain:

@@ -67,3 +67,29 @@ def test_answers() -> None:
     assert join_answers(False, []) is None
     assert join_answers(True, []) is None
     assert json.loads(join_answers(True, [one, one]) or b"") == [json.loads(one)] * 2
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"", "empty body"),
+        (b"\n\t ", "empty body"),
+        (b'{"a": "\xc3"}', "invalid UTF-8 at byte 7"),
+        (b'"\\ud800"', "lone surrogate \\ud800 at byte 1: not a character"),
+        (b'["\\\\\\ud83d"]', "lone surrogate \\ud83d at byte 4: not a character"),
+        (b'{"a":1', "Input data was truncated"),  # truly truncated: msgspec's words are right
+    ],
+)
+def test_parse_errors_say_what_is_wrong(body: bytes, detail: str) -> None:
+    with pytest.raises(RpcError) as info:
+        parse_body(body)
+    assert info.value.data == {"detail": detail}
+
+
+@pytest.mark.parametrize(
+    "body", [b'"\\ud83d\\ude00"', b'"\\\\ud800"', b'["\\u00e9", "\\\\\\\\ud800"]']
+)
+def test_surrogate_pairs_and_escaped_backslashes_are_fine(body: bytes) -> None:
+    # Valid JSON (not a request, so each element is a -32600), never a -32700.
+    parsed = parse_body(body)
+    assert all(isinstance(item, BadCall) for item in parsed.items)

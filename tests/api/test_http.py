@@ -376,3 +376,27 @@ async def test_concurrent_repeats_act_once() -> None:
             nursery.start_soon(create)
     assert answers[0] == answers[1]
     assert len(h.market.list_orders(account="alice")) == 1
+
+
+async def test_parse_errors_say_what_is_wrong(tmp_path: Path) -> None:
+    async with real_stack(tmp_path / "j.db") as stack:
+        for body, detail in (
+            (b"", "empty body"),
+            (b" \r\n", "empty body"),
+            (b'{"jsonrpc":"2.0","method":"server.time","id":"\\ud800"}', "lone surrogate"),
+            (b'{"jsonrpc":"2.0","method":"server.time","id":"\xed\xa0\x80"}', "invalid UTF-8"),
+            (b'{"jsonrpc":"2.0","method":', "Input data was truncated"),
+        ):
+            response = await stack.post(body, {"Content-Type": "application/json"})
+            assert response.status_code == 200
+            answer = response.json()
+            assert answer["id"] is None
+            assert answer["error"]["code"] == -32700
+            assert answer["error"]["message"] == "parse error"
+            assert answer["error"]["data"]["detail"].startswith(detail), (body, answer)
+        surrogate = await stack.post(b'["\\ud800"]')
+        assert surrogate.json()["error"]["data"]["detail"] == (
+            "lone surrogate \\ud800 at byte 2: not a character"
+        )
+        utf8 = await stack.post(b'["ok", "\xff"]')
+        assert utf8.json()["error"]["data"]["detail"] == "invalid UTF-8 at byte 8"
