@@ -3,11 +3,16 @@
 
 Theory of operation
 -------------------
-Both clients share one sans-I/O core (``_Core``): it builds the JSON-RPC body from the API's
-own params Structs (``marketplace.api.wire``), signs it (``marketplace.api.signing``, the
-server's code), and decodes the answer into the API's result Structs, raising the one
-exception type ``ApiError(code, message, data)`` for every refusal, transport failure or
-unexpected HTTP status. The clients only move bytes with httpx.
+The API's calls are one table (``marketplace.client_calls.ApiCalls``) that both clients
+inherit: each row builds a ``Request`` from the API's own params Structs
+(``marketplace.api.wire``) and hands it to the client's ``call``. Everything else is one
+sans-I/O core too (``_Core``): it signs a request (``marketplace.api.signing``, the server's
+code), decodes answers into the API's result Structs, raising the one exception type
+``ApiError(code, message, data)`` for every refusal, transport failure or unexpected HTTP
+status, and runs one call as a generator (``_Core.exchange``) that yields the bodies to post
+and receives each answer, so the clock sync and the retry are written once. A client only
+moves bytes with httpx: ``MarketClient`` with ``httpx.Client``, ``AsyncMarketClient`` with
+``httpx.AsyncClient``. Neither imports the server (no HTTP server, key ring or market).
 
 Time: signed requests carry the server's time as this client believes it, ``local clock +
 offset``; the offset is measured with ``server.time`` before the first signed call (and again
@@ -21,18 +26,15 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final, Generic, NamedTuple, TypeVar
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, Final, NamedTuple, TypeVar
 
 import httpx
 import msgspec
 
 from marketplace.api import wire
 from marketplace.api.signing import sign_headers
-from marketplace.core.key_events import Scope
-from marketplace.core.model import OrderStatus, OrderType
-from stratum.core.shares import Algorithm
+from marketplace.client_calls import ApiCalls, Request
 
 T = TypeVar("T")
 
@@ -84,16 +86,6 @@ class Credentials(NamedTuple):
         return cls(account, key_id, secret)
 
 
-@dataclass(frozen=True, slots=True)
-class _Call(Generic[T]):
-    method: str
-    params: msgspec.Struct
-    result: type[T]
-    signed: bool = True
-    mutating: bool = False
-    request_id: str | None = None
-
-
 class _ErrorObject(msgspec.Struct, frozen=True):
     code: int
     message: str
@@ -109,22 +101,46 @@ class _Reply(msgspec.Struct, frozen=True):
 _reply_decoder: Final = msgspec.json.Decoder(_Reply)
 _encoder: Final = msgspec.json.Encoder()
 
+#: A body to post and its headers.
+_Post = tuple[bytes, dict[str, str]]
+#: What came back: the HTTP status and body, or the transport failure.
+_Answer = tuple[int, bytes] | ApiError
+_Steps = Generator[_Post, _Answer | None, T]
+
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class _Core:
-    """Body, headers and answers of calls; no I/O."""
+class _Exchange:
+    """A call in progress (see ``_Core.exchange``): ``send`` each answer, get the next body to
+    post or ``None`` once ``result`` is there."""
 
-    def __init__(self, *, credentials: Credentials | None, clock_ms: Any = _wall_ms) -> None:
+    def __init__(self, steps: _Steps[Any]) -> None:
+        self._steps = steps
+        self.result: Any = None
+
+    def send(self, answer: _Answer | None) -> _Post | None:
+        try:
+            return self._steps.send(answer)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+
+
+class _Core:
+    """Bodies, headers, answers and the order of the posts of a call; no I/O."""
+
+    def __init__(
+        self, *, credentials: Credentials | None, clock_ms: Callable[[], int] = _wall_ms
+    ) -> None:
         self.credentials = credentials
         self._clock_ms = clock_ms
         self.offset_ms = 0
         self.synced = False
         self._next_id = 0
 
-    def request(self, call: _Call[Any]) -> tuple[bytes, dict[str, str]]:
+    def request(self, call: Request[Any]) -> _Post:
         self._next_id += 1
         body = _encoder.encode(
             {"jsonrpc": "2.0", "id": self._next_id, "method": call.method, "params": call.params}
@@ -147,15 +163,8 @@ class _Core:
             )
         return body, headers
 
-    def local_ms(self) -> int:
-        return int(self._clock_ms())
-
-    def set_offset(self, *, server_ms: int, sent_ms: int, received_ms: int) -> None:
-        self.offset_ms = server_ms - (sent_ms + received_ms) // 2
-        self.synced = True
-
     @staticmethod
-    def answer(call: _Call[T], status: int, content: bytes) -> T:
+    def answer(call: Request[T], status: int, content: bytes) -> T:
         if status != 200:
             text = content[:200].decode("utf-8", "replace").strip()
             raise ApiError(HTTP_ERROR, f"HTTP {status}: {text}", {"status": status})
@@ -165,63 +174,71 @@ class _Core:
                 raise ApiError(reply.error.code, reply.error.message, reply.error.data)
             if not reply.result:
                 raise ApiError(HTTP_ERROR, "answer without result or error")
-            return msgspec.json.decode(reply.result, type=call.result)
+            return call.read(reply.result)
         except msgspec.DecodeError as exc:
             raise ApiError(HTTP_ERROR, f"undecodable answer: {exc}") from None
 
+    def _once(self, call: Request[T]) -> _Steps[T]:
+        answer = yield self.request(call)
+        if answer is None:
+            raise RuntimeError("a post without its answer")
+        if isinstance(answer, ApiError):
+            raise answer
+        return self.answer(call, *answer)
 
-def _rid(request_id: str | None) -> str:
-    return request_id or uuid.uuid4().hex
+    def sync_clock(self) -> _Steps[int]:
+        """Measure the offset to the server's clock with ``server.time``; return it."""
+        sent_ms = self._clock_ms()
+        server_ms = yield from self._once(ApiCalls.server_time.request())
+        received_ms = self._clock_ms()
+        self.offset_ms = server_ms - (sent_ms + received_ms) // 2
+        self.synced = True
+        return self.offset_ms
 
-
-# One builder per method, shared by both clients.
-
-
-def _server_time() -> _Call[wire.TimeOut]:
-    return _Call("server.time", wire.NoParams(), wire.TimeOut, signed=False)
-
-
-def _market_info() -> _Call[wire.MarketInfoOut]:
-    return _Call("market.info", wire.NoParams(), wire.MarketInfoOut, signed=False)
-
-
-def _orderbook(algorithm: Algorithm | str) -> _Call[wire.OrderBookOut]:
-    params = wire.AlgorithmParams(algorithm=Algorithm(algorithm))
-    return _Call("market.orderbook", params, wire.OrderBookOut, signed=False)
-
-
-def _market_stats(algorithm: Algorithm | str) -> _Call[wire.MarketStatsOut]:
-    params = wire.AlgorithmParams(algorithm=Algorithm(algorithm))
-    return _Call("market.stats", params, wire.MarketStatsOut, signed=False)
-
-
-def _mutating(method: str, params: msgspec.Struct, result: type[T], rid: str | None) -> _Call[T]:
-    return _Call(method, params, result, mutating=True, request_id=_rid(rid))
-
-
-def _create_order(
-    *,
-    algorithm: Algorithm | str,
-    type: OrderType | str,
-    limit: str,
-    amount: str,
-    price: str | None,
-    duration_s: int | None,
-    request_id: str | None,
-) -> _Call[wire.OrderOut]:
-    params = wire.OrderCreateParams(
-        algorithm=Algorithm(algorithm),
-        type=OrderType(type),
-        limit=limit,
-        amount=amount,
-        price=price,
-        duration_s=duration_s,
-    )
-    return _mutating("order.create", params, wire.OrderOut, request_id)
+    def exchange(self, call: Request[T]) -> _Steps[T]:
+        """One call: sync the clock first if it is signed and the clock was never synced;
+        retry once after a transport failure, or after a 4008 (re-syncing first)."""
+        if call.signed and not self.synced:
+            yield from self.sync_clock()
+        try:
+            return (yield from self._once(call))
+        except ApiError as error:
+            if error.code == _TIME_WINDOW and call.signed:
+                yield from self.sync_clock()
+            elif error.code != TRANSPORT_ERROR:
+                raise
+            return (yield from self._once(call))
 
 
-class MarketClient:
-    """Synchronous client (httpx.Client). Use as a context manager or call ``close``."""
+def _unreachable(exc: Exception) -> ApiError:
+    return ApiError(TRANSPORT_ERROR, f"cannot reach the API: {exc}")
+
+
+H = TypeVar("H")
+
+
+def _http_client(factory: Callable[..., H], url: str, timeout_s: float, transport: Any) -> H:
+    try:
+        return factory(base_url=url, timeout=timeout_s, transport=transport)
+    except httpx.InvalidURL as exc:
+        raise ApiError(TRANSPORT_ERROR, f"bad API URL {url!r}: {exc}") from None
+
+
+class _Client(ApiCalls):
+    """What both clients share besides the call table: the core and its clock offset."""
+
+    def __init__(self, credentials: Credentials | None) -> None:
+        self._core = _Core(credentials=credentials)
+
+    @property
+    def clock_offset_ms(self) -> int:
+        """Server time minus local time, as last measured (0 before the first sync)."""
+        return self._core.offset_ms
+
+
+class MarketClient(_Client):
+    """Synchronous client (httpx.Client). Use as a context manager or call ``close``.
+    Every API call is a method (see ``ApiCalls``). Raises ``ApiError`` for a bad URL."""
 
     def __init__(
         self,
@@ -231,11 +248,8 @@ class MarketClient:
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._core = _Core(credentials=credentials)
-        try:
-            self._http = httpx.Client(base_url=url, timeout=timeout_s, transport=transport)
-        except httpx.InvalidURL as exc:
-            raise ApiError(TRANSPORT_ERROR, f"bad API URL {url!r}: {exc}") from None
+        super().__init__(credentials)
+        self._http = _http_client(httpx.Client, url, timeout_s, transport)
 
     def __enter__(self) -> MarketClient:
         return self
@@ -244,157 +258,38 @@ class MarketClient:
         self.close()
 
     def close(self) -> None:
+        """Close the HTTP connections. Never raises."""
         self._http.close()
 
-    @property
-    def clock_offset_ms(self) -> int:
-        """Server time minus local time, as last measured."""
-        return self._core.offset_ms
-
-    def _post(self, call: _Call[T]) -> T:
-        body, headers = self._core.request(call)
+    def _post(self, body: bytes, headers: dict[str, str]) -> _Answer:
         try:
             response = self._http.post("/rpc", content=body, headers=headers)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise ApiError(TRANSPORT_ERROR, f"cannot reach the API: {exc}") from None
-        return self._core.answer(call, response.status_code, response.content)
+            return _unreachable(exc)
+        return response.status_code, response.content
+
+    def _run(self, steps: _Steps[T]) -> T:
+        exchange, answer = _Exchange(steps), None
+        while (post := exchange.send(answer)) is not None:
+            answer = self._post(*post)
+        result: T = exchange.result
+        return result
 
     def sync_clock(self) -> int:
-        """Measure the offset to the server's clock with ``server.time``; return it."""
-        sent = self._core.local_ms()
-        server = self._post(_server_time()).time_ms
-        self._core.set_offset(server_ms=server, sent_ms=sent, received_ms=self._core.local_ms())
-        return self._core.offset_ms
+        """Measure the offset to the server's clock with ``server.time``; return it (ms).
+        Raises ``ApiError``."""
+        return self._run(self._core.sync_clock())
 
-    def call(self, call: _Call[T]) -> T:
+    def call(self, call: Request[T]) -> T:
         """Run one call: sync the clock first if needed, retry once after a transport
-        failure or a 4008 (re-syncing). Raises ``ApiError``."""
-        if call.signed and not self._core.synced:
-            self.sync_clock()
-        try:
-            return self._post(call)
-        except ApiError as error:
-            if error.code == _TIME_WINDOW and call.signed:
-                self.sync_clock()
-            elif error.code != TRANSPORT_ERROR:
-                raise
-            return self._post(call)
-
-    # ---------------------------------------------------------------- public
-    def server_time(self) -> int:
-        return self.call(_server_time()).time_ms
-
-    def market_info(self) -> wire.MarketInfoOut:
-        return self.call(_market_info())
-
-    def orderbook(self, algorithm: Algorithm | str) -> wire.OrderBookOut:
-        return self.call(_orderbook(algorithm))
-
-    def market_stats(self, algorithm: Algorithm | str) -> wire.MarketStatsOut:
-        return self.call(_market_stats(algorithm))
-
-    # ---------------------------------------------------------------- account
-    def balance(self) -> wire.BalanceOut:
-        return self.call(_Call("account.balance", wire.NoParams(), wire.BalanceOut))
-
-    def ledger(self, *, limit: int = 50, before: int | None = None) -> wire.LedgerOut:
-        params = wire.LedgerParams(limit=limit, before=before)
-        return self.call(_Call("account.ledger", params, wire.LedgerOut))
-
-    def deposit(self, amount: str, *, request_id: str | None = None) -> wire.MoneyMoveOut:
-        params = wire.DepositParams(amount=amount)
-        return self.call(_mutating("account.deposit", params, wire.MoneyMoveOut, request_id))
-
-    def withdraw(
-        self, amount: str, address: str, *, request_id: str | None = None
-    ) -> wire.MoneyMoveOut:
-        params = wire.WithdrawParams(amount=amount, address=address)
-        return self.call(_mutating("account.withdraw", params, wire.MoneyMoveOut, request_id))
-
-    # ---------------------------------------------------------------- orders
-    def create_order(
-        self,
-        *,
-        algorithm: Algorithm | str,
-        type: OrderType | str,
-        limit: str,
-        amount: str,
-        price: str | None = None,
-        duration_s: int | None = None,
-        request_id: str | None = None,
-    ) -> wire.OrderOut:
-        return self.call(
-            _create_order(
-                algorithm=algorithm,
-                type=type,
-                limit=limit,
-                amount=amount,
-                price=price,
-                duration_s=duration_s,
-                request_id=request_id,
-            )
-        )
-
-    def get_order(self, order_id: str) -> wire.OrderOut:
-        return self.call(_Call("order.get", wire.OrderIdParams(id=order_id), wire.OrderOut))
-
-    def list_orders(self, status: OrderStatus | str | None = None) -> list[wire.OrderOut]:
-        params = wire.OrderListParams(status=None if status is None else OrderStatus(status))
-        return self.call(_Call("order.list", params, wire.OrderListOut)).orders
-
-    def set_price(self, order_id: str, price: str, *, request_id: str | None = None) -> Order:
-        params = wire.SetPriceParams(id=order_id, price=price)
-        return self.call(_mutating("order.set_price", params, wire.OrderOut, request_id))
-
-    def set_limit(self, order_id: str, limit: str, *, request_id: str | None = None) -> Order:
-        params = wire.SetLimitParams(id=order_id, limit=limit)
-        return self.call(_mutating("order.set_limit", params, wire.OrderOut, request_id))
-
-    def refill(self, order_id: str, amount: str, *, request_id: str | None = None) -> Order:
-        params = wire.RefillParams(id=order_id, amount=amount)
-        return self.call(_mutating("order.refill", params, wire.OrderOut, request_id))
-
-    def cancel_order(self, order_id: str, *, request_id: str | None = None) -> Order:
-        params = wire.OrderIdParams(id=order_id)
-        return self.call(_mutating("order.cancel", params, wire.OrderOut, request_id))
-
-    def order_stats(self, order_id: str, *, since_ms: int | None = None) -> wire.OrderStatsOut:
-        params = wire.OrderStatsParams(id=order_id, since_ms=since_ms)
-        return self.call(_Call("order.stats", params, wire.OrderStatsOut))
-
-    def workers(self) -> wire.WorkerListOut:
-        return self.call(_Call("worker.list", wire.NoParams(), wire.WorkerListOut))
-
-    # ---------------------------------------------------------------- keys
-    def create_key(
-        self,
-        label: str,
-        scopes: Sequence[Scope | str],
-        *,
-        expires_in_s: int | None = None,
-        request_id: str | None = None,
-    ) -> wire.KeyOut:
-        params = wire.KeyCreateParams(
-            label=label, scopes=[Scope(s) for s in scopes], expires_in_s=expires_in_s
-        )
-        return self.call(_mutating("apikey.create", params, wire.KeyOut, request_id))
-
-    def list_keys(self) -> list[wire.KeyOut]:
-        return self.call(_Call("apikey.list", wire.NoParams(), wire.KeyListOut)).keys
-
-    def revoke_key(self, key_id: str, *, request_id: str | None = None) -> wire.OkOut:
-        params = wire.KeyIdParams(key_id=key_id)
-        return self.call(_mutating("apikey.revoke", params, wire.OkOut, request_id))
-
-    def rotate_key(
-        self, key_id: str, *, grace_s: int = wire.DEFAULT_GRACE_S, request_id: str | None = None
-    ) -> wire.KeyOut:
-        params = wire.KeyRotateParams(key_id=key_id, grace_s=grace_s)
-        return self.call(_mutating("apikey.rotate", params, wire.KeyOut, request_id))
+        failure or a 4008 (re-syncing); its result. Raises ``ApiError``."""
+        return self._run(self._core.exchange(call))
 
 
-class AsyncMarketClient:
-    """The same client for trio (httpx.AsyncClient). ``async with`` or ``await aclose()``."""
+class AsyncMarketClient(_Client):
+    """The same client for trio (httpx.AsyncClient). ``async with`` or ``await aclose()``.
+    Every API call is a method to await (see ``ApiCalls``). Raises ``ApiError`` for a bad
+    URL."""
 
     def __init__(
         self,
@@ -404,11 +299,8 @@ class AsyncMarketClient:
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._core = _Core(credentials=credentials)
-        try:
-            self._http = httpx.AsyncClient(base_url=url, timeout=timeout_s, transport=transport)
-        except httpx.InvalidURL as exc:
-            raise ApiError(TRANSPORT_ERROR, f"bad API URL {url!r}: {exc}") from None
+        super().__init__(credentials)
+        self._http = _http_client(httpx.AsyncClient, url, timeout_s, transport)
 
     async def __aenter__(self) -> AsyncMarketClient:
         return self
@@ -417,152 +309,27 @@ class AsyncMarketClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the HTTP connections. Never raises."""
         await self._http.aclose()
 
-    @property
-    def clock_offset_ms(self) -> int:
-        return self._core.offset_ms
-
-    async def _post(self, call: _Call[T]) -> T:
-        body, headers = self._core.request(call)
+    async def _post(self, body: bytes, headers: dict[str, str]) -> _Answer:
         try:
             response = await self._http.post("/rpc", content=body, headers=headers)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise ApiError(TRANSPORT_ERROR, f"cannot reach the API: {exc}") from None
-        return self._core.answer(call, response.status_code, response.content)
+            return _unreachable(exc)
+        return response.status_code, response.content
+
+    async def _run(self, steps: _Steps[T]) -> T:
+        exchange, answer = _Exchange(steps), None
+        while (post := exchange.send(answer)) is not None:
+            answer = await self._post(*post)
+        result: T = exchange.result
+        return result
 
     async def sync_clock(self) -> int:
-        """Measure the offset to the server's clock with ``server.time``; return it."""
-        sent = self._core.local_ms()
-        server = (await self._post(_server_time())).time_ms
-        self._core.set_offset(server_ms=server, sent_ms=sent, received_ms=self._core.local_ms())
-        return self._core.offset_ms
+        """As ``MarketClient.sync_clock``."""
+        return await self._run(self._core.sync_clock())
 
-    async def call(self, call: _Call[T]) -> T:
+    async def call(self, call: Request[T]) -> T:
         """As ``MarketClient.call``."""
-        if call.signed and not self._core.synced:
-            await self.sync_clock()
-        try:
-            return await self._post(call)
-        except ApiError as error:
-            if error.code == _TIME_WINDOW and call.signed:
-                await self.sync_clock()
-            elif error.code != TRANSPORT_ERROR:
-                raise
-            return await self._post(call)
-
-    async def server_time(self) -> int:
-        return (await self.call(_server_time())).time_ms
-
-    async def market_info(self) -> wire.MarketInfoOut:
-        return await self.call(_market_info())
-
-    async def orderbook(self, algorithm: Algorithm | str) -> wire.OrderBookOut:
-        return await self.call(_orderbook(algorithm))
-
-    async def market_stats(self, algorithm: Algorithm | str) -> wire.MarketStatsOut:
-        return await self.call(_market_stats(algorithm))
-
-    async def balance(self) -> wire.BalanceOut:
-        return await self.call(_Call("account.balance", wire.NoParams(), wire.BalanceOut))
-
-    async def ledger(self, *, limit: int = 50, before: int | None = None) -> wire.LedgerOut:
-        params = wire.LedgerParams(limit=limit, before=before)
-        return await self.call(_Call("account.ledger", params, wire.LedgerOut))
-
-    async def deposit(self, amount: str, *, request_id: str | None = None) -> wire.MoneyMoveOut:
-        params = wire.DepositParams(amount=amount)
-        return await self.call(_mutating("account.deposit", params, wire.MoneyMoveOut, request_id))
-
-    async def withdraw(
-        self, amount: str, address: str, *, request_id: str | None = None
-    ) -> wire.MoneyMoveOut:
-        params = wire.WithdrawParams(amount=amount, address=address)
-        return await self.call(_mutating("account.withdraw", params, wire.MoneyMoveOut, request_id))
-
-    async def create_order(
-        self,
-        *,
-        algorithm: Algorithm | str,
-        type: OrderType | str,
-        limit: str,
-        amount: str,
-        price: str | None = None,
-        duration_s: int | None = None,
-        request_id: str | None = None,
-    ) -> wire.OrderOut:
-        return await self.call(
-            _create_order(
-                algorithm=algorithm,
-                type=type,
-                limit=limit,
-                amount=amount,
-                price=price,
-                duration_s=duration_s,
-                request_id=request_id,
-            )
-        )
-
-    async def get_order(self, order_id: str) -> wire.OrderOut:
-        return await self.call(_Call("order.get", wire.OrderIdParams(id=order_id), wire.OrderOut))
-
-    async def list_orders(self, status: OrderStatus | str | None = None) -> list[wire.OrderOut]:
-        params = wire.OrderListParams(status=None if status is None else OrderStatus(status))
-        return (await self.call(_Call("order.list", params, wire.OrderListOut))).orders
-
-    async def set_price(
-        self, order_id: str, price: str, *, request_id: str | None = None
-    ) -> wire.OrderOut:
-        params = wire.SetPriceParams(id=order_id, price=price)
-        return await self.call(_mutating("order.set_price", params, wire.OrderOut, request_id))
-
-    async def set_limit(
-        self, order_id: str, limit: str, *, request_id: str | None = None
-    ) -> wire.OrderOut:
-        params = wire.SetLimitParams(id=order_id, limit=limit)
-        return await self.call(_mutating("order.set_limit", params, wire.OrderOut, request_id))
-
-    async def refill(
-        self, order_id: str, amount: str, *, request_id: str | None = None
-    ) -> wire.OrderOut:
-        params = wire.RefillParams(id=order_id, amount=amount)
-        return await self.call(_mutating("order.refill", params, wire.OrderOut, request_id))
-
-    async def cancel_order(self, order_id: str, *, request_id: str | None = None) -> wire.OrderOut:
-        params = wire.OrderIdParams(id=order_id)
-        return await self.call(_mutating("order.cancel", params, wire.OrderOut, request_id))
-
-    async def order_stats(
-        self, order_id: str, *, since_ms: int | None = None
-    ) -> wire.OrderStatsOut:
-        params = wire.OrderStatsParams(id=order_id, since_ms=since_ms)
-        return await self.call(_Call("order.stats", params, wire.OrderStatsOut))
-
-    async def workers(self) -> wire.WorkerListOut:
-        return await self.call(_Call("worker.list", wire.NoParams(), wire.WorkerListOut))
-
-    async def create_key(
-        self,
-        label: str,
-        scopes: Sequence[Scope | str],
-        *,
-        expires_in_s: int | None = None,
-        request_id: str | None = None,
-    ) -> wire.KeyOut:
-        params = wire.KeyCreateParams(
-            label=label, scopes=[Scope(s) for s in scopes], expires_in_s=expires_in_s
-        )
-        return await self.call(_mutating("apikey.create", params, wire.KeyOut, request_id))
-
-    async def list_keys(self) -> list[wire.KeyOut]:
-        return (await self.call(_Call("apikey.list", wire.NoParams(), wire.KeyListOut))).keys
-
-    async def revoke_key(self, key_id: str, *, request_id: str | None = None) -> wire.OkOut:
-        params = wire.KeyIdParams(key_id=key_id)
-        return await self.call(_mutating("apikey.revoke", params, wire.OkOut, request_id))
-
-    async def rotate_key(
-        self, key_id: str, *, grace_s: int = wire.DEFAULT_GRACE_S, request_id: str | None = None
-    ) -> wire.KeyOut:
-        params = wire.KeyRotateParams(key_id=key_id, grace_s=grace_s)
-        return await self.call(_mutating("apikey.rotate", params, wire.KeyOut, request_id))
+        return await self._run(self._core.exchange(call))

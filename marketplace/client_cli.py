@@ -1,10 +1,11 @@
 """The API client commands of ``hashmarket`` (``market``, ``account``, ``order``, ``key``).
 
-Each leaf command is a small function ``(client, args) -> result`` run by one handler that
-builds a ``MarketClient`` from flags or the environment (``HASHMARKET_URL``,
-``HASHMARKET_ACCOUNT``, ``HASHMARKET_KEY_ID``, ``HASHMARKET_SECRET``), prints the result as a
-readable table (or JSON with ``--json``) and returns the exit status: 0 on success, 1 on a
-refused call (the API's code and message on stderr).
+Each leaf command is a row of the call table (``marketplace.client_calls.ApiCalls``, where its
+name, help and arguments are declared), run by one handler that builds a ``MarketClient`` from
+flags or the environment (``HASHMARKET_URL``, ``HASHMARKET_ACCOUNT``, ``HASHMARKET_KEY_ID``,
+``HASHMARKET_SECRET``), prints the result as a readable table (or JSON with ``--json``) and
+returns the exit status: 0 on success, 1 on a refused call (the API's code and message on
+stderr).
 """
 
 from __future__ import annotations
@@ -13,20 +14,26 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from marketplace.client import DEFAULT_URL, ApiError, Credentials, MarketClient
+from marketplace.client_calls import ApiCall, rows
 
-Action = Callable[[MarketClient, argparse.Namespace], Any]
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 else:  # not subscriptable at run time
     SubParsers = argparse._SubParsersAction
 
-_ALGORITHMS = ("sha256d", "scrypt")
 _INVALID_PARAMS = -32602  # JSON-RPC's code, as the API answers a bad parameter
+#: The command groups, in the order ``--help`` lists them; their leaves are the table's rows.
+_GROUPS: Final = (
+    ("market", "market information (public)"),
+    ("account", "balances, ledger, faucet, withdrawals"),
+    ("order", "place and manage orders"),
+    ("key", "API keys"),
+)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -40,134 +47,33 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _leaf(
-    sub: SubParsers, name: str, action: Action, help_text: str, common: argparse.ArgumentParser
-) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, parents=[common])
-    parser.set_defaults(handler=run_client_command, action=action)
-    return parser
-
-
 def add_client_commands(
     sub: SubParsers,
     *,
     operator_commands: Mapping[str, Callable[[SubParsers], None]] | None = None,
 ) -> None:
-    """Add ``market``, ``account``, ``order`` and ``key`` to a sub-parser set. Each leaf sets
-    ``handler=run_client_command``. ``operator_commands[group](group_subparsers)`` may add
-    more leaves to a group (the lead adds ``account create``)."""
+    """Add ``market``, ``account``, ``order`` and ``key`` to a sub-parser set: one leaf per
+    row of the call table (``ApiCalls``) that has a command. Each leaf sets
+    ``handler=run_client_command`` and ``row`` (the table's row).
+    ``operator_commands[group](group_subparsers)`` may add more leaves to a group (the lead
+    adds ``account create``)."""
     common = _common()
     extra = operator_commands or {}
-
-    market = sub.add_parser("market", help="market information (public)")
-    market_sub = market.add_subparsers(dest="market_command", required=True, metavar="COMMAND")
-    info = _leaf(
-        market_sub, "info", _market_info, "markets: units, ports, minimums, quotes", common
-    )
-    info.add_argument("--algorithm", choices=_ALGORITHMS, default=None, help="default: every one")
-    for name, action, text in (
-        ("orderbook", lambda c, a: c.orderbook(a.algorithm), "active orders, best first"),
-        ("stats", lambda c, a: c.market_stats(a.algorithm), "workers, speed, rejects"),
-    ):
-        leaf = _leaf(market_sub, name, action, text, common)
-        leaf.add_argument("--algorithm", choices=_ALGORITHMS, default="sha256d")
-
-    account = sub.add_parser("account", help="balances, ledger, faucet, withdrawals")
-    account_sub = account.add_subparsers(dest="account_command", required=True, metavar="COMMAND")
-    _leaf(account_sub, "balance", lambda c, a: c.balance(), "available and escrowed", common)
-    ledger = _leaf(
-        account_sub,
-        "ledger",
-        lambda c, a: c.ledger(limit=a.limit, before=a.before),
-        "ledger entries, newest first",
-        common,
-    )
-    ledger.add_argument("--limit", type=int, default=50)
-    ledger.add_argument("--before", type=int, default=None, help="entries with ids below this")
-    deposit = _leaf(
-        account_sub, "deposit", lambda c, a: c.deposit(a.amount), "faucet (if enabled)", common
-    )
-    deposit.add_argument("amount", help="BTC, e.g. 0.01")
-    withdraw = _leaf(
-        account_sub,
-        "withdraw",
-        lambda c, a: c.withdraw(a.amount, a.address),
-        "record a withdrawal",
-        common,
-    )
-    withdraw.add_argument("amount", help="BTC")
-    withdraw.add_argument("address")
-    _leaf(account_sub, "workers", lambda c, a: c.workers(), "your workers as a seller", common)
-    if "account" in extra:
-        extra["account"](account_sub)
-
-    order = sub.add_parser("order", help="place and manage orders")
-    order_sub = order.add_subparsers(dest="order_command", required=True, metavar="COMMAND")
-    create = _leaf(order_sub, "create", _order_create, "place an order", common)
-    create.add_argument("--algorithm", choices=_ALGORITHMS, required=True)
-    create.add_argument("--type", choices=("standard", "fixed"), required=True)
-    create.add_argument("--price", default=None, help="BTC per unit/s per day")
-    create.add_argument("--limit", required=True, help="speed in the market's unit; 0 = none")
-    create.add_argument("--amount", required=True, help="budget in BTC")
-    create.add_argument("--duration", type=int, default=None, help="seconds")
-    # Lists print as the API answers them ({"orders": [...]}), like every other command.
-    listing = _leaf(
-        order_sub, "list", lambda c, a: {"orders": c.list_orders(a.status)}, "your orders", common
-    )
-    listing.add_argument("--status", choices=("active", "completed", "cancelled", "expired"))
-    for name, action, text in (
-        ("get", lambda c, a: c.get_order(a.id), "one order"),
-        ("cancel", lambda c, a: c.cancel_order(a.id), "cancel, releasing the budget"),
-        ("stats", lambda c, a: c.order_stats(a.id), "per-minute history"),
-    ):
-        _leaf(order_sub, name, action, text, common).add_argument("id")
-    for name, action, value, text in (
-        ("set-price", lambda c, a: c.set_price(a.id, a.value), "price", "change the price"),
-        ("set-limit", lambda c, a: c.set_limit(a.id, a.value), "limit", "change the limit"),
-        ("refill", lambda c, a: c.refill(a.id, a.value), "amount", "add budget (BTC)"),
-    ):
-        leaf = _leaf(order_sub, name, action, text, common)
-        leaf.add_argument("id")
-        leaf.add_argument("value", metavar=value.upper())
-
-    key = sub.add_parser("key", help="API keys")
-    key_sub = key.add_subparsers(dest="key_command", required=True, metavar="COMMAND")
-    key_create = _leaf(key_sub, "create", _key_create, "new key (secret shown once)", common)
-    key_create.add_argument("--label", default="cli")
-    key_create.add_argument("--scopes", default="read,trade", help="comma-separated")
-    key_create.add_argument("--expires-in", type=int, default=None, help="seconds")
-    _leaf(key_sub, "list", lambda c, a: {"keys": c.list_keys()}, "active keys (no secrets)", common)
-    _leaf(key_sub, "revoke", lambda c, a: c.revoke_key(a.id), "end a key now", common).add_argument(
-        "id"
-    )
-    rotate = _leaf(
-        key_sub,
-        "rotate",
-        lambda c, a: c.rotate_key(a.id, grace_s=a.grace),
-        "successor key; the old one expires after the grace",
-        common,
-    )
-    rotate.add_argument("id")
-    rotate.add_argument("--grace", type=int, default=3600, help="seconds (default 3600)")
-    for group, name in ((market_sub, "market"), (order_sub, "order"), (key_sub, "key")):
-        if name in extra:
-            extra[name](group)
-
-
-def _order_create(client: MarketClient, args: argparse.Namespace) -> Any:
-    return client.create_order(
-        algorithm=args.algorithm,
-        type=args.type,
-        price=args.price,
-        limit=args.limit,
-        amount=args.amount,
-        duration_s=args.duration,
-    )
-
-
-def _key_create(client: MarketClient, args: argparse.Namespace) -> Any:
-    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-    return client.create_key(args.label, scopes, expires_in_s=args.expires_in)
+    groups = {}
+    for group, help_text in _GROUPS:
+        parser = sub.add_parser(group, help=help_text)
+        groups[group] = parser.add_subparsers(
+            dest=f"{group}_command", required=True, metavar="COMMAND"
+        )
+    for row in rows():
+        if row.cli is None:
+            continue
+        leaf = groups[row.cli.group].add_parser(row.cli.name, help=row.cli.help, parents=[common])
+        leaf.set_defaults(handler=run_client_command, row=row)
+        for cli_arg in row.cli.args:
+            leaf.add_argument(*cli_arg.flags, **cli_arg.options)
+    for group, add in extra.items():
+        add(groups[group])
 
 
 def _credentials(args: argparse.Namespace, env: Mapping[str, str]) -> Credentials | None:
@@ -179,23 +85,24 @@ def _credentials(args: argparse.Namespace, env: Mapping[str, str]) -> Credential
     return None
 
 
-def _market_info(client: MarketClient, args: argparse.Namespace) -> Any:
-    info = client.market_info()
-    if args.algorithm is None:
-        return info
-    return msgspec.structs.replace(
-        info, markets=[m for m in info.markets if m.algorithm == args.algorithm]
-    )
+def _run_row(client: MarketClient, row: ApiCall[..., Any], args: argparse.Namespace) -> Any:
+    """The row's call with the command's arguments; the API's whole result, shaped."""
+    cli = row.cli
+    assert cli is not None
+    params = {a.param: getattr(args, a.dest) for a in cli.args if a.param is not None}
+    # Print what the API answers (lists inside their object), not what the method picks.
+    result = client.call(row.request(**params).whole())
+    return result if cli.shape is None else cli.shape(result, args)
 
 
 def run_client_command(args: argparse.Namespace) -> int:
-    """Run the leaf command in ``args.action``; print its result; return the exit status.
+    """Run the leaf command of ``args.row``; print its result; return the exit status.
     Never raises for an API refusal (exit 1) or bad input (exit 2)."""
     env = os.environ
     url = args.url or env.get("HASHMARKET_URL") or DEFAULT_URL
     try:
         with MarketClient(url, credentials=_credentials(args, env)) as client:
-            result = args.action(client, args)
+            result = _run_row(client, args.row, args)
     except ApiError as error:
         print(f"error {error.code}: {error.message}", file=sys.stderr)
         if error.data:

@@ -43,14 +43,17 @@ class KeyState(StrEnum):
 
 
 class _KeyEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="event"):
-    """Base of the key ring's events."""
+    """Base of the key ring's events: each is about one key. Every event is ``kw_only`` like
+    this base, which keeps the inherited ``key_id`` first (right after the tag) in the
+    encoding, where the journal has it; msgspec would move it last otherwise."""
+
+    key_id: str
 
 
-class KeyCreated(_KeyEvent, frozen=True, tag="key_created"):
+class KeyCreated(_KeyEvent, frozen=True, kw_only=True, tag="key_created"):
     """A key was issued (a new one, or the successor of a rotated one): no secret in it, the
     secret is derived from the master key, the id and the version."""
 
-    key_id: str
     account: str
     label: str
     scopes: tuple[Scope, ...]
@@ -59,32 +62,28 @@ class KeyCreated(_KeyEvent, frozen=True, tag="key_created"):
     time_ms: int
 
 
-class KeyExpirySet(_KeyEvent, frozen=True, tag="key_expiry_set"):
+class KeyExpirySet(_KeyEvent, frozen=True, kw_only=True, tag="key_expiry_set"):
     """A key's end moved earlier (rotation's grace period)."""
 
-    key_id: str
     expires_ms: int
     time_ms: int
 
 
-class KeyRevoked(_KeyEvent, frozen=True, tag="key_revoked"):
+class KeyRevoked(_KeyEvent, frozen=True, kw_only=True, tag="key_revoked"):
     """A key ended now; its recorded answers go with it."""
 
-    key_id: str
     time_ms: int
 
 
-class KeyUsed(_KeyEvent, frozen=True, tag="key_used"):
+class KeyUsed(_KeyEvent, frozen=True, kw_only=True, tag="key_used"):
     """A key's last use, journaled at most once per interval."""
 
-    key_id: str
     time_ms: int
 
 
-class RequestRecorded(_KeyEvent, frozen=True, tag="request_recorded"):
+class RequestRecorded(_KeyEvent, frozen=True, kw_only=True, tag="request_recorded"):
     """The first answer of a mutating call with an ``X-Request-Id`` (no secret: see app)."""
 
-    key_id: str
     request_id: str
     index: int
     method: str
