@@ -40,10 +40,12 @@ def serve(workdir: Path, synchronous: str) -> None:
     from marketplace.accounts import bootstrap_account
     from marketplace.api.app import ApiApp, ApiSettings, RpcService
     from marketplace.api.server import serve_api
+    from marketplace.core.fleet import Fleet
     from marketplace.core.market import Market
     from marketplace.core.model import MarketConfig
     from marketplace.engine import Engine
     from marketplace.masterkey import open_keyring
+    from marketplace.scheduler import MarketScheduler
     from marketplace.storage import Synchronous, open_journal
     from stratum.logconfig import configure_logging
 
@@ -52,9 +54,11 @@ def serve(workdir: Path, synchronous: str) -> None:
 
     async def main() -> None:
         market = Market(config=MarketConfig(faucet=True))
+        fleet = Fleet(config=market.config)
         keyring = open_keyring(db, create=True)
         async with open_journal(db, synchronous=Synchronous(synchronous)) as journal:
             engine = Engine(components=[market, keyring], journal=journal)
+            scheduler = MarketScheduler(engine=engine, market=market, fleet=fleet)
             await engine.restore()
             boot = await bootstrap_account(
                 executor=engine,
@@ -65,10 +69,16 @@ def serve(workdir: Path, synchronous: str) -> None:
             )
             settings = ApiSettings(rate_per_s=1_000_000, burst=1_000_000)
             app = ApiApp(
-                RpcService(market=market, keyring=keyring, executor=engine, settings=settings)
+                RpcService(
+                    market=market,
+                    fleet=fleet,
+                    keyring=keyring,
+                    executor=engine,
+                    settings=settings,
+                )
             )
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(engine.run)
+                nursery.start_soon(scheduler.run)
                 port = await nursery.start(partial(serve_api, app=app, host="127.0.0.1", port=0))
                 ready = workdir / "ready.json"
                 tmp = workdir / "ready.tmp"

@@ -17,8 +17,10 @@ import statistics
 import sys
 import time
 
+from marketplace.core.fleet import Fleet
+from marketplace.core.invariants import check_invariants
 from marketplace.core.market import Market
-from marketplace.core.model import MarketConfig, OrderType, WorkerKey
+from marketplace.core.model import Assignment, MarketConfig, OrderType, WorkerKey
 from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
 
@@ -26,14 +28,22 @@ ALGORITHM = Algorithm.SHA256D
 MH = 10**6
 
 
-def build(*, workers: int, orders: int, seed: int) -> tuple[Market, list[WorkerKey], list[str]]:
+def rebalance(market: Market, fleet: Fleet, *, now_ms: int) -> list[Assignment]:
+    """As the scheduler does: the fleet over the market's queue."""
+    return fleet.rebalance(ALGORITHM, queue=market.allocation_queue(ALGORITHM), now_ms=now_ms)
+
+
+def build(
+    *, workers: int, orders: int, seed: int
+) -> tuple[Market, Fleet, list[WorkerKey], list[str]]:
     rng = random.Random(seed)
-    market = Market(config=MarketConfig(faucet=True))
+    config = MarketConfig(faucet=True)
+    market, fleet = Market(config=config), Fleet(config=config)
     market.create_account(account="buyer", now_ms=0)
     market.deposit(account="buyer", amount_msat=10**18, now_ms=0)
     order_ids = []
     for i in range(orders):
-        view = market.create_order(
+        order_id = market.create_order(
             account="buyer",
             algorithm=ALGORITHM,
             type=OrderType.STANDARD,
@@ -44,25 +54,26 @@ def build(*, workers: int, orders: int, seed: int) -> tuple[Market, list[WorkerK
             amount_msat=10**12,
             duration_s=None,
             now_ms=i,
+            fleet=fleet,
         )
-        order_ids.append(view.id)
+        order_ids.append(order_id)
     keys = []
     for conn in range(workers):
         key = WorkerKey(conn, f"seller{conn % 100}", f"w{conn}", ALGORITHM)
-        market.worker_joined(worker=key, estimate_hs=rng.randrange(MH // 2, 2 * MH), now_ms=1000)
+        fleet.worker_joined(worker=key, estimate_hs=rng.randrange(MH // 2, 2 * MH), now_ms=1000)
         keys.append(key)
-    return market, keys, order_ids
+    return market, fleet, keys, order_ids
 
 
 def bench_rebalance(*, workers: int, orders: int, rounds: int) -> tuple[float, list[float], int]:
     rng = random.Random(2)
-    market, keys, order_ids = build(workers=workers, orders=orders, seed=1)
+    market, fleet, keys, order_ids = build(workers=workers, orders=orders, seed=1)
     now = 2000
     t0 = time.perf_counter()
-    moves = market.rebalance(ALGORITHM, now_ms=now)
+    moves = rebalance(market, fleet, now_ms=now)
     cold = time.perf_counter() - t0
     assert len(moves) > 0
-    market.check_invariants()
+    check_invariants(market, fleet)
     steady = []
     conn = workers
     total_moves = 0
@@ -70,41 +81,42 @@ def bench_rebalance(*, workers: int, orders: int, rounds: int) -> tuple[float, l
         now += 5000
         # Churn: 1% of workers leave and as many join, a few prices move, one order is cancelled.
         for key in rng.sample(keys, workers // 100):
-            market.worker_left(worker=key, now_ms=now)
+            fleet.worker_left(worker=key, now_ms=now)
             keys.remove(key)
             new = WorkerKey(conn, key.account, f"w{conn}", ALGORITHM)
             conn += 1
-            market.worker_joined(worker=new, estimate_hs=rng.randrange(MH // 2, 2 * MH), now_ms=now)
+            fleet.worker_joined(worker=new, estimate_hs=rng.randrange(MH // 2, 2 * MH), now_ms=now)
             keys.append(new)
         for order_id in rng.sample(order_ids, 5):
-            view = market.get_order(account="buyer", order_id=order_id)
-            if view.status == "active":
+            order = market.book.orders[order_id]
+            if order.active:
                 market.set_price(
                     account="buyer",
                     order_id=order_id,
-                    price_msat=view.price_msat + 1000,
+                    price_msat=order.price_msat + 1000,
                     now_ms=now,
                 )
         market.cancel(
             account="buyer", order_id=order_ids.pop(rng.randrange(len(order_ids))), now_ms=now
         )
         t0 = time.perf_counter()
-        total_moves += len(market.rebalance(ALGORITHM, now_ms=now))
+        total_moves += len(rebalance(market, fleet, now_ms=now))
         steady.append(time.perf_counter() - t0)
-    market.check_invariants()
+    check_invariants(market, fleet)
     return cold, steady, total_moves
 
 
 def bench_settlement(*, shares: int, orders: int, workers: int) -> tuple[float, float]:
     """Seconds to record ``shares`` shares, and seconds for the settlement that pays them."""
-    market, keys, _ = build(workers=workers, orders=orders, seed=3)
-    market.rebalance(ALGORITHM, now_ms=2000)
+    market, fleet, keys, _ = build(workers=workers, orders=orders, seed=3)
+    rebalance(market, fleet, now_ms=2000)
     rng = random.Random(4)
     served: list[tuple[WorkerKey, str]] = []
     for key in keys:
-        order_id = market.assignment(key)
+        order_id = fleet.assignment(key)
         if order_id is not None:
             served.append((key, order_id))
+    by_conn = {key.conn_id: key for key in keys}
     difficulties = [0.001, 0.002, 0.0035, 0.01, 1.0 / 3.0]
     batch = [
         Share(
@@ -122,13 +134,17 @@ def bench_settlement(*, shares: int, orders: int, workers: int) -> tuple[float, 
     ]
     t0 = time.perf_counter()
     for share in batch:
+        # As the bridge does: the market records it, then the fleet counts the work.
         market.record_share(share, order_id=share.source)
+        fleet.share_accepted(
+            worker=by_conn[share.conn_id], difficulty=share.difficulty, time_ms=share.time_ms
+        )
     recorded = time.perf_counter() - t0
     market.drain_events()
     t0 = time.perf_counter()
     market.settle(now_ms=10_000)
     settled = time.perf_counter() - t0
-    market.check_invariants()
+    check_invariants(market, fleet)
     return recorded, settled
 
 

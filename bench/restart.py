@@ -23,6 +23,7 @@ from pathlib import Path
 import structlog
 import trio
 
+from marketplace.core.fleet import Fleet
 from marketplace.core.market import Market
 from marketplace.core.model import MarketConfig, OrderType, WorkerKey
 from marketplace.engine import Engine
@@ -45,6 +46,7 @@ async def write_history(path: Path, *, shares: int, orders: int) -> int:
         now = 1_700_000_000_000
         market.create_account(account="buyer", now_ms=now)
         market.deposit(account="buyer", amount_msat=10**18, now_ms=now)
+        fleet = Fleet(config=market.config)  # no workers: standard orders need none
         order_ids = [
             market.create_order(
                 account="buyer",
@@ -55,7 +57,8 @@ async def write_history(path: Path, *, shares: int, orders: int) -> int:
                 amount_msat=10**15,
                 duration_s=None,
                 now_ms=now,
-            ).id
+                fleet=fleet,
+            )
             for i in range(orders)
         ]
         workers = [WorkerKey(i, f"seller{i % 50}", f"w{i}", SHA) for i in range(1000)]

@@ -24,9 +24,12 @@ from pathlib import Path
 
 import trio
 
+from marketplace.core.fleet import Fleet
+from marketplace.core.invariants import check_invariants
 from marketplace.core.market import Market
 from marketplace.core.model import MarketConfig, OrderType, WorkerKey
 from marketplace.engine import Engine
+from marketplace.scheduler import MarketScheduler
 from marketplace.storage import Synchronous, open_journal
 from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
@@ -46,8 +49,10 @@ async def run_mode(
     *, path: Path, synchronous: Synchronous, submitters: int, seconds: float
 ) -> dict[str, float]:
     market = Market(config=MarketConfig(faucet=True))
+    fleet = Fleet(config=market.config)
     async with open_journal(path, synchronous=synchronous) as journal:
         engine = Engine(components=[market], journal=journal)
+        scheduler = MarketScheduler(engine=engine, market=market, fleet=fleet)
         await engine.restore()
 
         def setup() -> str:
@@ -55,7 +60,7 @@ async def run_mode(
             market.create_account(account="buyer", now_ms=now)
             market.create_account(account="seller", now_ms=now)
             market.deposit(account="buyer", amount_msat=10**18, now_ms=now)
-            view = market.create_order(
+            return market.create_order(
                 account="buyer",
                 algorithm=ALGORITHM,
                 type=OrderType.STANDARD,
@@ -64,14 +69,14 @@ async def run_mode(
                 amount_msat=10**17,
                 duration_s=None,
                 now_ms=now,
+                fleet=fleet,
             )
-            return view.id
 
         order_id = await engine.execute(setup)
         keys = [WorkerKey(i, "seller", f"w{i}", ALGORITHM) for i in range(submitters)]
         for key in keys:
-            market.worker_joined(worker=key, estimate_hs=MH, now_ms=engine.now_ms())
-        engine.rebalance()
+            fleet.worker_joined(worker=key, estimate_hs=MH, now_ms=engine.now_ms())
+        scheduler.rebalance()
         latencies: list[float] = []
         commits_before = journal.commits
         records_before = journal.records_written
@@ -91,8 +96,9 @@ async def run_mode(
                     time_ms=engine.now_ms(),
                 )
                 started = time.perf_counter()
-                # As the bridge does: the order is the job's source.
+                # As the bridge does: the order is the job's source; the fleet hears the work.
                 await engine.execute(partial(market.record_share, share, order_id=share.source))
+                fleet.share_accepted(worker=key, difficulty=share.difficulty, time_ms=share.time_ms)
                 latencies.append(time.perf_counter() - started)
 
         started = time.perf_counter()
@@ -102,7 +108,7 @@ async def run_mode(
         elapsed = time.perf_counter() - started
         commits = journal.commits - commits_before
         records = journal.records_written - records_before
-        market.check_invariants()
+        check_invariants(market, fleet)
     latencies.sort()
     return {
         "shares": len(latencies),

@@ -5,19 +5,20 @@ that holds workers has its own ``JobStream`` (tag = order id, so its coinbase ca
 id and every share is attributable to exactly one order); workers that no order wants share an
 ``idle`` stream. All streams of one algorithm build on one ``EmulatedChain``.
 
-- ``connect(link)``: the connection joins the market (``worker_joined``, estimate from its
-  difficulty: ``difficulty * 2**32 / target_share_interval`` H/s), the market is rebalanced
-  through the engine and the first job comes from the stream of the order it now serves.
-- Moves: the bridge listens to the engine's rebalances; every moved worker gets a fresh job
+- ``connect(link)``: the connection joins the fleet (``Fleet.worker_joined``, estimate from its
+  difficulty: ``difficulty * 2**32 / target_share_interval`` H/s), the scheduler rebalances and
+  the first job comes from the stream of the order it now serves.
+- Moves: the bridge listens to the scheduler's rebalances; every moved worker gets a fresh job
   from its new stream at once, with ``clean_jobs=True`` so it drops the old order's work.
 - ``record_share(share)``: ``await engine.execute(market.record_share(share, order_id=...))``
   with the order taken from the job's ``source``, so the share is journaled (one record in a
-  shared group commit) before the server replies ``true``.
+  shared group commit) before the server replies ``true``; then an accepted share's work goes
+  to the connection's speed estimate (``Fleet.share_accepted``), which is not journaled.
 - ``run``: a new job for every worker at least every ``job_interval_s``, and at once (with
   ``clean_jobs``) when the emulated chain finds a block.
 
 Everything here runs in the trio thread; ``connect``, ``disconnect`` and the move handler are
-synchronous, so they are atomic with respect to the market.
+synchronous, so they are atomic with respect to the market and the fleet.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import trio
 
 from marketplace.core.errors import MarketError
 from marketplace.core.model import Assignment, WorkerKey
-from marketplace.engine import Engine
+from marketplace.scheduler import MarketScheduler
 from stratum.config import StratumConfig
 from stratum.core.jobs import Job, MinerLink, Share
 from stratum.core.shares import HASHES_PER_DIFF1, Algorithm
@@ -62,15 +63,17 @@ class MarketWorkSource:
     def __init__(
         self,
         *,
-        engine: Engine,
+        scheduler: MarketScheduler,
         config: StratumConfig,
         clock: Callable[[], int] | None = None,
     ) -> None:
-        self._engine = engine
-        self._market = engine.market
+        self._scheduler = scheduler
+        self._engine = scheduler.engine
+        self._market = scheduler.market
+        self._fleet = scheduler.fleet
         self._market.rules(config.algorithm)  # InvalidArgument if the market does not run it
         self.config = config
-        self._clock = clock or engine.now_ms
+        self._clock = clock or self._engine.now_ms
         now = self._clock()
         self.chain = EmulatedChain(
             algorithm=config.algorithm,
@@ -86,7 +89,7 @@ class MarketWorkSource:
         self._connecting: WorkerKey | None = None
         #: Jobs pushed outside ``connect`` (moves, intervals, blocks), for logs and tests.
         self.jobs_pushed = 0
-        engine.add_rebalance_listener(self._on_moves)
+        scheduler.add_rebalance_listener(self._on_moves)
 
     # ------------------------------------------------------------------ WorkSource
 
@@ -100,7 +103,7 @@ class MarketWorkSource:
         if link.conn_id in self._keys:
             self._leave(self._keys[link.conn_id])
         estimate = estimate_hs(link.difficulty, self.config.target_share_interval_s)
-        self._market.worker_joined(worker=key, estimate_hs=estimate, now_ms=self._clock())
+        self._fleet.worker_joined(worker=key, estimate_hs=estimate, now_ms=self._clock())
         self._keys[link.conn_id] = key
         self._members.setdefault(None, {})[key] = link
         self._where[key] = None
@@ -108,10 +111,10 @@ class MarketWorkSource:
         # must not also be pushed.
         self._connecting = key
         try:
-            self._engine.rebalance(self.algorithm)
+            self._scheduler.rebalance(self.algorithm)
         finally:
             self._connecting = None
-        order_id = self._market.assignment(key)
+        order_id = self._fleet.assignment(key)
         log.info(
             "bridge.connected",
             conn=link.conn_id,
@@ -127,14 +130,14 @@ class MarketWorkSource:
         if key is None:
             return
         self._leave(key)
-        self._engine.rebalance(self.algorithm)
+        self._scheduler.rebalance(self.algorithm)
 
     def _leave(self, key: WorkerKey) -> None:
         del self._keys[key.conn_id]
         members = self._members.get(self._where.pop(key))
         if members is not None:
             members.pop(key, None)
-        self._market.worker_left(worker=key, now_ms=self._clock())
+        self._fleet.worker_left(worker=key, now_ms=self._clock())
 
     async def record_share(self, share: Share) -> None:
         """Journal the share (charged to the order of its job, if any) and return once it is
@@ -151,10 +154,17 @@ class MarketWorkSource:
             market.record_share(share, order_id=order_id)
 
         await self._engine.execute(command)
-        if order_id is not None and share.accepted and not market.order_active(order_id):
+        if not share.accepted:
+            return
+        key = self._keys.get(share.conn_id)
+        if key is not None:
+            self._fleet.share_accepted(
+                worker=key, difficulty=share.difficulty, time_ms=share.time_ms
+            )
+        if order_id is not None and not market.order_active(order_id):
             # The budget ran out (or the order ended): move its workers now, not at the tick,
             # so they stop hashing for an order that no longer pays.
-            self._engine.request_rebalance()
+            self._scheduler.request_rebalance()
 
     # ------------------------------------------------------------------ jobs
 

@@ -52,7 +52,7 @@ async def _show(node: Node, client: AsyncMarketClient, *, started: float) -> Non
     balance = await client.balance()
     now_ms = node.engine.now_ms()
     seller = node.market.balance("seller") if node.market.has_account("seller") else None
-    workers = node.market.workers_of("seller", now_ms=now_ms) if seller else []
+    workers = node.views.workers_of("seller", now_ms=now_ms) if seller else []
     elapsed = trio.current_time() - started
     _print(f"--- t={elapsed:5.0f}s  market sha256d: {book.total_speed} MH/s in the book")
     _print(

@@ -1,4 +1,4 @@
-"""The engine: runs commands against the durable components and journals what they emit.
+"""The engine: the unit of work that runs commands against durable components and journals them.
 
 Theory of operation
 -------------------
@@ -11,54 +11,39 @@ running and enqueueing are one atomic step, the journal's order is exactly the o
 the events were applied in memory, and replaying it (``restore``) rebuilds the same state. A
 ``MarketError`` (any exception) from ``fn`` propagates; a command that refuses emits nothing,
 so nothing is journaled. Many concurrent ``execute`` calls share a commit (the journal's group
-commit), which is what makes one durable share per Stratum reply affordable.
+commit), which is what makes one durable share per Stratum reply affordable. Once a command's
+events are durable, the commit listeners hear them (``add_commit_listener``): that is how the
+market scheduler (``marketplace.scheduler``) rebalances after a command changed an order book.
 
-The engine also drives the market's clock-based work, each step through ``execute``: settling
-every settle interval, expiring orders whose duration is over, and rebalancing the allocation
-on a periodic tick and right after any command that changed the order book. Rebalancing is
-ephemeral (it emits no events); its moves go to the listeners (the Stratum bridges), which push
-the moved workers their new jobs. Time comes from an injected ``clock`` (milliseconds), so tests
-can run the engine on trio's ``MockClock``.
+The engine knows no component in particular and no timer: the market's clock-based work
+(settle, expire, rebalance, periodic snapshots) is the scheduler's. The journal is a seam
+(``JournalPort``): the SQLite ``storage.Journal`` in a node, an in-memory one in tests. Time
+comes from an injected ``clock`` (milliseconds), used for records whose event has no time and
+for snapshots.
 
 Snapshots bound the restart time: ``snapshot()`` encodes every component's state and queues it
-in the journal behind the events that made it (atomically, like a command), and ``run`` takes
-one every ``snapshot_interval_s`` once ``snapshot_min_events`` events have been journaled since
-the last (the node takes one more on a clean shutdown). ``restore`` loads the newest snapshot,
-if every component can read it, and replays only the events after it; otherwise (no snapshot,
-one from another format, a component that cannot snapshot) it replays the whole journal, which
-gives the same state, only slower.
+in the journal behind the events that made it (atomically, like a command). ``restore`` loads
+the newest snapshot, if every component can read it (the envelope names each component's
+``state_format``), and replays only the events after it; otherwise (no snapshot, one of
+another format, a component that cannot snapshot) it replays the whole journal, which gives the
+same state, only slower.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
 import msgspec
 import structlog
 import trio
 
-from marketplace.core.events import (
-    AccountCreated,
-    Deposited,
-    Settled,
-    ShareRecorded,
-    Withdrawn,
-)
 from marketplace.core.eventsourced import EventSourced
-from marketplace.core.market import Market
-from marketplace.core.model import Assignment
-from marketplace.storage import Journal, JournalError, Record
-from stratum.core.shares import Algorithm
+from marketplace.storage import Entry, JournalError, Record, Snapshot
 
 T = TypeVar("T")
-
-#: Called with a market's algorithm and the moves of one of its rebalances.
-RebalanceListener = Callable[[Algorithm, list[Assignment]], None]
-
-#: Market events that cannot change the allocation (everything else may).
-_ALLOCATION_NEUTRAL: Final = (ShareRecorded, AccountCreated, Deposited, Withdrawn, Settled)
 
 log = structlog.get_logger("marketplace.engine")
 
@@ -68,28 +53,69 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """Periods of the engine's background work, in seconds of trio time."""
+class Receipt(Protocol):
+    """The journal's promise for one append: ``wait`` returns once it is durable."""
 
-    #: Settlement period; ``None`` = the market's ``settle_interval_ms``.
-    settle_interval_s: float | None = None
-    rebalance_interval_s: float = 5.0
-    expire_interval_s: float = 1.0
-    #: How often ``run`` considers a snapshot (0: never) ...
-    snapshot_interval_s: float = 60.0
-    #: ... and how many events since the last one make it worth taking.
-    snapshot_min_events: int = 50_000
+    async def wait(self) -> object:
+        """Wait for the commit. Raises ``JournalError`` if it failed."""
+        ...
 
 
-#: Format of the snapshot envelope; a snapshot of another format is ignored (full replay).
-SNAPSHOT_FORMAT: Final = 1
+class JournalPort(Protocol):
+    """What the engine needs of a journal (``storage.Journal`` is the durable one).
+
+    ``append_nowait`` and ``append_snapshot_nowait`` are synchronous, so the engine enqueues in
+    the same atomic step as the command; records are stored in the order they were enqueued.
+    """
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last event stored (0: none)."""
+        ...
+
+    async def wait_capacity(self) -> None:
+        """Wait until the queue has room. Raises ``JournalError`` if the journal stopped."""
+        ...
+
+    def append_nowait(self, records: Sequence[Record]) -> Receipt:
+        """Queue ``records``. Raises ``JournalError`` if the journal is closed or failed."""
+        ...
+
+    def append_snapshot_nowait(self, body: bytes, *, time_ms: int) -> Receipt:
+        """Queue a snapshot of the state the records queued so far made."""
+        ...
+
+    async def latest_snapshot(self) -> Snapshot | None:
+        """The newest stored snapshot, if any."""
+        ...
+
+    def replay(self, *, after: int = 0) -> AsyncIterator[Entry]:
+        """Every stored event with a seq above ``after``, in order."""
+        ...
+
+
+class Committed(NamedTuple):
+    """One event a command emitted, now durable, as the commit listeners hear it."""
+
+    component: str
+    event: Any
+
+
+#: Called after every command that journaled events, with those events in order.
+CommitListener = Callable[[list[Committed]], None]
+
+#: Layout of the snapshot envelope itself; each component's state has its own format.
+_ENVELOPE_FORMAT: Final = 1
 
 
 class SnapshotEnvelope(msgspec.Struct, frozen=True, kw_only=True):
-    """A stored snapshot: its format and each component's ``encode_state`` bytes by name."""
+    """A stored snapshot: each component's ``encode_state`` bytes and ``state_format`` by
+    name (a component missing from ``formats``, as in snapshots older than the field, is at
+    format 1)."""
 
     format: int
     states: dict[str, msgspec.Raw]
+    formats: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class Engine:
@@ -99,9 +125,8 @@ class Engine:
         self,
         *,
         components: Sequence[EventSourced[Any]],
-        journal: Journal,
+        journal: JournalPort,
         clock: Callable[[], int] = wall_clock_ms,
-        config: EngineConfig | None = None,
     ) -> None:
         self._components: dict[str, EventSourced[Any]] = {}
         for component in components:
@@ -109,15 +134,9 @@ class Engine:
             if name in self._components:
                 raise ValueError(f"two components named {name!r}")
             self._components[name] = component
-        markets = [c for c in components if isinstance(c, Market)]
-        if len(markets) > 1:
-            raise ValueError("an engine runs at most one Market")
-        self._market: Market | None = markets[0] if markets else None
         self._journal = journal
         self._clock = clock
-        self._config = config or EngineConfig()
-        self._listeners: list[RebalanceListener] = []
-        self._rebalance_wanted = trio.Event()
+        self._listeners: list[CommitListener] = []
         self._restored = False
         #: Events journaled since start (excluding replay), for logs and tests.
         self.events_journaled = 0
@@ -126,19 +145,31 @@ class Engine:
     # ------------------------------------------------------------------ accessors
 
     @property
-    def market(self) -> Market:
-        """The engine's ``Market``. Raises ``RuntimeError`` if it runs none."""
-        if self._market is None:
-            raise RuntimeError("this engine runs no Market")
-        return self._market
+    def components(self) -> Mapping[str, EventSourced[Any]]:
+        """The components by name (read-only)."""
+        return MappingProxyType(self._components)
 
     @property
-    def journal(self) -> Journal:
+    def journal(self) -> JournalPort:
         return self._journal
 
     def now_ms(self) -> int:
         """The injected clock's current time in milliseconds."""
         return self._clock()
+
+    @property
+    def restored(self) -> bool:
+        """Whether ``restore`` has run (commands and snapshots need it)."""
+        return self._restored
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(events)`` after every command whose events are durable, before
+        ``execute`` returns (synchronously, so it sees the state those events made)."""
+        self._listeners.append(listener)
+
+    def remove_commit_listener(self, listener: CommitListener) -> None:
+        """Stop calling ``listener``. Raises ``ValueError`` if it was not added."""
+        self._listeners.remove(listener)
 
     # ------------------------------------------------------------------ restore
 
@@ -192,11 +223,9 @@ class Engine:
             return 0
         try:
             envelope = msgspec.json.decode(stored.body, type=SnapshotEnvelope)
-            if (
-                envelope.format != SNAPSHOT_FORMAT
-                or envelope.states.keys() != self._components.keys()
-            ):
-                raise ValueError(f"format {envelope.format} of {sorted(envelope.states)}")
+            formats = {name: envelope.formats.get(name, 1) for name in envelope.states}
+            if envelope.format != _ENVELOPE_FORMAT or formats != self._state_formats():
+                raise ValueError(f"format {envelope.format} of {formats}")
             # Decode every state before importing any, so a bad one leaves all fresh.
             states = {
                 name: component.decode_state(envelope.states[name])
@@ -212,6 +241,9 @@ class Engine:
     def _can_snapshot(self) -> bool:
         return all(c.state_type is not None for c in self._components.values())
 
+    def _state_formats(self) -> dict[str, int]:
+        return {name: c.state_format for name, c in self._components.items()}
+
     def snapshot(self) -> bool:
         """Queue a snapshot of every component behind the events journaled so far (durable
         with the next commit); False when a component cannot snapshot. Synchronous, so the
@@ -226,7 +258,10 @@ class Engine:
             name: msgspec.Raw(component.encode_state())
             for name, component in self._components.items()
         }
-        body = msgspec.json.encode(SnapshotEnvelope(format=SNAPSHOT_FORMAT, states=states))
+        envelope = SnapshotEnvelope(
+            format=_ENVELOPE_FORMAT, states=states, formats=self._state_formats()
+        )
+        body = msgspec.json.encode(envelope)
         self._journal.append_snapshot_nowait(body, time_ms=self._clock())
         self._events_at_snapshot = self.events_journaled
         log.info(
@@ -243,10 +278,10 @@ class Engine:
 
     # ------------------------------------------------------------------ commands
 
-    def _drain(self) -> tuple[list[Record], bool]:
-        """Every component's outbox as journal records; and whether the order book changed."""
+    def _drain(self) -> tuple[list[Record], list[Committed]]:
+        """Every component's outbox as journal records, and the events for the listeners."""
         records: list[Record] = []
-        book_changed = False
+        committed: list[Committed] = []
         now = None
         for name, component in self._components.items():
             for event, body in component.drain_encoded():
@@ -255,9 +290,8 @@ class Engine:
                     now = self._clock() if now is None else now
                     time_ms = now
                 records.append(Record(name, time_ms, body))
-                if component is self._market and not isinstance(event, _ALLOCATION_NEUTRAL):
-                    book_changed = True
-        return records, book_changed
+                committed.append(Committed(name, event))
+        return records, committed
 
     async def execute(self, fn: Callable[[], T]) -> T:
         """Run the synchronous command ``fn()`` atomically, journal the events it emitted and
@@ -266,7 +300,7 @@ class Engine:
         If ``fn`` raises (a ``MarketError`` for a refused command), the exception propagates;
         a command that emitted nothing before raising journals nothing (one that did, by a
         bug, has its events journaled anyway so the journal keeps matching memory). After a
-        command that changed the order book the markets are rebalanced and the listeners told.
+        command that emitted events, once they are durable, the commit listeners hear them.
         Raises ``RuntimeError`` before ``restore``, ``JournalError`` if the commit failed.
         """
         if not self._restored:
@@ -284,100 +318,13 @@ class Engine:
                 self.events_journaled += len(records)
                 await ticket.wait()
             raise
-        records, book_changed = self._drain()
+        records, committed = self._drain()
         if records:
             ticket = self._journal.append_nowait(records)
             self.events_journaled += len(records)
             await ticket.wait()
+            for listener in list(self._listeners):
+                listener(committed)
         else:
             await trio.lowlevel.checkpoint()
-        if book_changed:
-            self.rebalance()
         return result
-
-    # ------------------------------------------------------------------ allocation
-
-    def add_rebalance_listener(self, listener: RebalanceListener) -> None:
-        """Call ``listener(algorithm, moves)`` after every rebalance that moved workers."""
-        self._listeners.append(listener)
-
-    def remove_rebalance_listener(self, listener: RebalanceListener) -> None:
-        """Stop calling ``listener``. Raises ``ValueError`` if it was not added."""
-        self._listeners.remove(listener)
-
-    def request_rebalance(self) -> None:
-        """Ask ``run`` to rebalance every market soon (without waiting for the tick)."""
-        self._rebalance_wanted.set()
-
-    def rebalance(self, algorithm: Algorithm | None = None) -> list[Assignment]:
-        """Rebalance one market (or all), tell the listeners, return the moves.
-
-        Synchronous: the allocation is ephemeral (no events), so nothing is journaled.
-        """
-        market = self.market
-        algorithms = market.algorithms() if algorithm is None else [algorithm]
-        now = self._clock()
-        moved: list[Assignment] = []
-        for alg in algorithms:
-            moves = market.rebalance(alg, now_ms=now)
-            if moves:
-                moved.extend(moves)
-                log.debug("engine.rebalanced", algorithm=alg.value, moves=len(moves))
-                for listener in list(self._listeners):
-                    listener(alg, moves)
-        return moved
-
-    # ------------------------------------------------------------------ background work
-
-    async def settle(self) -> None:
-        """Settle the market now (through ``execute``)."""
-        market = self.market
-        await self.execute(lambda: market.settle(now_ms=self._clock()))
-
-    async def expire(self) -> list[str]:
-        """End the orders whose duration is over (through ``execute``); return their ids."""
-        market = self.market
-        return await self.execute(lambda: market.expire(now_ms=self._clock()))
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Settle, expire and rebalance periodically until cancelled; started with
-        ``nursery.start`` after ``restore``. Raises ``RuntimeError`` before ``restore`` and
-        whatever a step raises (a ``JournalError`` is fatal: memory no longer matches disk).
-        """
-        if not self._restored:
-            raise RuntimeError("await engine.restore() before running the engine")
-        market = self.market
-        settle_s = self._config.settle_interval_s
-        if settle_s is None:
-            settle_s = market.config.settle_interval_ms / 1000
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._every, settle_s, self.settle)
-            nursery.start_soon(self._every, self._config.expire_interval_s, self.expire)
-            nursery.start_soon(self._rebalance_loop)
-            if self._config.snapshot_interval_s > 0:
-                nursery.start_soon(self._snapshot_loop)
-            task_status.started()
-
-    @staticmethod
-    async def _every(interval_s: float, step: Callable[[], Any]) -> None:
-        deadline = trio.current_time()
-        while True:
-            deadline += interval_s
-            await trio.sleep_until(deadline)
-            await step()
-
-    async def _snapshot_loop(self) -> None:
-        deadline = trio.current_time()
-        while True:
-            deadline += self._config.snapshot_interval_s
-            await trio.sleep_until(deadline)
-            if self.events_since_snapshot >= self._config.snapshot_min_events:
-                self.snapshot()
-
-    async def _rebalance_loop(self) -> None:
-        interval = self._config.rebalance_interval_s
-        while True:
-            with trio.move_on_after(interval):
-                await self._rebalance_wanted.wait()
-            self._rebalance_wanted = trio.Event()
-            await self.execute(self.rebalance)

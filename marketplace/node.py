@@ -4,10 +4,11 @@ Theory of operation
 -------------------
 One process, one trio run, one nursery of services, started in dependency order with
 ``nursery.start`` so nothing races: the SQLite journal (group commit), the engine (replays the
-journal into the ``Market`` and the ``KeyRing``, then settles, expires and rebalances on timers),
-one Stratum listener per algorithm with its ``MarketWorkSource`` bridge (each order its own job
-stream), the JSON-RPC API (hypercorn, trio worker) and the operator inbox. Once every listener
-is up the bound ports go to ``--ports-file``.
+journal into the ``Market`` and the ``KeyRing``), the market scheduler (settles, expires,
+rebalances the ``Fleet`` and snapshots on timers), one Stratum listener per algorithm with its
+``MarketWorkSource`` bridge (each order its own job stream), the JSON-RPC API (hypercorn, trio
+worker) and the operator inbox. Once every listener is up the bound ports go to
+``--ports-file``.
 
 SIGINT or SIGTERM: the Stratum servers stop accepting and close their connections, the API
 stops, the engine takes a snapshot (so the next start replays nothing), the journal commits
@@ -38,12 +39,15 @@ from marketplace.api.app import ApiSettings, build_app
 from marketplace.api.server import serve_api
 from marketplace.bridge import MarketWorkSource
 from marketplace.config import NodeConfig, load_config
+from marketplace.core.fleet import Fleet
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import MarketConfig, default_rules
-from marketplace.engine import Engine, EngineConfig
+from marketplace.core.views import MarketViews
+from marketplace.engine import Engine
 from marketplace.masterkey import open_keyring
 from marketplace.operator import NodeBusy, node_lock, serve_inbox
+from marketplace.scheduler import MarketScheduler, SchedulerConfig
 from marketplace.storage import Journal, JournalError, Synchronous, open_journal
 from stratum.config import StratumConfig
 from stratum.core.shares import Algorithm
@@ -106,11 +110,18 @@ class Node:
 
     config: NodeConfig
     engine: Engine
+    scheduler: MarketScheduler
     market: Market
+    fleet: Fleet
     keyring: KeyRing
     api_port: int = 0
     stratum_ports: dict[Algorithm, int] = field(default_factory=dict)
     servers: list[StratumServer] = field(default_factory=list)
+
+    @property
+    def views(self) -> MarketViews:
+        """What the API reads: the market and the fleet together."""
+        return MarketViews(self.market, self.fleet)
 
     def ports(self) -> dict[str, object]:
         """``{"api": N, "stratum": {"sha256d": N, "scrypt": N}}`` as ``--ports-file`` has it."""
@@ -136,18 +147,28 @@ async def run_node(
     listeners are bound. Raises ``NodeBusy`` if another node serves the same database."""
     fresh = not await trio.Path(config.db).exists()
     market, keyring = build_components(config, create_master_key=fresh)
+    fleet = Fleet(config=market.config)
     async with open_storage(config) as journal:
-        engine = Engine(
-            components=[market, keyring],
-            journal=journal,
-            config=EngineConfig(
+        engine = Engine(components=[market, keyring], journal=journal)
+        scheduler = MarketScheduler(
+            engine=engine,
+            market=market,
+            fleet=fleet,
+            config=SchedulerConfig(
                 settle_interval_s=config.settle_interval,
                 rebalance_interval_s=config.rebalance_interval,
             ),
         )
         replayed = await engine.restore()
         log.info("node.restored", db=config.db, events=replayed)
-        node = Node(config=config, engine=engine, market=market, keyring=keyring)
+        node = Node(
+            config=config,
+            engine=engine,
+            scheduler=scheduler,
+            market=market,
+            fleet=fleet,
+            keyring=keyring,
+        )
         try:
             await _serve(node, task_status=task_status)
         finally:
@@ -164,9 +185,11 @@ async def _serve(node: Node, *, task_status: trio.TaskStatus[Node]) -> None:
     """The node's services, until cancelled (``run_node`` minus storage and restore)."""
     config, engine = node.config, node.engine
     async with trio.open_nursery() as nursery:
-        await nursery.start(engine.run)
+        await nursery.start(node.scheduler.run)
         for algorithm in Algorithm:
-            bridge = MarketWorkSource(engine=engine, config=stratum_config(config, algorithm))
+            bridge = MarketWorkSource(
+                scheduler=node.scheduler, config=stratum_config(config, algorithm)
+            )
             await nursery.start(bridge.run)
             server: StratumServer = await nursery.start(
                 partial(serve_stratum, config=bridge.config, work_source=bridge)
@@ -176,6 +199,7 @@ async def _serve(node: Node, *, task_status: trio.TaskStatus[Node]) -> None:
             node.stratum_ports[algorithm] = server.port
         app = build_app(
             market=node.market,
+            fleet=node.fleet,
             keyring=node.keyring,
             executor=engine,
             settings=ApiSettings(
@@ -187,7 +211,11 @@ async def _serve(node: Node, *, task_status: trio.TaskStatus[Node]) -> None:
         node.api_port = await nursery.start(
             partial(serve_api, app=app, host=config.host, port=config.api_port)
         )
-        await nursery.start(partial(serve_inbox, db=config.db, engine=engine, keyring=node.keyring))
+        await nursery.start(
+            partial(
+                serve_inbox, db=config.db, engine=engine, market=node.market, keyring=node.keyring
+            )
+        )
         if config.ports_file:
             _write_ports(config.ports_file, node.ports())
         log.info("node.listening", host=config.host, **node.ports())

@@ -39,6 +39,7 @@ from marketplace.accounts import bootstrap_account
 from marketplace.config import NodeConfig, load_config
 from marketplace.core.errors import MarketError
 from marketplace.core.keys import KeyRing
+from marketplace.core.market import Market
 from marketplace.engine import Engine
 from marketplace.masterkey import open_keyring
 
@@ -124,6 +125,7 @@ async def serve_inbox(
     *,
     db: str | Path,
     engine: Engine,
+    market: Market,
     keyring: KeyRing,
     poll_s: float = 0.5,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -140,7 +142,7 @@ async def serve_inbox(
                 command = msgspec.json.decode(body, type=AccountCreate)
                 made = await bootstrap_account(
                     executor=engine,
-                    market=engine.market,
+                    market=market,
                     keyring=keyring,
                     account=command.name,
                     now_ms=engine.now_ms(),

@@ -43,9 +43,11 @@ from marketplace.api.ratelimit import RateLimiter
 from marketplace.api.wire import KeyOut
 from marketplace.core.errors import MarketError
 from marketplace.core.eventsourced import Executor
+from marketplace.core.fleet import Fleet
 from marketplace.core.idempotency import params_digest
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
+from marketplace.core.views import MarketViews
 from stratum.core.shares import Algorithm
 
 log = structlog.get_logger("marketplace.api")
@@ -78,6 +80,7 @@ class RpcService:
         self,
         *,
         market: Market,
+        fleet: Fleet,
         keyring: KeyRing,
         executor: Executor,
         settings: ApiSettings | None = None,
@@ -85,6 +88,7 @@ class RpcService:
         methods: Mapping[str, Method] = METHODS,
     ) -> None:
         self._market = market
+        self._views = MarketViews(market, fleet)
         self._keyring = keyring
         self._executor = executor
         self._settings = settings or ApiSettings()
@@ -203,6 +207,7 @@ class RpcService:
         settings = self._settings
         ctx = CallContext(
             market=self._market,
+            views=self._views,
             keyring=self._keyring,
             now_ms=self._clock(),
             caller=caller,
@@ -346,14 +351,21 @@ async def _plain(send: Send, status: int, text: bytes, *, allow: bool = False) -
 def build_app(
     *,
     market: Market,
+    fleet: Fleet,
     keyring: KeyRing,
     executor: Executor,
     settings: ApiSettings | None = None,
     clock: Callable[[], int] = wall_clock_ms,
 ) -> ApiApp:
-    """The ASGI app over a market and key ring whose commands ``executor`` runs."""
+    """The ASGI app over a market (with its fleet, for the views) and key ring whose commands
+    ``executor`` runs."""
     return ApiApp(
         RpcService(
-            market=market, keyring=keyring, executor=executor, settings=settings, clock=clock
+            market=market,
+            fleet=fleet,
+            keyring=keyring,
+            executor=executor,
+            settings=settings,
+            clock=clock,
         )
     )

@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-Every handler is synchronous and pure with respect to I/O: it reads the market or the key
-ring, or runs one command on them, and returns a result Struct (``wire.py``). The dispatcher
+Every handler is synchronous and pure with respect to I/O: it reads the views (the market and
+its fleet) or the key ring, or runs one command on the market or the key ring, and returns a
+result Struct (``wire.py``). The dispatcher
 (``app.py``) decides how to run it: reads run directly (atomic under trio), mutating ones run
 inside the engine's ``execute`` so that their events, and the idempotency record of their
 answer, are journaled before anyone hears the answer. A handler refuses by raising a
@@ -24,6 +25,7 @@ from marketplace.core.key_events import Scope
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import LedgerEntry, OrderType
+from marketplace.core.views import MarketViews
 from stratum.core.shares import Algorithm
 
 P = TypeVar("P", bound=msgspec.Struct)
@@ -34,6 +36,7 @@ class CallContext(NamedTuple):
     """What a handler may use. ``caller`` is ``None`` only for public methods."""
 
     market: Market
+    views: MarketViews
     keyring: KeyRing
     now_ms: int
     caller: Caller | None
@@ -92,7 +95,7 @@ def market_info(ctx: CallContext, p: wire.NoParams) -> wire.MarketInfoOut:
         markets=[
             wire.market_out(
                 ctx.market.rules(alg),
-                fixed_price_msat=ctx.market.fixed_quote(alg),
+                fixed_price_msat=ctx.market.fixed_quote(alg, fleet=ctx.views.fleet),
                 stratum_host=ctx.stratum_host,
                 stratum_port=ctx.stratum_ports.get(alg),
             )
@@ -102,11 +105,11 @@ def market_info(ctx: CallContext, p: wire.NoParams) -> wire.MarketInfoOut:
 
 
 def market_orderbook(ctx: CallContext, p: wire.AlgorithmParams) -> wire.OrderBookOut:
-    return wire.orderbook_out(ctx.market.orderbook(p.algorithm, now_ms=ctx.now_ms))
+    return wire.orderbook_out(ctx.views.orderbook(p.algorithm, now_ms=ctx.now_ms))
 
 
 def market_stats(ctx: CallContext, p: wire.AlgorithmParams) -> wire.MarketStatsOut:
-    return wire.market_stats_out(ctx.market.market_stats(p.algorithm, now_ms=ctx.now_ms))
+    return wire.market_stats_out(ctx.views.market_stats(p.algorithm, now_ms=ctx.now_ms))
 
 
 # ---------------------------------------------------------------------------------- account
@@ -145,7 +148,7 @@ def _money_move(ctx: CallContext, entry: LedgerEntry) -> wire.MoneyMoveOut:
 
 def order_create(ctx: CallContext, p: wire.OrderCreateParams) -> wire.OrderOut:
     price = None if p.price is None else wire.parse_price(p.price)
-    view = ctx.market.create_order(
+    order_id = ctx.market.create_order(
         account=ctx.account,
         algorithm=p.algorithm,
         type=OrderType(p.type),
@@ -154,66 +157,71 @@ def order_create(ctx: CallContext, p: wire.OrderCreateParams) -> wire.OrderOut:
         amount_msat=wire.parse_amount(p.amount),
         duration_s=p.duration_s,
         now_ms=ctx.now_ms,
+        fleet=ctx.views.fleet,
     )
+    return _order_out(ctx, order_id)
+
+
+def _order_out(ctx: CallContext, order_id: str) -> wire.OrderOut:
+    view = ctx.views.get_order(account=ctx.account, order_id=order_id, now_ms=ctx.now_ms)
     return wire.order_out(view)
 
 
 def order_get(ctx: CallContext, p: wire.OrderIdParams) -> wire.OrderOut:
-    return wire.order_out(
-        ctx.market.get_order(account=ctx.account, order_id=p.id, now_ms=ctx.now_ms)
-    )
+    return _order_out(ctx, p.id)
 
 
 def order_list(ctx: CallContext, p: wire.OrderListParams) -> wire.OrderListOut:
-    views = ctx.market.list_orders(account=ctx.account, status=p.status, now_ms=ctx.now_ms)
+    views = ctx.views.list_orders(account=ctx.account, status=p.status, now_ms=ctx.now_ms)
     return wire.OrderListOut(orders=[wire.order_out(v) for v in views])
 
 
 def order_set_price(ctx: CallContext, p: wire.SetPriceParams) -> wire.OrderOut:
-    view = ctx.market.set_price(
+    ctx.market.set_price(
         account=ctx.account,
         order_id=p.id,
         price_msat=wire.parse_price(p.price),
         now_ms=ctx.now_ms,
     )
-    return wire.order_out(view)
+    return _order_out(ctx, p.id)
 
 
 def order_set_limit(ctx: CallContext, p: wire.SetLimitParams) -> wire.OrderOut:
-    current = ctx.market.get_order(account=ctx.account, order_id=p.id, now_ms=ctx.now_ms)
-    view = ctx.market.set_limit(
+    current = ctx.views.get_order(account=ctx.account, order_id=p.id, now_ms=ctx.now_ms)
+    ctx.market.set_limit(
         account=ctx.account,
         order_id=p.id,
         limit_hs=wire.parse_limit(p.limit, current.algorithm),
         now_ms=ctx.now_ms,
     )
-    return wire.order_out(view)
+    return _order_out(ctx, p.id)
 
 
 def order_refill(ctx: CallContext, p: wire.RefillParams) -> wire.OrderOut:
-    view = ctx.market.refill(
+    ctx.market.refill(
         account=ctx.account,
         order_id=p.id,
         amount_msat=wire.parse_amount(p.amount),
         now_ms=ctx.now_ms,
     )
-    return wire.order_out(view)
+    return _order_out(ctx, p.id)
 
 
 def order_cancel(ctx: CallContext, p: wire.OrderIdParams) -> wire.OrderOut:
-    return wire.order_out(ctx.market.cancel(account=ctx.account, order_id=p.id, now_ms=ctx.now_ms))
+    ctx.market.cancel(account=ctx.account, order_id=p.id, now_ms=ctx.now_ms)
+    return _order_out(ctx, p.id)
 
 
 def order_stats(ctx: CallContext, p: wire.OrderStatsParams) -> wire.OrderStatsOut:
-    view = ctx.market.get_order(account=ctx.account, order_id=p.id, now_ms=ctx.now_ms)
-    points = ctx.market.order_stats(
+    view = ctx.views.get_order(account=ctx.account, order_id=p.id, now_ms=ctx.now_ms)
+    points = ctx.views.order_stats(
         account=ctx.account, order_id=p.id, since_ms=p.since_ms, now_ms=ctx.now_ms
     )
     return wire.order_stats_out(view, points)
 
 
 def worker_list(ctx: CallContext, p: wire.NoParams) -> wire.WorkerListOut:
-    views = ctx.market.workers_of(ctx.account, now_ms=ctx.now_ms)
+    views = ctx.views.workers_of(ctx.account, now_ms=ctx.now_ms)
     return wire.WorkerListOut(workers=[wire.worker_out(v) for v in views])
 
 

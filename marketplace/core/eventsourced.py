@@ -44,6 +44,9 @@ class EventSourced(Generic[E]):
     event_type: ClassVar[Any]
     #: The Struct type ``export_state`` returns (``None``: the component cannot snapshot).
     state_type: ClassVar[Any] = None
+    #: Version of ``state_type``'s shape: bump it when the shape changes, so a snapshot of the
+    #: old shape is ignored (full replay) instead of misread.
+    state_format: ClassVar[int] = 1
     _event_decoder: ClassVar[msgspec.msgpack.Decoder[Any] | None] = None
 
     def __init__(self) -> None:

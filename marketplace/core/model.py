@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from marketplace.core.errors import InvalidArgument
 from marketplace.core.money import UNIT_HS
 from stratum.core.shares import Algorithm
 
@@ -89,6 +90,16 @@ class MarketConfig(msgspec.Struct, frozen=True, kw_only=True):
     fee_account: str = FEE_ACCOUNT
     #: Window of the moving averages behind accepted speeds and worker estimates.
     speed_window_ms: int = 60_000
+
+    def rules(self, algorithm: Algorithm) -> MarketRules:
+        """The rules of ``algorithm``'s market. Raises ``InvalidArgument`` for no such market."""
+        try:
+            return self.markets[algorithm]
+        except KeyError:
+            raise InvalidArgument(
+                f"no market for {algorithm!r}",
+                {"algorithm": str(algorithm)[:32]},
+            ) from None
 
 
 class WorkerKey(NamedTuple):

@@ -2,11 +2,12 @@
 
 Theory of operation
 -------------------
-An ``Order`` is the market's mutable record of one buy order; only ``Market.apply`` changes it.
-Its status moves once, from ``active`` to ``completed`` (budget spent), ``cancelled`` or
-``expired``; nothing leaves a final state. The ``check_*`` functions hold the market rules
-(minimums, price-down step and interval, fixed orders) and raise a ``MarketError`` before any
-event exists, so a refused command changes nothing.
+An ``Order`` is the market's mutable record of one buy order; only the fold (``book.py``)
+changes it, and only through its methods. Its status moves once, from ``active`` to
+``completed`` (budget spent), ``cancelled`` or ``expired``; nothing leaves a final state. The
+``check_*`` functions hold the market rules (minimums, price-down step and interval, fixed
+orders) and raise a ``MarketError`` before any event exists, so a refused command changes
+nothing.
 
 Charging is exact. A share's value is ``price * difficulty * 2**32 / (unit * 86400)`` msat, a
 rational number. The order accumulates the exact value of everything it was sent
@@ -93,7 +94,7 @@ def _fraction(state: FractionState) -> Fraction:
 
 
 class Order:
-    """One order's state (internal; the facade hands out ``OrderView`` copies)."""
+    """One order's state (internal; ``views.py`` hands out ``OrderView`` copies)."""
 
     __slots__ = (
         "account",
@@ -236,12 +237,34 @@ class Order:
         """Spend not yet moved out of escrow by a settlement."""
         return self.spent_msat - self.settled_msat
 
-    def charge(self, value: Fraction) -> int:
-        """Charge one share of exact ``value`` msat; return the whole msat charged now.
+    def change_price(self, price_msat: int, *, time_ms: int) -> None:
+        """Take the new price; a lower one starts the price-down interval at ``time_ms``."""
+        if price_msat < self.price_msat:
+            self.last_lowered_ms = time_ms
+        self.price_msat = price_msat
 
-        Only an active order is charged. Fractions carry over in ``accrued``; the charge never
-        takes the spend past the amount, and reaching the amount completes the order (the
-        caller records ``ended_ms``).
+    def change_limit(self, limit_hs: int) -> None:
+        """Take the new limit (0 = none)."""
+        self.limit_hs = limit_hs
+
+    def refill(self, amount_msat: int) -> None:
+        """Add ``amount_msat`` to the budget (the caller escrows it)."""
+        self.amount_msat += amount_msat
+
+    def charges_at(self, time_ms: int) -> bool:
+        """Whether an accepted share found at ``time_ms`` is charged: the order is active and its
+        end time, if any, has not come (a share found after it, before the expiry tick ended the
+        order, is not charged)."""
+        return self.active and (self.ends_ms is None or time_ms < self.ends_ms)
+
+    def charge(self, value: Fraction, *, seller: SellerKey, work: Fraction, time_ms: int) -> int:
+        """Charge one accepted share of exact ``value`` msat, found at ``time_ms`` by ``seller``
+        with ``work`` (its difficulty); return the whole msat charged now.
+
+        Only an active order is charged (an ended one returns 0 and changes nothing). Fractions
+        carry over in ``accrued``; the charge never takes the spend past the amount, and
+        reaching the amount completes the order at ``time_ms``. The work counts toward the
+        seller's share of this settlement period either way.
         """
         if not self.active:
             return 0
@@ -249,9 +272,18 @@ class Order:
         due = int(self.accrued) - self.spent_msat  # floor: accrued is never negative
         charged = min(due, self.amount_msat - self.spent_msat)
         self.spent_msat += charged
+        self.period_work[seller] = self.period_work.get(seller, 0) + work
         if self.spent_msat == self.amount_msat:
             self.status = OrderStatus.COMPLETED
+            self.ended_ms = time_ms
         return charged
+
+    def mark_settled(self, *, fee_carry: Fraction) -> None:
+        """A settlement moved the whole spend out of escrow: keep the fee's carried fraction and
+        start a new settlement period."""
+        self.settled_msat = self.spent_msat
+        self.fee_carry = fee_carry
+        self.period_work = {}
 
     def end(self, status: OrderStatus, *, time_ms: int) -> int:
         """Move an active order to a final status; return the budget released (unspent)."""
@@ -260,6 +292,14 @@ class Order:
         self.ended_ms = time_ms
         released = self.amount_msat - self.spent_msat
         self.released_msat += released
+        return released
+
+    def expire(self, *, time_ms: int) -> int:
+        """End an active order whose duration is over, noticed at ``time_ms``; return the budget
+        released. It ended at its end time, whenever the expiry tick noticed."""
+        released = self.end(OrderStatus.EXPIRED, time_ms=time_ms)
+        if self.ends_ms is not None:
+            self.ended_ms = min(self.ends_ms, time_ms)
         return released
 
     def view(self, *, accepted_speed_hs: int, workers: int) -> OrderView:

@@ -22,9 +22,11 @@ from marketplace.api.methods import METHODS, Method
 from marketplace.api.server import serve_api
 from marketplace.api.signing import sign_headers
 from marketplace.core.eventsourced import EventSourced
+from marketplace.core.fleet import Fleet
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import MarketConfig
+from marketplace.core.views import MarketViews
 from marketplace.engine import Engine
 from marketplace.storage import Journal, Synchronous, open_journal
 from stratum.core.shares import Algorithm
@@ -86,9 +88,12 @@ class Harness:
     ) -> None:
         self.clock = clock or ManualClock()
         self.market, self.keyring = make_components()
+        self.fleet = Fleet(config=self.market.config)
+        self.views = MarketViews(self.market, self.fleet)
         self.executor = MemoryExecutor([self.market, self.keyring])
         self.service = RpcService(
             market=self.market,
+            fleet=self.fleet,
             keyring=self.keyring,
             executor=self.executor,
             settings=settings,
@@ -158,6 +163,7 @@ class Stack:
         *,
         engine: Engine,
         market: Market,
+        fleet: Fleet,
         keyring: KeyRing,
         clock: ManualClock,
         port: int,
@@ -166,6 +172,7 @@ class Stack:
         self.http = http
         self.engine = engine
         self.market = market
+        self.views = MarketViews(market, fleet)
         self.keyring = keyring
         self.clock = clock
         self.port = port
@@ -222,8 +229,10 @@ async def real_stack(
     async with open_journal(path, synchronous=Synchronous.NORMAL) as journal:
         engine = Engine(components=[market, keyring], journal=journal, clock=clock)
         await engine.restore()
+        fleet = Fleet(config=market.config)
         service = RpcService(
             market=market,
+            fleet=fleet,
             keyring=keyring,
             executor=engine,
             settings=settings,
@@ -237,7 +246,13 @@ async def real_stack(
                 )
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
                 yield Stack(
-                    engine=engine, market=market, keyring=keyring, clock=clock, port=port, http=http
+                    engine=engine,
+                    market=market,
+                    fleet=fleet,
+                    keyring=keyring,
+                    clock=clock,
+                    port=port,
+                    http=http,
                 )
             nursery.cancel_scope.cancel()
 

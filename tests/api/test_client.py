@@ -111,7 +111,7 @@ async def test_sync_client_in_a_thread(tmp_path: Path) -> None:
         with trio.fail_after(20):
             limit, unit, code = await trio.to_thread.run_sync(script)
         assert (limit, unit, code) == ("5.000", "kH", 4040)
-        assert len(stack.market.list_orders(account=creds.account)) == 1
+        assert len(stack.views.list_orders(account=creds.account)) == 1
 
 
 def test_transport_failure_is_an_api_error() -> None:

@@ -375,7 +375,7 @@ async def test_concurrent_repeats_act_once() -> None:
             nursery.start_soon(create)
             nursery.start_soon(create)
     assert answers[0] == answers[1]
-    assert len(h.market.list_orders(account="alice")) == 1
+    assert len(h.views.list_orders(account="alice")) == 1
 
 
 async def test_parse_errors_say_what_is_wrong(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ async def test_place_order_walks_an_order_through_its_life(tmp_path: Path) -> No
             assert "status=cancelled" in lines[7]
 
             # The market agrees: one order, cancelled, with every change applied.
-            (order,) = node.market.list_orders(account=account)
+            (order,) = node.views.list_orders(account=account)
             assert order.id in lines[2]
             assert order.status is OrderStatus.CANCELLED
             assert order.price_msat == 110_000_000  # 0.0011 BTC

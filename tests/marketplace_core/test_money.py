@@ -14,7 +14,7 @@ from marketplace.core.money import (
     parse_btc,
     parse_speed,
 )
-from tests.marketplace_core.helpers import funded, make_market
+from tests.marketplace_core.helpers import funded, make_core
 
 
 @pytest.mark.parametrize(
@@ -72,14 +72,15 @@ def test_amounts_and_speeds_are_bounded_to_what_the_journal_holds() -> None:
 def test_an_event_the_journal_cannot_hold_changes_nothing() -> None:
     # Below the wire's bounds, a command given an absurd integer directly (a caller's bug)
     # fails before its event is applied.
-    market = make_market()
-    funded(market, "a", amount_msat=1000)
+    core = make_core()
+    market = core.market
+    funded(core, "a", amount_msat=1000)
     market.drain_events()
     with pytest.raises(OverflowError):
         market.deposit(account="a", amount_msat=2**64, now_ms=1)
     assert market.balance("a").available_msat == 1000
     assert market.drain_events() == []
-    market.check_invariants()
+    core.check()
 
 
 def test_parse_btc_refuses_non_strings() -> None:

@@ -1,6 +1,7 @@
-"""Random command sequences: money is conserved exactly, the allocation obeys the rule after
-every rebalance, refusals change nothing, and replaying the journal rebuilds the same state,
-from the start or from a snapshot taken at any point."""
+"""Random command sequences against a market and its fleet: money is conserved exactly, the
+allocation obeys the rule after every rebalance, refusals change nothing, and replaying the
+journal rebuilds the same market (no fleet needed), from the start or from a snapshot taken at
+any point."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from hypothesis.stateful import (
 )
 
 from marketplace.core.errors import MarketError
+from marketplace.core.fleet import Fleet
+from marketplace.core.invariants import check_market
 from marketplace.core.market import Market
 from marketplace.core.model import (
     LedgerKind,
@@ -27,7 +30,8 @@ from marketplace.core.model import (
     WorkerKey,
     default_rules,
 )
-from tests.marketplace_core.helpers import MH, SHA, share
+from marketplace.core.views import MarketViews
+from tests.marketplace_core.helpers import MH, SHA, Core, share
 
 RULES = msgspec.structs.replace(
     default_rules(SHA), price_down_interval_s=5, min_amount_msat=1_000_000
@@ -41,7 +45,10 @@ DIFFICULTIES = [0.0001, 0.001, 0.0123, 0.5, 1 / 3]
 class MarketMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.market = Market(config=CONFIG)
+        self.core = Core(CONFIG)
+        self.market = self.core.market
+        self.fleet = self.core.fleet
+        self.views = self.core.views
         self.events: list[Any] = []
         self.now = 0
         self.conn = 0
@@ -70,7 +77,7 @@ class MarketMachine(RuleBasedStateMachine):
         return [
             (account, view.id)
             for account in BUYERS
-            for view in self.market.list_orders(account=account)
+            for view in self.views.list_orders(account=account)
         ]
 
     @initialize(
@@ -126,11 +133,12 @@ class MarketMachine(RuleBasedStateMachine):
                 amount_msat=amount,
                 duration_s=duration,
                 now_ms=self.now,
+                fleet=self.fleet,
             )
         )
 
     @precondition(
-        lambda self: self.market.list_orders(account="b1") or self.market.list_orders(account="b2")
+        lambda self: self.views.list_orders(account="b1") or self.views.list_orders(account="b2")
     )
     @rule(
         data=st.data(),
@@ -141,7 +149,7 @@ class MarketMachine(RuleBasedStateMachine):
     def change_order(self, data: st.DataObject, change: str, factor: int, owner_ok: bool) -> None:
         account, order_id = data.draw(st.sampled_from(self._orders()))
         caller = account if owner_ok else next(a for a in BUYERS if a != account)
-        view = self.market.get_order(account=account, order_id=order_id)
+        view = self.views.get_order(account=account, order_id=order_id)
         m = self.market
         if change == "price":
             price = view.price_msat * factor // 10_000
@@ -171,7 +179,9 @@ class MarketMachine(RuleBasedStateMachine):
         self.conn += 1
         key = WorkerKey(self.conn, seller, f"w{self.conn % 3}", SHA)
         self._run(lambda: self.market.ensure_account(account=seller, now_ms=self.now))
-        self.market.worker_joined(worker=key, estimate_hs=speed, now_ms=self.now)
+        # Ephemeral: no events, so nothing to journal or replay.
+        self.fleet.worker_joined(worker=key, estimate_hs=speed, now_ms=self.now)
+        self.core.keys[key.conn_id] = key
         self.workers.append(key)
 
     @precondition(lambda self: self.workers)
@@ -179,7 +189,7 @@ class MarketMachine(RuleBasedStateMachine):
     def leave(self, data: st.DataObject) -> None:
         key = data.draw(st.sampled_from(self.workers))
         self.workers.remove(key)
-        self.market.worker_left(worker=key, now_ms=self.now)
+        self.fleet.worker_left(worker=key, now_ms=self.now)
 
     @precondition(lambda self: self.workers)
     @rule(
@@ -202,11 +212,12 @@ class MarketMachine(RuleBasedStateMachine):
         if fresh:  # the driver rebalances after every command
             self.rebalance()
         key = data.draw(st.sampled_from(self.workers))
-        order_id = self.market.assignment(key)
+        order_id = self.fleet.assignment(key)
         if stale_order and self._orders():
             order_id = data.draw(st.sampled_from(self._orders()))[1]  # e.g. in flight
         for i in range(count):
-            self.market.record_share(
+            # As the bridge does: the market records it, then the fleet counts accepted work.
+            self.core.record_share(
                 share(key, difficulty=difficulty, accepted=accepted, time_ms=self.now + i),
                 order_id=order_id,
             )
@@ -214,10 +225,10 @@ class MarketMachine(RuleBasedStateMachine):
 
     @rule()
     def rebalance(self) -> None:
-        moves = self.market.rebalance(SHA, now_ms=self.now)
+        moves = self.core.rebalance(SHA, now_ms=self.now)
         assert len({m.worker for m in moves}) == len(moves)
         # Stable: nothing changed, so a second rebalance moves nothing.
-        assert self.market.rebalance(SHA, now_ms=self.now) == []
+        assert self.core.rebalance(SHA, now_ms=self.now) == []
 
     @rule()
     def settle(self) -> None:
@@ -228,7 +239,7 @@ class MarketMachine(RuleBasedStateMachine):
         ended = self._run(lambda: self.market.expire(now_ms=self.now))
         for order_id in ended or []:
             owner = next(a for a, o in self._orders() if o == order_id)
-            assert self.market.get_order(account=owner, order_id=order_id).status is (
+            assert self.views.get_order(account=owner, order_id=order_id).status is (
                 OrderStatus.EXPIRED
             )
 
@@ -247,7 +258,7 @@ class MarketMachine(RuleBasedStateMachine):
 
     @invariant()
     def money_is_conserved(self) -> None:
-        self.market.check_invariants()
+        self.core.check()
         accounts = [*BUYERS, *SELLERS, "__market__"]
         held = 0
         for account in accounts:
@@ -259,7 +270,7 @@ class MarketMachine(RuleBasedStateMachine):
         assert held == self.deposited
         spent = settled = 0
         for account in BUYERS:
-            for view in self.market.list_orders(account=account):
+            for view in self.views.list_orders(account=account):
                 assert 0 <= view.spent_msat <= view.amount_msat
                 spent += view.spent_msat
             settled -= sum(
@@ -295,8 +306,10 @@ class MarketMachine(RuleBasedStateMachine):
             self._check_replica(restored)
 
     def _check_replica(self, replica: Market) -> None:
-        """A market rebuilt from events has this market's balances, ledger and orders."""
-        replica.check_invariants()
+        """A market rebuilt from events has this market's balances, ledger and orders; with no
+        fleet, its views show no workers, and the same history."""
+        check_market(replica)
+        replica_views = MarketViews(replica, Fleet(config=CONFIG))
         for account in [*BUYERS, *SELLERS, "__market__"]:
             assert replica.has_account(account) == self.market.has_account(account)
             if replica.has_account(account):
@@ -304,13 +317,18 @@ class MarketMachine(RuleBasedStateMachine):
                 assert replica.ledger(account, limit=10**9) == self.market.ledger(
                     account, limit=10**9
                 )
-            mine = [
-                msgspec.structs.replace(v, workers=0)
-                for v in self.market.list_orders(account=account, now_ms=self.now)
+            mine = self.views.list_orders(account=account, now_ms=self.now)
+            assert replica_views.list_orders(account=account, now_ms=self.now) == [
+                msgspec.structs.replace(v, workers=0) for v in mine
             ]
-            assert replica.list_orders(account=account, now_ms=self.now) == mine
+            for view in mine:
+                assert replica_views.order_stats(
+                    account=account, order_id=view.id, since_ms=None, now_ms=self.now
+                ) == self.views.order_stats(
+                    account=account, order_id=view.id, since_ms=None, now_ms=self.now
+                )
         # The whole market spent exactly what sellers and the marketplace were credited.
-        spent = sum(v.spent_msat for a in BUYERS for v in self.market.list_orders(account=a))
+        spent = sum(v.spent_msat for a in BUYERS for v in self.views.list_orders(account=a))
         credits = sum(
             e.amount_msat
             for account in [*SELLERS, "__market__"]

@@ -9,14 +9,16 @@ from typing import Any
 
 import trio
 
+from marketplace.core.fleet import Fleet
 from marketplace.core.market import Market
-from marketplace.core.model import MarketConfig, WorkerKey
-from marketplace.engine import Engine, EngineConfig
-from marketplace.storage import Journal, Synchronous, open_journal
+from marketplace.core.model import WorkerKey
+from marketplace.engine import Engine, JournalPort
+from marketplace.scheduler import MarketScheduler, SchedulerConfig
+from marketplace.storage import Synchronous, open_journal
 from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
 
-from ..marketplace_core.helpers import standard
+from ..marketplace_core.helpers import Core, make_market, standard
 
 #: One standard sha256d order; the same builder as the core tests use.
 standard_order = standard
@@ -31,8 +33,32 @@ def trio_clock_ms(base_ms: int = 1_700_000_000_000) -> Any:
     return lambda: base_ms + int(trio.current_time() * 1000)
 
 
-def make_market(**config: Any) -> Market:
-    return Market(config=MarketConfig(faucet=True, **config))
+class Running(Core):
+    """A restored engine over a journal, with its market's fleet and scheduler."""
+
+    def __init__(self, *, engine: Engine, scheduler: MarketScheduler, journal: JournalPort) -> None:
+        market = scheduler.market
+        super().__init__(market.config, market=market, fleet=scheduler.fleet)
+        self.engine = engine
+        self.scheduler = scheduler
+        self.journal = journal
+
+
+async def start_engine(
+    journal: JournalPort,
+    *,
+    market: Market | None = None,
+    clock: Any = None,
+    config: SchedulerConfig | None = None,
+) -> Running:
+    """A restored engine over ``journal`` and the scheduler of its market (not running)."""
+    market = market or make_market()
+    engine = Engine(components=[market], journal=journal, clock=clock or trio_clock_ms())
+    scheduler = MarketScheduler(
+        engine=engine, market=market, fleet=Fleet(config=market.config), config=config
+    )
+    await engine.restore()
+    return Running(engine=engine, scheduler=scheduler, journal=journal)
 
 
 @asynccontextmanager
@@ -41,28 +67,21 @@ async def running_engine(
     *,
     market: Market | None = None,
     clock: Any = None,
-    config: EngineConfig | None = None,
+    config: SchedulerConfig | None = None,
     synchronous: Synchronous = Synchronous.NORMAL,
     run: bool = False,
-) -> AsyncIterator[tuple[Engine, Journal]]:
-    """A restored engine over a running journal at ``path`` (and its periodic tasks if
-    ``run``)."""
-    market = market or make_market()
+) -> AsyncIterator[Running]:
+    """A restored engine over a running SQLite journal at ``path`` (and the scheduler's
+    periodic tasks if ``run``)."""
     async with open_journal(path, synchronous=synchronous) as journal:
-        engine = Engine(
-            components=[market],
-            journal=journal,
-            clock=clock or trio_clock_ms(),
-            config=config,
-        )
-        await engine.restore()
+        running = await start_engine(journal, market=market, clock=clock, config=config)
         if run:
             async with trio.open_nursery() as nursery:
-                await nursery.start(engine.run)
-                yield engine, journal
+                await nursery.start(running.scheduler.run)
+                yield running
                 nursery.cancel_scope.cancel()
         else:
-            yield engine, journal
+            yield running
 
 
 def make_share(

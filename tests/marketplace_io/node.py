@@ -1,4 +1,5 @@
-"""A small marketplace node for tests: journal + engine + bridge + Stratum server on loopback.
+"""A small marketplace node for tests: journal + engine + scheduler + bridge + Stratum server on
+loopback.
 
 Used in-process by the bridge tests (``open_node``) and as a separate process by the crash
 test: ``python -m tests.marketplace_io.node --db FILE --port-file FILE`` restores the journal,
@@ -19,9 +20,12 @@ from pathlib import Path
 import trio
 
 from marketplace.bridge import MarketWorkSource
+from marketplace.core.fleet import Fleet
 from marketplace.core.market import Market
 from marketplace.core.model import MarketConfig, OrderType
-from marketplace.engine import Engine, EngineConfig
+from marketplace.core.views import MarketViews
+from marketplace.engine import Engine
+from marketplace.scheduler import MarketScheduler, SchedulerConfig
 from marketplace.storage import Journal, Synchronous, open_journal
 from stratum.config import StratumConfig
 from stratum.core.shares import Algorithm
@@ -39,9 +43,15 @@ PRICE = 10**11
 class Node:
     journal: Journal
     engine: Engine
+    scheduler: MarketScheduler
     market: Market
+    fleet: Fleet
     bridge: MarketWorkSource
     server: StratumServer
+
+    @property
+    def views(self) -> MarketViews:
+        return MarketViews(self.market, self.fleet)
 
     @property
     def port(self) -> int:
@@ -69,22 +79,26 @@ async def open_node(
     db: Path,
     *,
     config: StratumConfig | None = None,
-    engine_config: EngineConfig | None = None,
+    scheduler_config: SchedulerConfig | None = None,
     synchronous: Synchronous = Synchronous.NORMAL,
 ) -> AsyncIterator[Node]:
     """Run a whole node on 127.0.0.1 (port 0) over the journal at ``db``."""
     market = Market(config=MarketConfig(faucet=True))
+    fleet = Fleet(config=market.config)
     async with open_journal(db, synchronous=synchronous) as journal:
-        engine = Engine(components=[market], journal=journal, config=engine_config)
+        engine = Engine(components=[market], journal=journal)
+        scheduler = MarketScheduler(
+            engine=engine, market=market, fleet=fleet, config=scheduler_config
+        )
         await engine.restore()
-        bridge = MarketWorkSource(engine=engine, config=config or stratum_config())
+        bridge = MarketWorkSource(scheduler=scheduler, config=config or stratum_config())
         async with trio.open_nursery() as nursery:
-            await nursery.start(engine.run)
+            await nursery.start(scheduler.run)
             await nursery.start(bridge.run)
             server: StratumServer = await nursery.start(
                 partial(serve_stratum, config=bridge.config, work_source=bridge)
             )
-            yield Node(journal, engine, market, bridge, server)
+            yield Node(journal, engine, scheduler, market, fleet, bridge, server)
             nursery.cancel_scope.cancel()
 
 
@@ -96,7 +110,7 @@ async def seed_buyer(node: Node, *, account: str = "buyer", limit_hs: int = 0) -
     def seed() -> str:
         market.create_account(account=account, now_ms=now)
         market.deposit(account=account, amount_msat=10**11, now_ms=now)
-        view = market.create_order(
+        return market.create_order(
             account=account,
             algorithm=SHA,
             type=OrderType.STANDARD,
@@ -105,8 +119,8 @@ async def seed_buyer(node: Node, *, account: str = "buyer", limit_hs: int = 0) -
             amount_msat=10**10,
             duration_s=None,
             now_ms=now,
+            fleet=node.fleet,
         )
-        return view.id
 
     return await node.engine.execute(seed)
 

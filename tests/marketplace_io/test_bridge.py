@@ -10,9 +10,10 @@ import trio
 
 from marketplace.bridge import IDLE_TAG, estimate_hs, order_of
 from marketplace.core.events import ShareRecorded
+from marketplace.core.invariants import check_invariants
 from marketplace.core.market import Market
 from marketplace.core.model import OrderType
-from marketplace.engine import EngineConfig
+from marketplace.scheduler import SchedulerConfig
 from stratum.core.shares import HASHES_PER_DIFF1
 
 from .miner import Notified, RawMiner, StratumError
@@ -66,7 +67,7 @@ async def test_worker_mines_its_order_and_is_moved_by_a_higher_bid(tmp_path: Pat
             # Accepted shares are durable when the reply arrives and charge the order.
             for _ in range(3):
                 assert await miner.submit("seller.rig1") is True
-            view = node.market.get_order(account="buyer", order_id=first)
+            view = node.views.get_order(account="buyer", order_id=first)
             assert view.spent_msat == int(3 * share_value(PRICE, TINY))
             assert view.spent_msat > 0
             recorded = await journaled_shares(node)
@@ -87,23 +88,24 @@ async def test_worker_mines_its_order_and_is_moved_by_a_higher_bid(tmp_path: Pat
                     amount_msat=10**9,
                     duration_s=None,
                     now_ms=node.engine.now_ms(),
-                ).id
+                    fleet=node.fleet,
+                )
 
             second = await node.engine.execute(outbid)
             moved = await miner.pump()
             assert tag_of(moved) == second
             assert moved.clean_jobs
             assert await miner.submit("seller.rig1") is True
-            view2 = node.market.get_order(account="buyer", order_id=second)
+            view2 = node.views.get_order(account="buyer", order_id=second)
             assert view2.spent_msat == int(share_value(2 * PRICE, TINY))
             # The old order's job was made stale by the clean notify.
             with pytest.raises(StratumError) as stale:
                 await miner.submit("seller.rig1", old_job)
             assert stale.value.code == 21
-            assert node.market.get_order(account="buyer", order_id=first).spent_msat == (
+            assert node.views.get_order(account="buyer", order_id=first).spent_msat == (
                 view.spent_msat
             )
-            node.market.check_invariants()
+            check_invariants(node.market, node.fleet)
             await miner.stream.aclose()
 
 
@@ -136,7 +138,7 @@ async def test_idle_workers_mine_the_idle_stream_and_fill_freed_slots(tmp_path: 
             assert tag_of(taken) == order
             assert taken.clean_jobs
             assert await second.submit("seller.b") is True
-            node.market.check_invariants()
+            check_invariants(node.market, node.fleet)
             await second.stream.aclose()
 
 
@@ -166,7 +168,7 @@ async def test_an_order_that_runs_out_moves_its_worker_before_the_tick(tmp_path:
     # The periodic rebalance is an hour away: only the completion itself can move the worker.
     with trio.fail_after(30):
         async with open_node(
-            tmp_path / "j.db", engine_config=EngineConfig(rebalance_interval_s=3600.0)
+            tmp_path / "j.db", scheduler_config=SchedulerConfig(rebalance_interval_s=3600.0)
         ) as node:
             fallback = await seed_buyer(node)
 
@@ -181,17 +183,18 @@ async def test_an_order_that_runs_out_moves_its_worker_before_the_tick(tmp_path:
                     amount_msat=node.market.rules(SHA).min_amount_msat,
                     duration_s=None,
                     now_ms=node.engine.now_ms(),
-                ).id
+                    fleet=node.fleet,
+                )
 
             rich = await node.engine.execute(rich_bid)
             miner = await connect(node, "seller.rig1")
             assert tag_of(miner.latest) == rich
             assert await miner.submit("seller.rig1") is True
-            view = node.market.get_order(account="buyer", order_id=rich)
+            view = node.views.get_order(account="buyer", order_id=rich)
             assert view.status.value == "completed"
             assert view.spent_msat == view.amount_msat
             moved = await miner.pump()
             assert tag_of(moved) == fallback
             assert moved.clean_jobs
-            node.market.check_invariants()
+            check_invariants(node.market, node.fleet)
             await miner.stream.aclose()

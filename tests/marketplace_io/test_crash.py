@@ -1,9 +1,9 @@
 """kill -9 under share load: every share a miner saw acknowledged is journaled exactly once.
 
-A node process (``node.py``: journal with synchronous=FULL + engine + bridge + Stratum server)
-serves a few connections that submit valid shares at a tiny difficulty. Each share is
-submitted under its own worker name (authorized on the same connection just before), so the
-journal's ``ShareRecorded.worker`` names exactly one submission. The node is killed with
+A node process (``node.py``: journal with synchronous=FULL + engine + scheduler + bridge +
+Stratum server) serves a few connections that submit valid shares at a tiny difficulty. Each
+share is submitted under its own worker name (authorized on the same connection just before),
+so the journal's ``ShareRecorded.worker`` names exactly one submission. The node is killed with
 SIGKILL mid-load and restarted on the same database; the restarted node takes new shares; the
 database, replayed here, must hold every acknowledged share exactly once and reconcile.
 """
@@ -20,8 +20,11 @@ import pytest
 import trio
 
 from marketplace.core.events import ShareRecorded
+from marketplace.core.fleet import Fleet
+from marketplace.core.invariants import check_market
 from marketplace.core.market import Market
 from marketplace.core.model import LedgerKind, MarketConfig
+from marketplace.core.views import MarketViews
 from marketplace.engine import Engine
 from marketplace.storage import open_journal
 
@@ -84,7 +87,7 @@ async def journal_shares(db: Path) -> tuple[list[ShareRecorded], Market]:
         events = [Market.decode_event(e.body) async for e in journal.replay()]
         engine = Engine(components=[market], journal=journal)
         await engine.restore()
-        await engine.settle()
+        await engine.execute(lambda: market.settle(now_ms=engine.now_ms()))
     return [e for e in events if isinstance(e, ShareRecorded)], market
 
 
@@ -137,7 +140,7 @@ async def test_acknowledged_shares_survive_kill_9_exactly_once(tmp_path: Path) -
     assert set(names) <= submitted | {"after"}
     assert "after" in names
     # Only one buyer order existed, seeded once (the restart did not seed again).
-    orders = market.list_orders(account="buyer")
+    orders = MarketViews(market, Fleet(config=market.config)).list_orders(account="buyer")
     assert len(orders) == 1
     order = orders[0]
     charged = [s for s in shares if s.accepted and s.order_id == order.id]
@@ -145,7 +148,7 @@ async def test_acknowledged_shares_survive_kill_9_exactly_once(tmp_path: Path) -
     value = Fraction(TINY) * PRICE * 2**32 / (10**6 * 86_400)
     assert order.spent_msat == int(len(charged) * value)
     # Balances reconcile: what the buyer was charged went to the seller and the fee account.
-    market.check_invariants()
+    check_market(market)
     charges = -total(market, "buyer", LedgerKind.CHARGE)
     earned = total(market, "seller", LedgerKind.EARNING)
     fees = total(market, market.config.fee_account, LedgerKind.FEE)

@@ -1,5 +1,5 @@
-"""The engine: execute journals exactly what a command emitted, restore rebuilds the state,
-and the periodic work (settle, expire, rebalance) runs through it."""
+"""The engine over the SQLite journal: execute journals exactly what a command emitted, and
+restore rebuilds the state. (The scheduler's timers: ``test_scheduler.py``.)"""
 
 from __future__ import annotations
 
@@ -16,13 +16,23 @@ from hypothesis import strategies as st
 
 from marketplace.core.errors import InsufficientBalance, MarketError, NotFound
 from marketplace.core.events import AccountCreated, Deposited
+from marketplace.core.fleet import Fleet
 from marketplace.core.market import Market
-from marketplace.core.model import Assignment, LedgerKind, OrderStatus, WorkerKey
-from marketplace.engine import Engine, EngineConfig
-from marketplace.storage import Journal, Record, open_journal
-from stratum.core.shares import Algorithm
+from marketplace.core.model import LedgerKind, WorkerKey
+from marketplace.core.views import MarketViews
+from marketplace.engine import Engine, JournalPort
+from marketplace.storage import Record, open_journal
 
-from .helpers import BTC, MH, SHA, make_market, make_share, running_engine, standard_order
+from .helpers import (
+    BTC,
+    MH,
+    SHA,
+    Running,
+    make_market,
+    make_share,
+    running_engine,
+    standard_order,
+)
 
 T0 = 1_700_000_000_000
 
@@ -31,27 +41,23 @@ def fixed_clock(now: list[int]) -> Any:
     return lambda: now[0]
 
 
-async def journaled(journal: Journal) -> list[Any]:
+async def journaled(journal: JournalPort) -> list[Any]:
     return [Market.decode_event(e.body) async for e in journal.replay()]
 
 
 def snapshot(market: Market, *, accounts: list[str], now_ms: int) -> dict[str, Any]:
-    """Everything durable a client can see, as plain data (workers, being ephemeral, zeroed)."""
+    """Everything durable a client can see, as plain data: seen with no fleet, since workers,
+    what they serve and the speed orders receive now are ephemeral."""
+    views = MarketViews(market, Fleet(config=market.config))
     return {
         "balances": {a: msgspec.to_builtins(market.balance(a)) for a in accounts},
         "ledgers": {a: msgspec.to_builtins(market.ledger(a, limit=10_000)) for a in accounts},
         "orders": {
-            a: [
-                msgspec.to_builtins(msgspec.structs.replace(o, workers=0))
-                for o in market.list_orders(account=a, now_ms=now_ms)
-            ]
+            a: [msgspec.to_builtins(o) for o in views.list_orders(account=a, now_ms=now_ms)]
             for a in accounts
         },
         "sellers": {
-            a: [
-                msgspec.to_builtins(msgspec.structs.replace(w, connected=False, order_id=None))
-                for w in market.workers_of(a, now_ms=now_ms)
-            ]
+            a: [msgspec.to_builtins(w) for w in views.workers_of(a, now_ms=now_ms)]
             for a in accounts
         },
     }
@@ -59,8 +65,8 @@ def snapshot(market: Market, *, accounts: list[str], now_ms: int) -> dict[str, A
 
 async def test_execute_journals_exactly_the_emitted_events(tmp_path: Path) -> None:
     now = [T0]
-    async with running_engine(tmp_path / "j.db", clock=fixed_clock(now)) as (engine, journal):
-        market = engine.market
+    async with running_engine(tmp_path / "j.db", clock=fixed_clock(now)) as run:
+        engine, journal, market = run.engine, run.journal, run.market
 
         def open_and_fund() -> str:
             market.create_account(account="buyer", now_ms=now[0])
@@ -81,8 +87,8 @@ async def test_execute_journals_exactly_the_emitted_events(tmp_path: Path) -> No
 
 
 async def test_a_refused_command_journals_nothing(tmp_path: Path) -> None:
-    async with running_engine(tmp_path / "j.db") as (engine, journal):
-        market = engine.market
+    async with running_engine(tmp_path / "j.db") as run:
+        engine, journal, market = run.engine, run.journal, run.market
         now = engine.now_ms()
         with trio.fail_after(10):
             await engine.execute(lambda: market.create_account(account="buyer", now_ms=now))
@@ -92,16 +98,16 @@ async def test_a_refused_command_journals_nothing(tmp_path: Path) -> None:
                     lambda: market.deposit(account="ghost", amount_msat=1, now_ms=now)
                 )
             with pytest.raises(InsufficientBalance):
-                await engine.execute(lambda: standard_order(market, now_ms=now))
+                await engine.execute(lambda: standard_order(run, now_ms=now))
             assert journal.last_seq == before
-            assert market.list_orders(account="buyer") == []
+            assert run.views.list_orders(account="buyer") == []
 
 
 async def test_events_emitted_before_a_crash_in_the_command_are_still_journaled(
     tmp_path: Path,
 ) -> None:
-    async with running_engine(tmp_path / "j.db") as (engine, journal):
-        market = engine.market
+    async with running_engine(tmp_path / "j.db") as run:
+        engine, journal, market = run.engine, run.journal, run.market
 
         def half_done() -> None:
             market.create_account(account="buyer", now_ms=T0)
@@ -132,10 +138,10 @@ async def test_restore_rejects_an_unknown_component(tmp_path: Path) -> None:
             await engine.restore()
 
 
-async def run_scenario(engine: Engine, now: list[int]) -> list[str]:
+async def run_scenario(run: Running, now: list[int]) -> list[str]:
     """A busy day: buyers, orders, a seller's workers sharing concurrently, settlements,
     a cancel and a withdrawal. Returns the accounts involved."""
-    market = engine.market
+    engine, market, fleet = run.engine, run.market, run.fleet
 
     def fund(account: str) -> None:
         market.create_account(account=account, now_ms=now[0])
@@ -143,30 +149,30 @@ async def run_scenario(engine: Engine, now: list[int]) -> list[str]:
 
     await engine.execute(lambda: fund("alice"))
     await engine.execute(lambda: fund("bob"))
-    first = await engine.execute(lambda: standard_order(market, account="alice", now_ms=now[0]))
+    first = await engine.execute(lambda: standard_order(run, account="alice", now_ms=now[0]))
     second = await engine.execute(
         lambda: standard_order(
-            market, account="bob", price_msat=300_000_000, limit_hs=MH, now_ms=now[0]
+            run, account="bob", price_msat=300_000_000, limit_hs=MH, now_ms=now[0]
         )
     )
     keys = [WorkerKey(i, "seller", f"w{i}", SHA) for i in range(1, 5)]
     for key in keys:
-        market.worker_joined(worker=key, estimate_hs=MH, now_ms=now[0])
+        fleet.worker_joined(worker=key, estimate_hs=MH, now_ms=now[0])
     await engine.execute(lambda: market.ensure_account(account="seller", now_ms=now[0]))
-    engine.rebalance()
-    assert {market.assignment(k) for k in keys} == {first.id, second.id}
+    run.scheduler.rebalance()
+    assert {fleet.assignment(k) for k in keys} == {first.id, second.id}
 
     async def submit(key: WorkerKey, n: int) -> None:
         for i in range(n):
             share = make_share(
                 key,
-                source=market.assignment(key) or "",
+                source=fleet.assignment(key) or "",
                 time_ms=now[0] + i,
                 difficulty=0.001 * (0.5 + key.conn_id),
                 accepted=i % 7 != 3,
             )
             await engine.execute(
-                lambda s=share: market.record_share(s, order_id=market.assignment(key))
+                lambda s=share: market.record_share(s, order_id=fleet.assignment(key))
             )
 
     for _ in range(3):
@@ -174,12 +180,12 @@ async def run_scenario(engine: Engine, now: list[int]) -> list[str]:
             for key in keys:
                 nursery.start_soon(submit, key, 10)
         now[0] += 10_000
-        await engine.settle()
+        await run.scheduler.settle()
     await engine.execute(lambda: market.cancel(account="alice", order_id=first.id, now_ms=now[0]))
     await engine.execute(
         lambda: market.withdraw(account="seller", amount_msat=1000, address="addr", now_ms=now[0])
     )
-    market.check_invariants()
+    run.check()
     return ["alice", "bob", "seller", market.config.fee_account]
 
 
@@ -187,16 +193,16 @@ async def test_restore_after_reopening_gives_the_same_state(tmp_path: Path) -> N
     path = tmp_path / "j.db"
     now = [T0]
     with trio.fail_after(30):
-        async with running_engine(path, clock=fixed_clock(now)) as (engine, journal):
-            accounts = await run_scenario(engine, now)
-            before = snapshot(engine.market, accounts=accounts, now_ms=now[0])
-            written = journal.last_seq
+        async with running_engine(path, clock=fixed_clock(now)) as run:
+            accounts = await run_scenario(run, now)
+            before = snapshot(run.market, accounts=accounts, now_ms=now[0])
+            written = run.journal.last_seq
         assert any(e["kind"] == LedgerKind.CHARGE for e in before["ledgers"]["alice"])
         assert before["ledgers"]["seller"]
-        async with running_engine(path, clock=fixed_clock(now)) as (engine, journal):
-            assert journal.last_seq == written
-            restored = engine.market
-            restored.check_invariants()
+        async with running_engine(path, clock=fixed_clock(now)) as run:
+            assert run.journal.last_seq == written
+            restored = run.market
+            run.check()
             assert snapshot(restored, accounts=accounts, now_ms=now[0]) == before
 
 
@@ -219,15 +225,15 @@ def test_replay_rebuilds_any_history(commands: list[tuple[str, Any, Any]]) -> No
 
     async def live(path: Path) -> dict[str, Any]:
         now = [T0]
-        async with running_engine(path, clock=fixed_clock(now)) as (engine, _):
-            market = engine.market
+        async with running_engine(path, clock=fixed_clock(now)) as run:
+            engine, market, fleet = run.engine, run.market, run.fleet
             for account in ("a", "b", "s"):
                 await engine.execute(
                     lambda a=account: market.create_account(account=a, now_ms=now[0])
                 )
             keys = [WorkerKey(i, "s", f"w{i}", SHA) for i in (1, 2, 3)]
             for key in keys:
-                market.worker_joined(worker=key, estimate_hs=MH, now_ms=now[0])
+                fleet.worker_joined(worker=key, estimate_hs=MH, now_ms=now[0])
             for kind, who, value in commands:
                 now[0] += 997
                 fn: Any
@@ -237,13 +243,13 @@ def test_replay_rebuilds_any_history(commands: list[tuple[str, Any, Any]]) -> No
                     )
                 elif kind == "order":
                     fn = lambda w=who, v=value: standard_order(  # noqa: E731
-                        market, account=w, amount_msat=v, now_ms=now[0]
+                        run, account=w, amount_msat=v, now_ms=now[0]
                     )
                 elif kind == "share":
                     key = keys[who - 1]
                     share = make_share(key, source="", time_ms=now[0], difficulty=value)
                     fn = lambda s=share, k=key: market.record_share(  # noqa: E731
-                        s, order_id=market.assignment(k)
+                        s, order_id=fleet.assignment(k)
                     )
                 elif kind == "settle":
                     fn = lambda: market.settle(now_ms=now[0])  # noqa: E731
@@ -253,17 +259,17 @@ def test_replay_rebuilds_any_history(commands: list[tuple[str, Any, Any]]) -> No
                     )
                 with contextlib.suppress(MarketError):
                     await engine.execute(fn)
-            market.check_invariants()
+            run.check()
             accounts = ["a", "b", "s", market.config.fee_account]
             return snapshot(market, accounts=accounts, now_ms=now[0])
 
     async def main(path: Path) -> None:
         before = await live(path)
-        async with running_engine(path, clock=fixed_clock([T0])) as (engine, _):
-            engine.market.check_invariants()
+        async with running_engine(path, clock=fixed_clock([T0])) as run:
+            run.check()
             after = snapshot(
-                engine.market,
-                accounts=["a", "b", "s", engine.market.config.fee_account],
+                run.market,
+                accounts=["a", "b", "s", run.market.config.fee_account],
                 now_ms=T0 + 997 * 30,
             )
         # Times in views are the events' own; compare at the same evaluation time.
@@ -281,54 +287,3 @@ def test_replay_rebuilds_any_history(commands: list[tuple[str, Any, Any]]) -> No
 
     with tempfile.TemporaryDirectory() as tmp:
         trio.run(main, Path(tmp) / "j.db")
-
-
-async def test_periodic_settle_expire_and_rebalance(tmp_path: Path, mock_clock: Any) -> None:
-    # Commits run in a worker thread, and a zero-threshold autojump clock would leap ahead
-    # while one is in flight; a small real-time threshold only jumps when truly idle. Periods
-    # are still far apart so a slow commit (one extra jump) cannot change the outcome.
-    mock_clock.autojump_threshold = 0.02
-    config = EngineConfig(settle_interval_s=100, rebalance_interval_s=50, expire_interval_s=10)
-    moves: list[tuple[Algorithm, list[Assignment]]] = []
-    async with running_engine(tmp_path / "j.db", config=config, run=True) as (engine, _):
-        engine.add_rebalance_listener(lambda alg, m: moves.append((alg, m)))
-        market = engine.market
-        started = trio.current_time()
-
-        def fund() -> None:
-            market.create_account(account="buyer", now_ms=engine.now_ms())
-            market.deposit(account="buyer", amount_msat=BTC, now_ms=engine.now_ms())
-
-        await engine.execute(fund)
-        key = WorkerKey(1, "seller", "rig", SHA)
-        market.worker_joined(worker=key, estimate_hs=MH, now_ms=engine.now_ms())
-        # Creating an order changes the book: the engine rebalances at once.
-        order = await engine.execute(
-            lambda: standard_order(market, duration_s=300, now_ms=engine.now_ms())
-        )
-        assert moves == [(SHA, [Assignment(key, order.id)])]
-        for _ in range(5):
-            share = make_share(key, source=order.id, time_ms=engine.now_ms(), difficulty=0.001)
-            await engine.execute(lambda s=share: market.record_share(s, order_id=order.id))
-        assert trio.current_time() - started < 50
-        assert not [e for e in market.ledger("buyer") if e.kind is LedgerKind.CHARGE]
-        await trio.sleep_until(started + 101)  # the first settlement period is over
-        charges = [e for e in market.ledger("buyer") if e.kind is LedgerKind.CHARGE]
-        assert len(charges) == 1
-        earnings = [e for e in market.ledger("seller") if e.kind is LedgerKind.EARNING]
-        assert sum(e.amount_msat for e in earnings) > 0
-        assert market.get_order(account="buyer", order_id=order.id).status is OrderStatus.ACTIVE
-        await trio.sleep_until(started + 311)  # the order's duration is over
-        view = market.get_order(account="buyer", order_id=order.id)
-        assert view.status is OrderStatus.EXPIRED
-        assert moves[-1] == (SHA, [Assignment(key, None)])
-        # A worker joining outside any command is picked up by the periodic tick.
-        second = await engine.execute(lambda: standard_order(market, now_ms=engine.now_ms()))
-        assert moves[-1] == (SHA, [Assignment(key, second.id)])
-        other = WorkerKey(2, "seller", "rig2", SHA)
-        market.worker_joined(worker=other, estimate_hs=MH, now_ms=engine.now_ms())
-        assert market.assignment(other) is None
-        await trio.sleep(51)
-        assert market.assignment(other) == second.id
-        assert moves[-1] == (SHA, [Assignment(other, second.id)])
-        market.check_invariants()

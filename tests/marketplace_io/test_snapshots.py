@@ -1,5 +1,6 @@
 """Snapshots: stored in order with the events, restored with only the later events replayed,
-ignored (full replay) when unreadable, taken periodically by the engine and at node shutdown."""
+ignored (full replay) when unreadable or of another format, and taken at node shutdown. (The
+scheduler's periodic snapshots: ``test_scheduler.py``.)"""
 
 from __future__ import annotations
 
@@ -7,20 +8,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import msgspec
+import pytest
 import structlog
 import trio
 
+from marketplace.core.fleet import Fleet
 from marketplace.core.key_events import Scope
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import WorkerKey
-from marketplace.engine import Engine, EngineConfig
+from marketplace.engine import Engine, SnapshotEnvelope
+from marketplace.scheduler import MarketScheduler
 from marketplace.storage import Journal, Record, open_journal
 from tests.examples.helpers import running_node
 
-from .helpers import BTC, MH, SHA, make_market, make_share, standard_order, trio_clock_ms
+from .helpers import BTC, MH, SHA, Running, make_market, make_share, standard_order, trio_clock_ms
 
 MASTER = b"k" * 32
 
@@ -55,11 +59,18 @@ async def test_a_snapshot_is_stored_after_the_events_queued_before_it(tmp_path: 
 
 @dataclass
 class Restored:
-    engine: Engine
-    market: Market
+    run: Running
     keyring: KeyRing
     journal: Journal
     replayed: int  # events restore applied
+
+    @property
+    def engine(self) -> Engine:
+        return self.run.engine
+
+    @property
+    def market(self) -> Market:
+        return self.run.market
 
 
 @asynccontextmanager
@@ -70,12 +81,15 @@ async def restored(path: Path) -> AsyncIterator[Restored]:
     keyring = KeyRing(master_key=MASTER, new_key_id=lambda: next(ids))
     async with open_journal(path) as journal:
         engine = Engine(components=[market, keyring], journal=journal, clock=trio_clock_ms())
+        scheduler = MarketScheduler(engine=engine, market=market, fleet=Fleet(config=market.config))
         replayed = await engine.restore()
-        yield Restored(engine, market, keyring, journal, replayed)
+        run = Running(engine=engine, scheduler=scheduler, journal=journal)
+        yield Restored(run, keyring, journal, replayed)
 
 
-async def busy_history(engine: Engine, market: Market, keyring: KeyRing) -> None:
+async def busy_history(run: Running, keyring: KeyRing) -> None:
     """Accounts, orders, shares, a settlement, keys and a recorded answer."""
+    engine, market = run.engine, run.market
     now = engine.now_ms
 
     def fund() -> None:
@@ -83,7 +97,7 @@ async def busy_history(engine: Engine, market: Market, keyring: KeyRing) -> None
         market.deposit(account="buyer", amount_msat=BTC, now_ms=now())
 
     await engine.execute(fund)
-    order = await engine.execute(lambda: standard_order(market, now_ms=now()))
+    order = await engine.execute(lambda: standard_order(run, now_ms=now()))
     issued = await engine.execute(
         lambda: keyring.create_key(
             account="buyer", label="bot", scopes=[Scope.TRADE], expires_ms=None, now_ms=now()
@@ -99,12 +113,12 @@ async def busy_history(engine: Engine, market: Market, keyring: KeyRing) -> None
         )
     )
     key = make_key()
-    market.worker_joined(worker=key, estimate_hs=MH, now_ms=now())
-    engine.rebalance()
+    run.fleet.worker_joined(worker=key, estimate_hs=MH, now_ms=now())
+    run.scheduler.rebalance()
     for difficulty in (0.001, 1 / 3, 0.0123):
         share = make_share(key, source=order.id, time_ms=now(), difficulty=difficulty)
         await engine.execute(lambda s=share: market.record_share(s, order_id=order.id))
-    await engine.settle()
+    await run.scheduler.settle()
 
 
 def make_key() -> WorkerKey:
@@ -117,11 +131,11 @@ async def test_restore_from_a_snapshot_replays_only_the_later_events(tmp_path: P
         async with restored(path) as first:
             engine, market, keyring = first.engine, first.market, first.keyring
             assert first.replayed == 0
-            await busy_history(engine, market, keyring)
+            await busy_history(first.run, keyring)
             assert engine.snapshot() is True
             assert engine.events_since_snapshot == 0
             # More history after the snapshot: a second order and its share.
-            order = await engine.execute(lambda: standard_order(market, now_ms=engine.now_ms()))
+            order = await engine.execute(lambda: standard_order(first.run, now_ms=engine.now_ms()))
             share = make_share(make_key(), source=order.id, time_ms=engine.now_ms(), difficulty=0.5)
             await engine.execute(lambda: market.record_share(share, order_id=order.id))
             assert engine.events_since_snapshot == 2
@@ -129,7 +143,7 @@ async def test_restore_from_a_snapshot_replays_only_the_later_events(tmp_path: P
             assert second.replayed == 2
         assert second.market.encode_state() == market.encode_state()
         assert second.keyring.encode_state() == keyring.encode_state()
-        second.market.check_invariants()
+        second.run.check()
         # The restored key ring answers a retry and derives the same secrets.
         recalled = second.keyring.recall(("key-1", "req-1", 0), now_ms=engine.now_ms())
         assert recalled is not None
@@ -141,7 +155,7 @@ async def test_an_unreadable_snapshot_is_ignored_for_a_full_replay(tmp_path: Pat
     path = tmp_path / "m.db"
     with trio.fail_after(20):
         async with restored(path) as first:
-            await busy_history(first.engine, first.market, first.keyring)
+            await busy_history(first.run, first.keyring)
             await first.journal.append_snapshot_nowait(b'{"format": 99}', time_ms=0).wait()
             total = first.journal.last_seq
         with structlog.testing.capture_logs() as logs:
@@ -154,34 +168,41 @@ async def test_an_unreadable_snapshot_is_ignored_for_a_full_replay(tmp_path: Pat
         assert second.keyring.encode_state() == first.keyring.encode_state()
 
 
-async def test_the_engine_snapshots_once_enough_events_have_been_journaled(
-    tmp_path: Path, mock_clock: Any
+async def test_each_components_state_format_decides_whether_its_snapshot_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mock_clock.autojump_threshold = 0.01
-    market = make_market()
-    config = EngineConfig(snapshot_interval_s=10, snapshot_min_events=3)
-    async with open_journal(tmp_path / "m.db") as journal:
-        engine = Engine(components=[market], journal=journal, clock=trio_clock_ms(), config=config)
-        await engine.restore()
-        async with trio.open_nursery() as nursery:
-            await nursery.start(engine.run)
-            now = engine.now_ms
-            await engine.execute(lambda: market.create_account(account="a", now_ms=now()))
-            await trio.sleep(11)
-            assert await journal.latest_snapshot() is None  # 1 event: not worth it yet
-            for _ in range(3):
-                await engine.execute(
-                    lambda: market.deposit(account="a", amount_msat=BTC, now_ms=now())
-                )
-            await trio.sleep(10)
-            # Taken at the first tick that saw 3 events since the start (the clock may jump
-            # while a deposit's commit is in its thread, so that tick may come before the last
-            # deposit): it covers exactly the events journaled before it.
+    path = tmp_path / "m.db"
+    with trio.fail_after(20):
+        async with restored(path) as first:
+            await busy_history(first.run, first.keyring)
+            states = {
+                "market": msgspec.Raw(first.market.encode_state()),
+                "keys": msgspec.Raw(first.keyring.encode_state()),
+            }
+            # An envelope from before per-component formats: every state at format 1.
+            old = msgspec.json.encode({"format": 1, "states": states})
+            await first.journal.append_snapshot_nowait(old, time_ms=0).wait()
+            total = first.journal.last_seq
+        async with restored(path) as second:
+            assert second.replayed == 0
+            assert second.market.encode_state() == first.market.encode_state()
+            envelope = SnapshotEnvelope(format=1, states=states, formats={"market": 1, "keys": 1})
+            assert second.engine.snapshot()
+        # The market's state changed shape (its format was bumped): the snapshot is ignored.
+        monkeypatch.setattr(Market, "state_format", 2)
+        with structlog.testing.capture_logs() as logs:
+            async with restored(path) as third:
+                assert third.replayed == total
+                assert third.market.encode_state() == first.market.encode_state()
+        assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
+            "engine.snapshot_ignored"
+        ]
+        # The engine writes the formats it read with.
+        async with open_journal(path) as journal:
             stored = await journal.latest_snapshot()
-            assert stored is not None
-            assert stored.seq >= 3
-            assert engine.events_since_snapshot == journal.last_seq - stored.seq
-            nursery.cancel_scope.cancel()
+        assert stored is not None
+        written = msgspec.json.decode(stored.body, type=SnapshotEnvelope)
+        assert written.formats == envelope.formats
 
 
 async def test_a_node_takes_a_snapshot_when_it_stops(tmp_path: Path) -> None:

@@ -1,0 +1,260 @@
+"""The market's durable state and the fold that changes it: ``Book.apply(event)``.
+
+Theory of operation
+-------------------
+A ``Book`` is everything the market's events rebuild: accounts and the ledger, orders (with
+their exact charge accumulators), the queue of orders with spend to settle, statistics derived
+from the share events, the id counters and the latest event time. ``apply`` is deterministic
+and never raises for an event that a ``Market`` command emitted: the command validated it
+against this same state first. Replaying the journal into a fresh ``Book`` built with the same
+``MarketConfig`` gives the same state and the same ids (``o-000001``, ``w-000001``,
+``s-000001``): ids come from the counters here, times from the events.
+
+Nothing here knows about connections or the allocation: a share is charged to the order its job
+came from, whatever worker sent it, and nothing in ``apply`` feeds a speed estimate. Order-local
+changes go through ``Order`` methods; this module does the cross-cutting part (the ledger lines,
+the indexes, the statistics).
+
+Other modules read the attributes (``Market`` to validate commands, ``views`` and
+``invariants`` to report and check); only ``apply`` and ``state.import_book`` write them.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from marketplace.core.errors import NotFound
+from marketplace.core.events import (
+    AccountCreated,
+    Deposited,
+    LimitChanged,
+    MarketEvent,
+    OrderCancelled,
+    OrderCreated,
+    OrderExpired,
+    PriceChanged,
+    Refilled,
+    Settled,
+    ShareRecorded,
+    Withdrawn,
+)
+from marketplace.core.ledger import Ledger
+from marketplace.core.model import LedgerKind, MarketConfig, OrderStatus, SellerKey
+from marketplace.core.orders import Order, share_value
+from marketplace.core.settlement import split_spend
+from marketplace.core.stats import Series
+from stratum.core.shares import Algorithm
+
+#: Longest id or name echoed back in an error.
+MAX_NAME = 128
+
+
+class Book:
+    """The durable state of one market (see the module doc). Not thread-safe."""
+
+    def __init__(self, *, config: MarketConfig) -> None:
+        self.config = config
+        self.ledger = Ledger()
+        self.ledger.open(config.fee_account)
+        self.orders: dict[str, Order] = {}  # in creation order
+        self.orders_of: dict[str, list[Order]] = {}
+        #: Active orders per market: what can still buy hash power.
+        self.active: dict[Algorithm, dict[str, Order]] = {a: {} for a in config.markets}
+        #: Orders with work since the last settlement, in the order it takes them.
+        self.unsettled: dict[str, Order] = {}
+        self.order_stats: dict[str, Series] = {}
+        self.seller_stats: dict[SellerKey, Series] = {}
+        self.market_stats: dict[Algorithm, Series] = {a: Series() for a in config.markets}
+        self.order_seq = 0
+        self.withdrawal_seq = 0
+        self.settlement_seq = 0
+        #: The latest time any event carried.
+        self.clock_ms = 0
+        self.last_settle_ms: int | None = None
+
+    @property
+    def fresh(self) -> bool:
+        """Whether no event has been applied (the only state ``import_book`` may replace)."""
+        return not (self.orders or self.clock_ms or self.ledger.all_entries() or self.order_seq)
+
+    def owned(self, account: str, order_id: str) -> Order:
+        """``account``'s order ``order_id``. Raises ``NotFound`` (also for another account's)."""
+        order = self.orders.get(order_id) if isinstance(order_id, str) else None
+        if order is None or order.account != account:
+            raise NotFound("no such order", {"id": str(order_id)[:MAX_NAME]})
+        return order
+
+    # ------------------------------------------------------------------ the fold
+
+    def apply(self, event: MarketEvent) -> None:
+        """Fold one event into the state (deterministic; see the module doc)."""
+        self.clock_ms = max(self.clock_ms, event.time_ms)
+        match event:
+            case ShareRecorded():
+                self._apply_share(event)
+            case AccountCreated(account=account):
+                self.ledger.open(account)
+            case Deposited():
+                self.ledger.post(
+                    account=event.account,
+                    kind=LedgerKind.DEPOSIT,
+                    amount_msat=event.amount_msat,
+                    ref="faucet",
+                    time_ms=event.time_ms,
+                )
+            case Withdrawn():
+                self.withdrawal_seq += 1
+                self.ledger.post(
+                    account=event.account,
+                    kind=LedgerKind.WITHDRAWAL,
+                    amount_msat=-event.amount_msat,
+                    ref=f"{event.withdrawal_id} {event.address}",
+                    time_ms=event.time_ms,
+                )
+            case OrderCreated():
+                self._apply_order_created(event)
+            case PriceChanged():
+                self.orders[event.order_id].change_price(event.price_msat, time_ms=event.time_ms)
+            case LimitChanged():
+                self.orders[event.order_id].change_limit(event.limit_hs)
+            case Refilled():
+                order = self.orders[event.order_id]
+                self._escrow(order, event.amount_msat, time_ms=event.time_ms)
+                order.refill(event.amount_msat)
+            case OrderCancelled():
+                order = self.orders[event.order_id]
+                released = order.end(OrderStatus.CANCELLED, time_ms=event.time_ms)
+                self._ended(order, released=released, time_ms=event.time_ms)
+            case OrderExpired():
+                order = self.orders[event.order_id]
+                released = order.expire(time_ms=event.time_ms)
+                self._ended(order, released=released, time_ms=event.time_ms)
+            case Settled():
+                self._apply_settled(event)
+
+    def _escrow(self, order: Order, amount_msat: int, *, time_ms: int) -> None:
+        self.ledger.post(
+            account=order.account,
+            kind=LedgerKind.ESCROW,
+            amount_msat=-amount_msat,
+            ref=order.id,
+            time_ms=time_ms,
+        )
+
+    def _apply_order_created(self, event: OrderCreated) -> None:
+        self.order_seq += 1
+        ends_ms = None if event.duration_s is None else event.time_ms + event.duration_s * 1000
+        order = Order(
+            order_id=event.order_id,
+            seq=self.order_seq,
+            account=event.account,
+            algorithm=event.algorithm,
+            type=event.type,
+            price_msat=event.price_msat,
+            limit_hs=event.limit_hs,
+            amount_msat=event.amount_msat,
+            created_ms=event.time_ms,
+            ends_ms=ends_ms,
+        )
+        self._escrow(order, event.amount_msat, time_ms=event.time_ms)
+        self.orders[order.id] = order
+        self.orders_of.setdefault(order.account, []).append(order)
+        self.active[order.algorithm][order.id] = order
+        self.order_stats[order.id] = Series()
+
+    def _ended(self, order: Order, *, released: int, time_ms: int) -> None:
+        """Unindex an order that just ended and give back its unspent budget."""
+        del self.active[order.algorithm][order.id]
+        if released:
+            self.ledger.post(
+                account=order.account,
+                kind=LedgerKind.RELEASE,
+                amount_msat=released,
+                ref=order.id,
+                time_ms=time_ms,
+            )
+
+    def _apply_share(self, event: ShareRecorded) -> None:
+        reason = event.reason or "other"
+        seller = SellerKey(event.account, event.worker, event.algorithm)
+        seller_series = self.seller_stats.get(seller)
+        if seller_series is None:
+            seller_series = self.seller_stats[seller] = Series()
+        seller_series.add_share(
+            time_ms=event.time_ms,
+            difficulty=event.difficulty,
+            accepted=event.accepted,
+            reason=reason,
+        )
+        market_series = self.market_stats.get(event.algorithm)
+        if market_series is None:
+            return  # a market this configuration does not run
+        market_series.add_share(
+            time_ms=event.time_ms,
+            difficulty=event.difficulty,
+            accepted=event.accepted,
+            reason=reason,
+        )
+        order = None if event.order_id is None else self.orders.get(event.order_id)
+        if order is None or order.algorithm is not event.algorithm:
+            return
+        order_series = self.order_stats[order.id]
+        order_series.add_share(
+            time_ms=event.time_ms,
+            difficulty=event.difficulty,
+            accepted=event.accepted,
+            reason=reason,
+        )
+        if not (event.accepted and order.charges_at(event.time_ms)):
+            return
+        value = share_value(
+            price_msat=order.price_msat,
+            difficulty=event.difficulty,
+            unit_hs=self.config.markets[order.algorithm].unit_hs,
+        )
+        charged = order.charge(
+            value, seller=seller, work=Fraction(event.difficulty), time_ms=event.time_ms
+        )
+        self.unsettled[order.id] = order
+        if charged:
+            order_series.add_money(time_ms=event.time_ms, spend_msat=charged)
+        if not order.active:  # the budget is spent: nothing to release
+            del self.active[order.algorithm][order.id]
+
+    def _apply_settled(self, event: Settled) -> None:
+        self.settlement_seq += 1
+        self.last_settle_ms = event.time_ms
+        for order in self.unsettled.values():
+            spend = order.unsettled_msat
+            if not spend:
+                # With no whole msat spent yet, the work stays: the value it made is still in
+                # the order's accrual and is paid, to these sellers, with the next spend.
+                continue
+            rules = self.config.markets[order.algorithm]
+            ref = f"{event.settlement_id}/{order.id}"
+            split = split_spend(
+                spend_msat=spend,
+                work=order.period_work,
+                fee_bps=rules.fee_bps,
+                fee_carry=order.fee_carry,
+                tiebreak=ref,
+            )
+            lines = [(order.account, LedgerKind.CHARGE, -spend)]
+            if split.fee_msat:
+                lines.append((self.config.fee_account, LedgerKind.FEE, split.fee_msat))
+            lines += [(p.seller.account, LedgerKind.EARNING, p.amount_msat) for p in split.payouts]
+            for account, kind, amount_msat in lines:
+                self.ledger.open(account)  # a seller's first earning opens its account
+                self.ledger.post(
+                    account=account,
+                    kind=kind,
+                    amount_msat=amount_msat,
+                    ref=ref,
+                    time_ms=event.time_ms,
+                )
+            for payout in split.payouts:
+                self.seller_stats[payout.seller].add_money(
+                    time_ms=event.time_ms, earned_msat=payout.amount_msat
+                )
+            order.mark_settled(fee_carry=split.fee_carry)
+        self.unsettled = {}

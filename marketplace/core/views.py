@@ -1,0 +1,142 @@
+"""Read-only views of the marketplace: orders, the order book, statistics, a seller's workers.
+
+Theory of operation
+-------------------
+A view combines the durable ``Market`` (orders, ledger, statistics rebuilt from the events) with
+the ephemeral ``Fleet`` (who serves what right now) into immutable values (``model.py``), so the
+API and the dashboard read one consistent picture. Nothing here changes either half, emits an
+event or needs ``Engine.execute``: under trio a synchronous read is atomic.
+
+Times default to the latest event time (``Market.clock_ms``).
+"""
+
+from __future__ import annotations
+
+from marketplace.core.fleet import Fleet
+from marketplace.core.market import Market
+from marketplace.core.model import (
+    MarketStatsView,
+    OrderBookEntry,
+    OrderBookView,
+    OrderStatus,
+    OrderView,
+    StatPoint,
+    WorkerView,
+)
+from marketplace.core.orders import Order, priority_key
+from marketplace.core.stats import Series
+from stratum.core.shares import Algorithm
+
+
+class MarketViews:
+    """The read side of one ``Market`` and its ``Fleet`` (see the module doc)."""
+
+    def __init__(self, market: Market, fleet: Fleet) -> None:
+        self._market = market
+        self._fleet = fleet
+
+    @property
+    def fleet(self) -> Fleet:
+        """The fleet these views read (what ``Market.fixed_quote`` needs)."""
+        return self._fleet
+
+    def _view(self, order: Order, now_ms: int | None) -> OrderView:
+        workers = self._fleet.holders(order.algorithm, order.id) if order.active else 0
+        now = self._market.clock_ms if now_ms is None else now_ms
+        window = self._market.config.speed_window_ms
+        speed = self._market.book.order_stats[order.id].accepted_speed(now_ms=now, window_ms=window)
+        return order.view(accepted_speed_hs=speed, workers=workers)
+
+    def get_order(self, *, account: str, order_id: str, now_ms: int | None = None) -> OrderView:
+        """``account``'s order ``order_id``. Raises ``NotFound`` (also for another account's)."""
+        return self._view(self._market.book.owned(account, order_id), now_ms)
+
+    def list_orders(
+        self, *, account: str, status: OrderStatus | None = None, now_ms: int | None = None
+    ) -> list[OrderView]:
+        """``account``'s orders (optionally of one status), oldest first. An unknown account
+        has no orders."""
+        return [
+            self._view(order, now_ms)
+            for order in self._market.book.orders_of.get(account, ())
+            if status is None or order.status == status
+        ]
+
+    def order_stats(
+        self, *, account: str, order_id: str, since_ms: int | None, now_ms: int
+    ) -> list[StatPoint]:
+        """The order's minute points from ``since_ms`` (default and floor: its creation, at
+        most 24 h back) to ``now_ms`` (at most its end). Raises ``NotFound``."""
+        order = self._market.book.owned(account, order_id)
+        start = order.created_ms if since_ms is None else max(since_ms, order.created_ms)
+        end = now_ms if order.ended_ms is None else min(now_ms, order.ended_ms)
+        series = self._market.book.order_stats[order.id]
+        return series.points(since_ms=start, now_ms=max(end, start))
+
+    def orderbook(self, algorithm: Algorithm, *, now_ms: int | None = None) -> OrderBookView:
+        """The active orders best first, without owners, and their total accepted speed.
+        Raises ``InvalidArgument`` for no such market."""
+        self._market.rules(algorithm)
+        active = self._market.book.active[algorithm].values()
+        entries = []
+        for order in sorted(active, key=priority_key):
+            view = self._view(order, now_ms)
+            entries.append(
+                OrderBookEntry(
+                    id=view.id,
+                    type=view.type,
+                    price_msat=view.price_msat,
+                    limit_hs=view.limit_hs,
+                    accepted_speed_hs=view.accepted_speed_hs,
+                    workers=view.workers,
+                )
+            )
+        return OrderBookView(
+            algorithm=algorithm,
+            total_speed_hs=sum(e.accepted_speed_hs for e in entries),
+            orders=entries,
+        )
+
+    def market_stats(self, algorithm: Algorithm, *, now_ms: int) -> MarketStatsView:
+        """Connected workers, accepted speed, shares/s and rejects of a market. Raises
+        ``InvalidArgument`` for no such market."""
+        market = self._market
+        market.rules(algorithm)
+        series = market.book.market_stats[algorithm]
+        window = market.config.speed_window_ms
+        shares, covered = series.accepted_shares_in(now_ms=now_ms, window_ms=window)
+        return MarketStatsView(
+            algorithm=algorithm,
+            workers=self._fleet.connected(algorithm),
+            accepted_speed_hs=series.accepted_speed(now_ms=now_ms, window_ms=window),
+            shares_per_s_milli=shares * 1_000_000 // covered,
+            rejected_speed_hs=series.rejected_speed(now_ms=now_ms, window_ms=window),
+            rejected=series.rejected_recent(now_ms=now_ms),
+            active_orders=len(market.book.active[algorithm]),
+            fixed_price_msat=market.fixed_quote(algorithm, fleet=self._fleet),
+        )
+
+    def workers_of(self, account: str, *, now_ms: int) -> list[WorkerView]:
+        """``account``'s workers as a seller: every (worker name, algorithm) that sent shares
+        or is connected, sorted by name then algorithm."""
+        stats = self._market.book.seller_stats
+        connected = self._fleet.sellers(account)
+        sellers = {key for key in stats if key.account == account} | connected.keys()
+        window = self._market.config.speed_window_ms
+        views = []
+        for seller in sorted(sellers):
+            series = stats.get(seller) or Series()
+            views.append(
+                WorkerView(
+                    name=seller.worker,
+                    algorithm=seller.algorithm,
+                    connected=seller in connected,
+                    speed_hs=series.accepted_speed(now_ms=now_ms, window_ms=window),
+                    difficulty=series.last_difficulty,
+                    accepted=series.accepted_shares,
+                    rejected=dict(sorted(series.rejected_shares.items())),
+                    order_id=connected.get(seller),
+                    earned_msat=series.earned_msat,
+                )
+            )
+        return views

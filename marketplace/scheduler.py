@@ -1,0 +1,188 @@
+"""The market scheduler: the market's clock-based work beside the engine's unit of work.
+
+Theory of operation
+-------------------
+The ``Engine`` runs commands and journals them, knowing no component in particular; the
+``MarketScheduler`` knows the market. It drives the market's clock-based work: settling every
+settle interval, expiring orders whose duration is over (each a ``Market`` command, so through
+``Engine.execute``), rebalancing the allocation on a periodic tick, and taking a snapshot every
+``snapshot_interval_s`` once ``snapshot_min_events`` events have been journaled since the last
+(the node takes one more on a clean shutdown).
+
+It also owns the rebalance. Rebalancing is the ``Fleet``'s and ephemeral (it emits no events):
+``rebalance`` asks the market for its queue, lets the fleet move workers and hands the moves to
+the listeners (the Stratum bridges), which push the moved workers their new jobs. Besides the
+tick, it rebalances right after any command that changed an order book (it listens to the
+engine's commits) and soon after ``request_rebalance``. Time is the engine's injected clock,
+and every timer runs on trio's clock, so the scheduler's tests run on ``MockClock`` with an
+in-memory journal, with no thread in sight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import msgspec
+import structlog
+import trio
+
+from marketplace.core.events import AccountCreated, Deposited, Settled, ShareRecorded, Withdrawn
+from marketplace.core.fleet import Fleet
+from marketplace.core.market import Market
+from marketplace.core.model import Assignment
+from marketplace.engine import Committed, Engine
+from stratum.core.shares import Algorithm
+
+#: Called with a market's algorithm and the moves of one of its rebalances.
+RebalanceListener = Callable[[Algorithm, list[Assignment]], None]
+
+#: Market events that cannot change the allocation (everything else may).
+_ALLOCATION_NEUTRAL: Final = (ShareRecorded, AccountCreated, Deposited, Withdrawn, Settled)
+
+log = structlog.get_logger("marketplace.scheduler")
+
+
+class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Periods of the market's background work, in seconds of trio time."""
+
+    #: Settlement period; ``None`` = the market's ``settle_interval_ms``.
+    settle_interval_s: float | None = None
+    rebalance_interval_s: float = 5.0
+    expire_interval_s: float = 1.0
+    #: How often ``run`` considers a snapshot (0: never) ...
+    snapshot_interval_s: float = 60.0
+    #: ... and how many events since the last one make it worth taking.
+    snapshot_min_events: int = 50_000
+
+
+class MarketScheduler:
+    """Settles, expires, rebalances and snapshots one market's engine (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        market: Market,
+        fleet: Fleet,
+        config: SchedulerConfig | None = None,
+    ) -> None:
+        if engine.components.get(market.component) is not market:
+            raise ValueError("the engine does not run this market")
+        self._engine = engine
+        self._market = market
+        self._fleet = fleet
+        self._config = config or SchedulerConfig()
+        self._listeners: list[RebalanceListener] = []
+        self._rebalance_wanted = trio.Event()
+        engine.add_commit_listener(self._on_commit)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def market(self) -> Market:
+        return self._market
+
+    @property
+    def fleet(self) -> Fleet:
+        return self._fleet
+
+    # ------------------------------------------------------------------ allocation
+
+    def add_rebalance_listener(self, listener: RebalanceListener) -> None:
+        """Call ``listener(algorithm, moves)`` after every rebalance that moved workers."""
+        self._listeners.append(listener)
+
+    def remove_rebalance_listener(self, listener: RebalanceListener) -> None:
+        """Stop calling ``listener``. Raises ``ValueError`` if it was not added."""
+        self._listeners.remove(listener)
+
+    def request_rebalance(self) -> None:
+        """Ask ``run`` to rebalance every market soon (without waiting for the tick)."""
+        self._rebalance_wanted.set()
+
+    def rebalance(self, algorithm: Algorithm | None = None) -> list[Assignment]:
+        """Rebalance one market (or all) now, tell the listeners, return the moves.
+
+        Synchronous: the allocation is ephemeral (no events), so nothing is journaled.
+        Raises ``InvalidArgument`` for no such market.
+        """
+        market, fleet = self._market, self._fleet
+        algorithms = market.algorithms() if algorithm is None else [algorithm]
+        now = self._engine.now_ms()
+        moved: list[Assignment] = []
+        for alg in algorithms:
+            moves = fleet.rebalance(alg, queue=market.allocation_queue(alg), now_ms=now)
+            if moves:
+                moved.extend(moves)
+                log.debug("scheduler.rebalanced", algorithm=alg.value, moves=len(moves))
+                for listener in list(self._listeners):
+                    listener(alg, moves)
+        return moved
+
+    def _on_commit(self, events: list[Committed]) -> None:
+        name = self._market.component
+        if any(
+            c.component == name and not isinstance(c.event, _ALLOCATION_NEUTRAL) for c in events
+        ):
+            self.rebalance()
+
+    # ------------------------------------------------------------------ clock-based work
+
+    async def settle(self) -> None:
+        """Settle the market now (through ``execute``)."""
+        market = self._market
+        await self._engine.execute(lambda: market.settle(now_ms=self._engine.now_ms()))
+
+    async def expire(self) -> list[str]:
+        """End the orders whose duration is over (through ``execute``); return their ids."""
+        market = self._market
+        return await self._engine.execute(lambda: market.expire(now_ms=self._engine.now_ms()))
+
+    def snapshot_if_due(self) -> bool:
+        """Take a snapshot if ``snapshot_min_events`` events were journaled since the last;
+        whether one was taken."""
+        if self._engine.events_since_snapshot < self._config.snapshot_min_events:
+            return False
+        return self._engine.snapshot()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Settle, expire, rebalance and snapshot periodically until cancelled; started with
+        ``nursery.start`` after ``engine.restore``. Raises ``RuntimeError`` before ``restore``
+        and whatever a step raises (a ``JournalError`` is fatal: memory no longer matches
+        disk)."""
+        if not self._engine.restored:
+            raise RuntimeError("await engine.restore() before running the scheduler")
+        settle_s = self._config.settle_interval_s
+        if settle_s is None:
+            settle_s = self._market.config.settle_interval_ms / 1000
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_every, settle_s, self.settle)
+            nursery.start_soon(_every, self._config.expire_interval_s, self.expire)
+            nursery.start_soon(self._rebalance_loop)
+            if self._config.snapshot_interval_s > 0:
+                nursery.start_soon(_every, self._config.snapshot_interval_s, self._snapshot)
+            task_status.started()
+
+    async def _snapshot(self) -> None:
+        self.snapshot_if_due()
+        await trio.lowlevel.checkpoint()
+
+    async def _rebalance_loop(self) -> None:
+        interval = self._config.rebalance_interval_s
+        while True:
+            with trio.move_on_after(interval):
+                await self._rebalance_wanted.wait()
+            self._rebalance_wanted = trio.Event()
+            await self._engine.execute(self.rebalance)
+
+
+async def _every(interval_s: float, step: Callable[[], Awaitable[Any]]) -> None:
+    """Run ``step`` every ``interval_s`` of trio time from now, until cancelled."""
+    deadline = trio.current_time()
+    while True:
+        deadline += interval_s
+        await trio.sleep_until(deadline)
+        await step()
