@@ -7,7 +7,12 @@ the ephemeral ``Fleet`` (who serves what right now) into immutable values (``mod
 API and the dashboard read one consistent picture. Nothing here changes either half, emits an
 event or needs ``Engine.execute``: under trio a synchronous read is atomic.
 
-Times default to the latest event time (``Market.clock_ms``).
+History and now are kept apart. An order's statistics (``order_stats``, the minute points) are
+history: they keep the speed it was given until its last share. Its ``accepted_speed_hs`` and
+``workers`` are now: the speed it receives is its accepted speed over the recent window while
+it is active and holds workers, and 0 the moment it holds none or has ended (a cancelled order
+must not show a decaying speed for a minute; the order book shows what is bought now). Times
+default to the latest event time (``Market.clock_ms``).
 """
 
 from __future__ import annotations
@@ -42,9 +47,13 @@ class MarketViews:
 
     def _view(self, order: Order, now_ms: int | None) -> OrderView:
         workers = self._fleet.holders(order.algorithm, order.id) if order.active else 0
-        now = self._market.clock_ms if now_ms is None else now_ms
-        window = self._market.config.speed_window_ms
-        speed = self._market.book.order_stats[order.id].accepted_speed(now_ms=now, window_ms=window)
+        speed = 0
+        if workers:
+            now = self._market.clock_ms if now_ms is None else now_ms
+            window = self._market.config.speed_window_ms
+            speed = self._market.book.order_stats[order.id].accepted_speed(
+                now_ms=now, window_ms=window
+            )
         return order.view(accepted_speed_hs=speed, workers=workers)
 
     def get_order(self, *, account: str, order_id: str, now_ms: int | None = None) -> OrderView:
@@ -74,7 +83,7 @@ class MarketViews:
         return series.points(since_ms=start, now_ms=max(end, start))
 
     def orderbook(self, algorithm: Algorithm, *, now_ms: int | None = None) -> OrderBookView:
-        """The active orders best first, without owners, and their total accepted speed.
+        """The active orders best first, without owners, and the speed they receive now.
         Raises ``InvalidArgument`` for no such market."""
         self._market.rules(algorithm)
         active = self._market.book.active[algorithm].values()

@@ -284,7 +284,7 @@ def test_replay_rebuilds_identical_state() -> None:
     for event in market.drain_events():
         replica.apply(Market.decode_event(Market.encode_event(event)))
     check_market(replica)
-    # Its views see nobody connected: no workers; the rest is the same.
+    # Its views see nobody connected: no workers, so no speed now; the history is the same.
     replica_views = MarketViews(replica, Fleet(config=config))
     for account in ["buyer", "s0", "s1", "__market__"]:
         assert replica.balance(account) == market.balance(account)
@@ -305,6 +305,7 @@ def test_replay_rebuilds_identical_state() -> None:
             **{
                 **{f: getattr(v, f) for f in v.__struct_fields__},
                 "workers": 0,
+                "accepted_speed_hs": 0,
             }
         )
         for v in views.list_orders(account="buyer", now_ms=200_002)

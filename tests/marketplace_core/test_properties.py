@@ -307,7 +307,7 @@ class MarketMachine(RuleBasedStateMachine):
 
     def _check_replica(self, replica: Market) -> None:
         """A market rebuilt from events has this market's balances, ledger and orders; with no
-        fleet, its views show no workers, and the same history."""
+        fleet, its views show no workers and so no speed now, and the same history."""
         check_market(replica)
         replica_views = MarketViews(replica, Fleet(config=CONFIG))
         for account in [*BUYERS, *SELLERS, "__market__"]:
@@ -319,7 +319,7 @@ class MarketMachine(RuleBasedStateMachine):
                 )
             mine = self.views.list_orders(account=account, now_ms=self.now)
             assert replica_views.list_orders(account=account, now_ms=self.now) == [
-                msgspec.structs.replace(v, workers=0) for v in mine
+                msgspec.structs.replace(v, workers=0, accepted_speed_hs=0) for v in mine
             ]
             for view in mine:
                 assert replica_views.order_stats(
