@@ -21,23 +21,21 @@ from typing import TypeVar
 import structlog
 import trio
 
-from stratum.core.client_protocol import (
-    DEFAULT_USER_AGENT,
-    NEED_DATA,
+from stratum.core.client_events import (
     Authorized,
-    ClientProtocol,
     Configured,
     ConnectionClosed,
     DifficultySuggested,
     Event,
     ExtranonceSubscribed,
-    RemoteProtocolError,
     RequestFailed,
     ResponseEvent,
     StratumFailure,
     SubmitResult,
     Subscribed,
 )
+from stratum.core.client_protocol import DEFAULT_USER_AGENT, ClientProtocol, RemoteProtocolError
+from stratum.core.framing import NEED_DATA
 
 log = structlog.get_logger("stratum.client")
 

@@ -31,16 +31,11 @@ import trio
 
 from stratum.config import StratumConfig
 from stratum.core.jobs import Job, Share, WorkSource
-from stratum.core.session import (
-    CloseReason,
-    ExtranonceAllocator,
-    JobIds,
-    Outcome,
-    ServerSession,
-    SessionState,
-    SubmittedShares,
-)
+from stratum.core.messages import Method, notification_line
+from stratum.core.registries import ExtranonceAllocator, JobIds, SubmittedShares
+from stratum.core.session import Outcome, ServerSession
 from stratum.core.shares import Algorithm
+from stratum.core.states import CloseReason, SessionState
 
 Clock = Callable[[], int]
 
@@ -146,14 +141,16 @@ class Connection:
     def show_message(self, text: str) -> None:
         """Queue a ``client.show_message``."""
         if self.session.state is not SessionState.CLOSED:
-            self._send(self.session.show_message(text))
+            self._send(notification_line(Method.SHOW_MESSAGE, [text]))
 
     def reconnect(
         self, *, host: str | None = None, port: int | None = None, wait_s: int = 0
     ) -> None:
         """Ask the miner to reconnect (elsewhere if ``host``/``port``), then close gracefully."""
         if self.session.state is not SessionState.CLOSED:
-            self._send(self.session.reconnect(host=host, port=port, wait_s=wait_s))
+            # No host/port: reconnect to the same server.
+            params: list[Any] = [] if host is None else [host, port, wait_s]
+            self._send(notification_line(Method.RECONNECT, params))
             self.close(CloseReason.KICKED)
 
     def change_extranonce(self) -> bool:
@@ -253,6 +250,8 @@ class Connection:
                 await self._record(outcome.share)
             finally:
                 self._in_batch = True
+        elif outcome.refused_submit is not None:
+            self._count_rejected(outcome.refused_submit)
         self._out += outcome.reply
         if outcome.start_work:
             worker = self.session.first_worker
@@ -279,14 +278,16 @@ class Connection:
         return False
 
     async def _record(self, share: Share) -> None:
-        stats = self._server.stats
         if share.accepted:
-            stats.shares_accepted += 1
+            self._server.stats.shares_accepted += 1
         else:
-            reason = share.reason or "other"
-            stats.shares_rejected[reason] = stats.shares_rejected.get(reason, 0) + 1
-            log.debug("share.rejected", reason=reason, worker=share.worker)
+            self._count_rejected(share.reason or "other", worker=share.worker)
         await self._server.work_source.record_share(share)
+
+    def _count_rejected(self, reason: str, *, worker: str | None = None) -> None:
+        stats = self._server.stats
+        stats.shares_rejected[reason] = stats.shares_rejected.get(reason, 0) + 1
+        log.debug("share.rejected", reason=reason, worker=worker)
 
     async def _writer(self) -> None:
         receive = self._receive_channel

@@ -33,18 +33,19 @@ from stratum.client import (
     StratumClientError,
     open_stratum_client,
 )
-from stratum.core.client_protocol import (
+from stratum.core.client_events import (
     ConnectionClosed,
     NewDifficulty,
     NewExtranonce,
     NewJob,
     ReconnectRequested,
-    RemoteProtocolError,
     ShowMessage,
     Subscribed,
     UnknownNotification,
 )
+from stratum.core.client_protocol import RemoteProtocolError
 from stratum.core.shares import Algorithm
+from stratum.core.templates import order_from_coinbase
 from workers.hasher import Found
 from workers.hashing import Work
 from workers.processes import HashingPool
@@ -352,7 +353,7 @@ class Miner:
         stats.job_id = job.job_id
         stats.jobs += 1
         stats.difficulty = job.difficulty
-        stats.order = _order_from_coinbase(job.coinb1) or stats.order
+        stats.order = order_from_coinbase(job.coinb1) or stats.order
         log.debug("worker.job", job=job.job_id, clean=clean, difficulty=job.difficulty)
 
     async def _submit_loop(
@@ -479,25 +480,6 @@ def _order_from_text(text: str) -> str | None:
         if word.lower() == "order":
             return words[i + 1].strip(".,;")
     return None
-
-
-def _order_from_coinbase(coinb1_hex: str) -> str | None:
-    # Our market tags the coinbase script with "/hashmarket/<order id>/" ("pool" for the
-    # built-in generator, see stratum.core.templates); other pools have their own tags.
-    try:
-        text = bytes.fromhex(coinb1_hex).decode("latin-1")
-    except ValueError:
-        return None
-    marker = text.find(_TAG)
-    if marker < 0:
-        return None
-    start = marker + len(_TAG)
-    end = text.find("/", start)
-    tag = text[start : end if end >= 0 else None]
-    return tag if tag.isprintable() and tag else None
-
-
-_TAG: Final = "/hashmarket/"
 
 
 def _loggable(summary: MinerSummary) -> dict[str, Any]:

@@ -10,6 +10,9 @@ increasing integers, never reused, so a response is matched to its request by id
 in order; one that answers with an id we never used (some proxies do) is matched to the oldest
 request still pending, which is what order-preserving servers imply.
 
+Lines are split by the same ``LineSplitter`` the server uses, method names are the shared
+``Method``, and a rejection's code is read through the one reason table (``errors``).
+
 Difficulty follows cpuminer: ``mining.set_difficulty`` only records the value; every
 ``mining.notify`` captures the difficulty in force when it arrives, so ``NewJob.difficulty`` is
 the difficulty the server will check that job's shares with.
@@ -32,20 +35,33 @@ from typing import Any, Final
 
 import msgspec
 
+from stratum.core import client_events as events
+from stratum.core.errors import (
+    NOT_SUPPORTED,
+    RejectReason,
+    StratumError,
+    StratumErrorCode,
+    reason_for_code,
+)
+from stratum.core.framing import NEED_DATA, EndOfStream, LineSplitter, LineTooLong, NeedData
 from stratum.core.messages import (
+    CLIENT_REQUESTS,
     MAX_LINE_BYTES,
+    METHODS,
     Envelope,
+    Method,
     NotifyParams,
     ReconnectParams,
     Request,
     RequestId,
-    Response,
-    SetDifficultyParams,
     SetExtranonceParams,
     ShowMessageParams,
     SubscribeResult,
+    decode_params,
     encode_line,
     envelope_decoder,
+    error_line,
+    response_line,
 )
 
 DEFAULT_USER_AGENT: Final = "hashmarket-worker/0.1"
@@ -70,214 +86,13 @@ class ClientState(enum.Enum):
     CLOSED = "closed"
 
 
-class Method(enum.StrEnum):
-    """The requests a client sends."""
-
-    SUBSCRIBE = "mining.subscribe"
-    AUTHORIZE = "mining.authorize"
-    EXTRANONCE_SUBSCRIBE = "mining.extranonce.subscribe"
-    CONFIGURE = "mining.configure"
-    SUGGEST_DIFFICULTY = "mining.suggest_difficulty"
-    SUBMIT = "mining.submit"
-
-
-class RejectReason(enum.StrEnum):
-    """Why a submit was refused, named after the Stratum error codes (see stratum.md)."""
-
-    OTHER = "other"
-    STALE = "stale"
-    DUPLICATE = "duplicate"
-    LOW_DIFFICULTY = "low_difficulty"
-    UNAUTHORIZED = "unauthorized"
-    NOT_SUBSCRIBED = "not_subscribed"
-    UNKNOWN = "unknown"
-
-
-_REASON_BY_CODE: Final = {
-    20: RejectReason.OTHER,
-    21: RejectReason.STALE,
-    22: RejectReason.DUPLICATE,
-    23: RejectReason.LOW_DIFFICULTY,
-    24: RejectReason.UNAUTHORIZED,
-    25: RejectReason.NOT_SUBSCRIBED,
-}
-
-
-def reason_for_code(code: int) -> RejectReason:
-    """The ``RejectReason`` for a Stratum error code (``UNKNOWN`` for codes outside 20-25)."""
-    return _REASON_BY_CODE.get(code, RejectReason.UNKNOWN)
-
-
 # Which requests each state allows us to send.
 _ALLOWED: Final[dict[ClientState, frozenset[Method]]] = {
     ClientState.CONNECTED: frozenset({Method.SUBSCRIBE, Method.CONFIGURE}),
     ClientState.SUBSCRIBING: frozenset({Method.CONFIGURE}),
-    ClientState.SUBSCRIBED: frozenset(Method) - {Method.SUBSCRIBE},
+    ClientState.SUBSCRIBED: CLIENT_REQUESTS - {Method.SUBSCRIBE},
     ClientState.CLOSED: frozenset(),
 }
-
-
-class _NeedData(enum.Enum):
-    NEED_DATA = "need_data"
-
-
-#: Returned by ``next_event`` when it needs more bytes.
-NEED_DATA: Final = _NeedData.NEED_DATA
-
-
-# --------------------------------------------------------------------------- events
-
-
-class StratumFailure(msgspec.Struct, frozen=True, kw_only=True):
-    """A JSON-RPC error the server answered with: ``[code, message, ...]``."""
-
-    code: int
-    message: str
-
-
-class Subscribed(msgspec.Struct, frozen=True, kw_only=True):
-    """The reply to ``mining.subscribe``: our extranonce1 and the session id to resume with."""
-
-    request_id: int
-    extranonce1: str
-    extranonce2_size: int
-    session_id: str | None
-
-
-class Authorized(msgspec.Struct, frozen=True, kw_only=True):
-    """The reply to ``mining.authorize``: ``ok`` false carries the server's ``failure``."""
-
-    request_id: int
-    username: str
-    ok: bool
-    failure: StratumFailure | None = None
-
-
-class ExtranonceSubscribed(msgspec.Struct, frozen=True, kw_only=True):
-    """The reply to ``mining.extranonce.subscribe`` (``ok`` false: the server does not offer it)."""
-
-    request_id: int
-    ok: bool
-
-
-class Configured(msgspec.Struct, frozen=True, kw_only=True):
-    """The reply to ``mining.configure`` (BIP 310), reduced to what a miner acts on."""
-
-    request_id: int
-    version_rolling: bool
-    version_rolling_mask: int | None
-
-
-class DifficultySuggested(msgspec.Struct, frozen=True, kw_only=True):
-    """The reply to ``mining.suggest_difficulty``."""
-
-    request_id: int
-    ok: bool
-
-
-class SubmitResult(msgspec.Struct, frozen=True, kw_only=True):
-    """The verdict on one ``mining.submit``; ``reason`` is set when it was rejected."""
-
-    request_id: int
-    username: str
-    job_id: str
-    extranonce2: str
-    ntime: str
-    nonce: str
-    accepted: bool
-    reason: RejectReason | None = None
-    failure: StratumFailure | None = None
-
-
-class RequestFailed(msgspec.Struct, frozen=True, kw_only=True):
-    """An error reply to a request that has no dedicated failure event (subscribe, configure)."""
-
-    request_id: int
-    method: Method
-    failure: StratumFailure
-
-
-class NewJob(msgspec.Struct, frozen=True, kw_only=True):
-    """``mining.notify``, with the difficulty and extranonce in force when it arrived."""
-
-    job_id: str
-    prevhash: str
-    coinb1: str
-    coinb2: str
-    merkle_branch: tuple[str, ...]
-    version: str
-    nbits: str
-    ntime: str
-    clean_jobs: bool
-    difficulty: float
-
-
-class NewDifficulty(msgspec.Struct, frozen=True, kw_only=True):
-    """``mining.set_difficulty``: applies to jobs that arrive after it."""
-
-    difficulty: float
-
-
-class NewExtranonce(msgspec.Struct, frozen=True, kw_only=True):
-    """``mining.set_extranonce``: the connection's new extranonce1 and extranonce2 size."""
-
-    extranonce1: str
-    extranonce2_size: int
-
-
-class ReconnectRequested(msgspec.Struct, frozen=True, kw_only=True):
-    """``client.reconnect``: close, wait ``wait_s``, connect to host/port (None: the same)."""
-
-    host: str | None
-    port: int | None
-    wait_s: float
-
-
-class ShowMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """``client.show_message``: text for the operator."""
-
-    text: str
-
-
-class UnknownNotification(msgspec.Struct, frozen=True, kw_only=True):
-    """A notification we do not implement (ignored apart from this event)."""
-
-    method: str
-
-
-class ConnectionClosed(msgspec.Struct, frozen=True, kw_only=True):
-    """The server closed the connection (EOF); ``pending`` requests will never be answered."""
-
-    pending: tuple[int, ...]
-
-
-Event = (
-    Subscribed
-    | Authorized
-    | ExtranonceSubscribed
-    | Configured
-    | DifficultySuggested
-    | SubmitResult
-    | RequestFailed
-    | NewJob
-    | NewDifficulty
-    | NewExtranonce
-    | ReconnectRequested
-    | ShowMessage
-    | UnknownNotification
-    | ConnectionClosed
-)
-
-#: Events that answer one of our requests (each carries ``request_id``).
-ResponseEvent = (
-    Subscribed
-    | Authorized
-    | ExtranonceSubscribed
-    | Configured
-    | DifficultySuggested
-    | SubmitResult
-    | RequestFailed
-)
 
 
 # --------------------------------------------------------------------------- the protocol
@@ -293,11 +108,6 @@ _ERROR_DECODER: Final = msgspec.json.Decoder()
 _SUBSCRIBE_DECODER: Final = msgspec.json.Decoder(SubscribeResult)
 _CONFIGURE_DECODER: Final = msgspec.json.Decoder(dict[str, Any] | None)
 _BOOL_DECODER: Final = msgspec.json.Decoder(bool | None)
-_NOTIFY_DECODER: Final = msgspec.json.Decoder(NotifyParams)
-_DIFF_DECODER: Final = msgspec.json.Decoder(SetDifficultyParams)
-_EXTRANONCE_DECODER: Final = msgspec.json.Decoder(SetExtranonceParams)
-_RECONNECT_DECODER: Final = msgspec.json.Decoder(ReconnectParams)
-_SHOW_DECODER: Final = msgspec.json.Decoder(ShowMessageParams)
 
 
 class ClientProtocol:
@@ -313,7 +123,7 @@ class ClientProtocol:
         self.session_id: str | None = None
         self._next_id = 1
         self._pending: collections.OrderedDict[int, _Pending] = collections.OrderedDict()
-        self._buffer = bytearray()
+        self._splitter = LineSplitter(MAX_LINE_BYTES)
         self._eof = False
         self._outbox = bytearray()
 
@@ -395,9 +205,9 @@ class ClientProtocol:
             return
         if not data:
             self._eof = True
-        self._buffer += data
+        self._splitter.receive_data(bytes(data))
 
-    def next_event(self) -> Event | _NeedData:
+    def next_event(self) -> events.Event | NeedData:
         """The next event, or ``NEED_DATA``.
 
         Raises ``RemoteProtocolError`` for a line that is too long, not JSON, or a message the
@@ -406,21 +216,17 @@ class ClientProtocol:
         while True:
             if self.state is ClientState.CLOSED:
                 return NEED_DATA
-            newline = self._buffer.find(b"\n")
-            if newline < 0:
-                if len(self._buffer) > MAX_LINE_BYTES:
-                    self._close()
-                    raise RemoteProtocolError(f"line longer than {MAX_LINE_BYTES} bytes")
-                if self._eof:
-                    pending = tuple(self._pending)
-                    self._close()
-                    return ConnectionClosed(pending=pending)
+            line = self._splitter.next_line()
+            if line is NEED_DATA:
                 return NEED_DATA
-            line = bytes(self._buffer[:newline]).rstrip(b"\r")
-            del self._buffer[: newline + 1]
-            if len(line) > MAX_LINE_BYTES:
+            if isinstance(line, LineTooLong):
                 self._close()
-                raise RemoteProtocolError(f"line longer than {MAX_LINE_BYTES} bytes")
+                raise RemoteProtocolError(f"line longer than {line.limit} bytes")
+            if isinstance(line, EndOfStream):
+                pending = tuple(self._pending)
+                self._close()
+                return events.ConnectionClosed(pending=pending)
+            assert isinstance(line, bytes)
             if not line.strip():
                 continue
             try:
@@ -434,13 +240,11 @@ class ClientProtocol:
     def _close(self) -> None:
         self.state = ClientState.CLOSED
         self._pending.clear()
-        self._buffer.clear()
 
-    def _handle_line(self, line: bytes) -> Event | None:
+    def _handle_line(self, line: bytes) -> events.Event | None:
         try:
             envelope = envelope_decoder.decode(line)
         except msgspec.DecodeError as exc:
-            self._close()
             raise RemoteProtocolError(f"bad line from server: {exc}") from exc
         try:
             if envelope.method is not None:
@@ -449,51 +253,45 @@ class ClientProtocol:
                     return None
                 return self._notification(envelope.method, envelope.params)
             return self._response(envelope)
-        except msgspec.ValidationError as exc:
-            self._close()
+        except (msgspec.ValidationError, StratumError) as exc:
             raise RemoteProtocolError(f"bad {envelope.method or 'response'}: {exc}") from exc
 
     def _answer_server_request(self, request_id: RequestId, method: str) -> None:
-        if method == "client.get_version":
-            reply = Response(id=request_id, result=self.user_agent, error=None)
+        if METHODS.get(method) is Method.GET_VERSION:
+            self._outbox += response_line(request_id, self.user_agent)
         else:
-            reply = Response(id=request_id, result=None, error=(20, "Not supported.", None))
-        self._outbox += encode_line(reply)
+            error = StratumError(StratumErrorCode.OTHER, NOT_SUPPORTED)
+            self._outbox += error_line(request_id, error)
 
-    def _notification(self, method: str, params: msgspec.Raw) -> Event:
-        if method == "mining.notify":
-            p = _NOTIFY_DECODER.decode(params)
-            return NewJob(
-                job_id=p.job_id,
-                prevhash=p.prevhash,
-                coinb1=p.coinb1,
-                coinb2=p.coinb2,
-                merkle_branch=tuple(p.merkle_branch),
-                version=p.version,
-                nbits=p.nbits,
-                ntime=p.ntime,
-                clean_jobs=p.clean_jobs,
-                difficulty=self.difficulty,
-            )
-        if method == "mining.set_difficulty":
-            d = _DIFF_DECODER.decode(params).difficulty
+    def _notification(self, name: str, params: msgspec.Raw) -> events.Event:
+        method = METHODS.get(name)
+        if method is Method.NOTIFY:
+            job: NotifyParams = decode_params(method, params)
+            return events.NewJob(**msgspec.structs.asdict(job), difficulty=self.difficulty)
+        if method is Method.SET_DIFFICULTY:
+            d = decode_params(method, params).difficulty
             if not d > 0 or d == float("inf"):
-                raise msgspec.ValidationError(f"difficulty must be positive, got {d!r}")
+                raise RemoteProtocolError(f"bad {name}: difficulty must be positive, got {d!r}")
             self.difficulty = d
-            return NewDifficulty(difficulty=d)
-        if method == "mining.set_extranonce":
-            e = _EXTRANONCE_DECODER.decode(params)
+            return events.NewDifficulty(difficulty=d)
+        if method is Method.SET_EXTRANONCE:
+            e: SetExtranonceParams = decode_params(method, params)
             if e.extranonce2_size < 0:
-                raise msgspec.ValidationError("negative extranonce2_size")
+                raise RemoteProtocolError(f"bad {name}: negative extranonce2_size")
             self.extranonce1, self.extranonce2_size = e.extranonce1, e.extranonce2_size
-            return NewExtranonce(extranonce1=e.extranonce1, extranonce2_size=e.extranonce2_size)
-        if method == "client.reconnect":
-            r = _RECONNECT_DECODER.decode(params)
+            return events.NewExtranonce(
+                extranonce1=e.extranonce1, extranonce2_size=e.extranonce2_size
+            )
+        if method is Method.RECONNECT:
+            r: ReconnectParams = decode_params(method, params)
             port = int(r.port) if r.port not in (None, "") else None
-            return ReconnectRequested(host=r.host or None, port=port, wait_s=float(r.wait_s or 0))
-        if method == "client.show_message":
-            return ShowMessage(text=_SHOW_DECODER.decode(params).text)
-        return UnknownNotification(method=method)
+            return events.ReconnectRequested(
+                host=r.host or None, port=port, wait_s=float(r.wait_s or 0)
+            )
+        if method is Method.SHOW_MESSAGE:
+            show: ShowMessageParams = decode_params(method, params)
+            return events.ShowMessage(text=show.text)
+        return events.UnknownNotification(method=name)
 
     def _take_pending(self, request_id: RequestId) -> tuple[int, _Pending]:
         if isinstance(request_id, int) and request_id in self._pending:
@@ -503,20 +301,20 @@ class ClientProtocol:
         # An id we never used: servers answer in order, so it is the oldest request.
         return self._pending.popitem(last=False)
 
-    def _response(self, envelope: Envelope) -> ResponseEvent:
+    def _response(self, envelope: Envelope) -> events.ResponseEvent:
         request_id, pending = self._take_pending(envelope.id)
         failure = _failure(envelope.error)
         method = pending.method
         if method is Method.SUBSCRIBE:
             if failure is not None:
                 self.state = ClientState.CONNECTED
-                return RequestFailed(request_id=request_id, method=method, failure=failure)
+                return events.RequestFailed(request_id=request_id, method=method, failure=failure)
             result = _SUBSCRIBE_DECODER.decode(envelope.result)
             self.state = ClientState.SUBSCRIBED
             self.extranonce1 = result.extranonce1
             self.extranonce2_size = result.extranonce2_size
             self.session_id = _session_id(result.subscriptions)
-            return Subscribed(
+            return events.Subscribed(
                 request_id=request_id,
                 extranonce1=result.extranonce1,
                 extranonce2_size=result.extranonce2_size,
@@ -525,19 +323,20 @@ class ClientProtocol:
         if method is Method.AUTHORIZE:
             ok = failure is None and _BOOL_DECODER.decode(envelope.result) is True
             if not ok and failure is None:
-                failure = StratumFailure(code=24, message="Unauthorized worker")
-            return Authorized(
+                code = StratumErrorCode.UNAUTHORIZED
+                failure = events.StratumFailure(code=code, message=code.default_message)
+            return events.Authorized(
                 request_id=request_id, username=str(pending.params[0]), ok=ok, failure=failure
             )
         if method is Method.EXTRANONCE_SUBSCRIBE:
             ok = failure is None and _BOOL_DECODER.decode(envelope.result) is True
-            return ExtranonceSubscribed(request_id=request_id, ok=ok)
+            return events.ExtranonceSubscribed(request_id=request_id, ok=ok)
         if method is Method.SUGGEST_DIFFICULTY:
             ok = failure is None and _BOOL_DECODER.decode(envelope.result) is True
-            return DifficultySuggested(request_id=request_id, ok=ok)
+            return events.DifficultySuggested(request_id=request_id, ok=ok)
         if method is Method.CONFIGURE:
             if failure is not None:
-                return RequestFailed(request_id=request_id, method=method, failure=failure)
+                return events.RequestFailed(request_id=request_id, method=method, failure=failure)
             return _configured(request_id, _CONFIGURE_DECODER.decode(envelope.result))
         # mining.submit
         username, job_id, extranonce2, ntime, nonce = (str(p) for p in pending.params[:5])
@@ -545,7 +344,7 @@ class ClientProtocol:
         reason: RejectReason | None = None
         if not accepted:
             reason = reason_for_code(failure.code) if failure is not None else RejectReason.OTHER
-        return SubmitResult(
+        return events.SubmitResult(
             request_id=request_id,
             username=username,
             job_id=job_id,
@@ -558,7 +357,7 @@ class ClientProtocol:
         )
 
 
-def _failure(raw: msgspec.Raw) -> StratumFailure | None:
+def _failure(raw: msgspec.Raw) -> events.StratumFailure | None:
     error: Any = _ERROR_DECODER.decode(raw)
     if error is None or error is False:
         return None
@@ -570,8 +369,8 @@ def _failure(raw: msgspec.Raw) -> StratumFailure | None:
     else:
         code, message = None, error
     if not isinstance(code, int) or isinstance(code, bool):
-        code = 20
-    return StratumFailure(code=code, message=str(message))
+        code = StratumErrorCode.OTHER
+    return events.StratumFailure(code=code, message=str(message))
 
 
 def _session_id(subscriptions: list[list[str]]) -> str | None:
@@ -582,7 +381,7 @@ def _session_id(subscriptions: list[list[str]]) -> str | None:
     return None
 
 
-def _configured(request_id: int, result: dict[str, Any] | None) -> Configured:
+def _configured(request_id: int, result: dict[str, Any] | None) -> events.Configured:
     result = result or {}
     rolling = result.get("version-rolling") is True
     mask: int | None = None
@@ -592,4 +391,6 @@ def _configured(request_id: int, result: dict[str, Any] | None) -> Configured:
             mask = int(raw_mask, 16)
         except ValueError:
             rolling = False
-    return Configured(request_id=request_id, version_rolling=rolling, version_rolling_mask=mask)
+    return events.Configured(
+        request_id=request_id, version_rolling=rolling, version_rolling_mask=mask
+    )

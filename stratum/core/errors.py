@@ -1,12 +1,13 @@
-"""The Stratum error taxonomy: one enum of wire codes, one exception carrying code and message.
+"""The Stratum error taxonomy: one table of wire codes, reason names and messages, for both sides.
 
 Theory of operation
 -------------------
 Every refusal the server sends is a ``StratumError``: a ``StratumErrorCode`` (the number on the
 wire, 20-25 as ckpool and NiceHash use them) plus a human message that says what to fix. The
 session raises and catches these internally and turns them into ``[code, message, null]``
-error triples only when it writes the reply; statistics and logs use the short ``reason``
-names instead of numbers.
+error triples only when it writes the reply; statistics, logs and ``Share.reason`` use the
+short ``RejectReason`` names instead of numbers. The client reads the same table backwards
+(``reason_for_code``), so a rejection has one name on both ends of the connection.
 """
 
 from __future__ import annotations
@@ -26,36 +27,49 @@ class StratumErrorCode(enum.IntEnum):
     NOT_SUBSCRIBED = 25
 
     @property
-    def reason(self) -> str:
+    def reason(self) -> RejectReason:
         """The short name used in statistics, logs and ``Share.reason``."""
-        return _REASONS[self]
+        return _TABLE[self][0]
 
     @property
     def default_message(self) -> str:
         """The message pools conventionally send with this code."""
-        return _MESSAGES[self]
+        return _TABLE[self][1]
 
 
-_REASONS: Final = {
-    StratumErrorCode.OTHER: "other",
-    StratumErrorCode.STALE: "stale",
-    StratumErrorCode.DUPLICATE: "duplicate",
-    StratumErrorCode.LOW_DIFFICULTY: "low_difficulty",
-    StratumErrorCode.UNAUTHORIZED: "unauthorized",
-    StratumErrorCode.NOT_SUBSCRIBED: "not_subscribed",
-}
+class RejectReason(enum.StrEnum):
+    """Why a request (usually a submit) was refused: the short name of its code."""
 
-_MESSAGES: Final = {
-    StratumErrorCode.OTHER: "Other/Unknown",
-    StratumErrorCode.STALE: "Job not found (stale)",
-    StratumErrorCode.DUPLICATE: "Duplicate share",
-    StratumErrorCode.LOW_DIFFICULTY: "Low difficulty share",
-    StratumErrorCode.UNAUTHORIZED: "Unauthorized worker",
-    StratumErrorCode.NOT_SUBSCRIBED: "Not subscribed",
+    OTHER = "other"
+    STALE = "stale"
+    DUPLICATE = "duplicate"
+    LOW_DIFFICULTY = "low_difficulty"
+    UNAUTHORIZED = "unauthorized"
+    NOT_SUBSCRIBED = "not_subscribed"
+    #: A code outside 20-25 (some pools have their own).
+    UNKNOWN = "unknown"
+
+
+#: The one table: code -> (reason name, the message pools send with it).
+_TABLE: Final[dict[StratumErrorCode, tuple[RejectReason, str]]] = {
+    StratumErrorCode.OTHER: (RejectReason.OTHER, "Other/Unknown"),
+    StratumErrorCode.STALE: (RejectReason.STALE, "Job not found (stale)"),
+    StratumErrorCode.DUPLICATE: (RejectReason.DUPLICATE, "Duplicate share"),
+    StratumErrorCode.LOW_DIFFICULTY: (RejectReason.LOW_DIFFICULTY, "Low difficulty share"),
+    StratumErrorCode.UNAUTHORIZED: (RejectReason.UNAUTHORIZED, "Unauthorized worker"),
+    StratumErrorCode.NOT_SUBSCRIBED: (RejectReason.NOT_SUBSCRIBED, "Not subscribed"),
 }
 
 #: The exact message NiceHash's extranonce-subscribe spec asks for on an unknown method.
 NOT_SUPPORTED: Final = "Not supported."
+
+
+def reason_for_code(code: int) -> RejectReason:
+    """The ``RejectReason`` for a Stratum error code (``UNKNOWN`` for codes outside 20-25)."""
+    try:
+        return StratumErrorCode(code).reason
+    except ValueError:
+        return RejectReason.UNKNOWN
 
 
 class StratumError(Exception):
@@ -67,7 +81,7 @@ class StratumError(Exception):
         super().__init__(f"{int(code)} {self.message}")
 
     @property
-    def reason(self) -> str:
+    def reason(self) -> RejectReason:
         """The short statistics name of the code (``"stale"``, ``"duplicate"``...)."""
         return self.code.reason
 

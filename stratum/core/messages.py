@@ -8,15 +8,21 @@ params are wrong therefore still has a recoverable id and gets an error reply th
 with msgspec's message (``Expected `str`, got `int` - at `$[1]```) telling the peer what to fix.
 
 Both sides use this module: the server decodes requests and encodes replies and notifications;
-the client does the reverse. Hex fields are validated by pattern here, once.
+the client does the reverse. Hex fields are validated by pattern here, once, and every method
+name is a ``Method``. The reply and notification builders at the end are the only places that
+lay out an outgoing line.
 """
 
 from __future__ import annotations
 
+import enum
+import re
 from typing import Annotated, Any, Final
 
 import msgspec
 from msgspec import Meta
+
+from stratum.core.errors import StratumError, StratumErrorCode
 
 #: Lower- or upper-case hex of any even length.
 Hex = Annotated[str, Meta(pattern=r"^(?:[0-9a-fA-F]{2})*$")]
@@ -30,6 +36,39 @@ RequestId = int | str | None
 ErrorTriple = tuple[int, str, None]
 
 MAX_LINE_BYTES: Final = 16 * 1024
+
+
+class Method(enum.StrEnum):
+    """Every Stratum method either side names: the client's requests, then the server's."""
+
+    SUBSCRIBE = "mining.subscribe"
+    AUTHORIZE = "mining.authorize"
+    EXTRANONCE_SUBSCRIBE = "mining.extranonce.subscribe"
+    CONFIGURE = "mining.configure"
+    SUGGEST_DIFFICULTY = "mining.suggest_difficulty"
+    SUBMIT = "mining.submit"
+    # Sent by the server: notifications, and one request (get_version).
+    SET_DIFFICULTY = "mining.set_difficulty"
+    NOTIFY = "mining.notify"
+    SET_EXTRANONCE = "mining.set_extranonce"
+    RECONNECT = "client.reconnect"
+    SHOW_MESSAGE = "client.show_message"
+    GET_VERSION = "client.get_version"
+
+
+#: The requests a client sends (the server answers each; it sends the others).
+CLIENT_REQUESTS: Final = frozenset(
+    {
+        Method.SUBSCRIBE,
+        Method.AUTHORIZE,
+        Method.EXTRANONCE_SUBSCRIBE,
+        Method.CONFIGURE,
+        Method.SUGGEST_DIFFICULTY,
+        Method.SUBMIT,
+    }
+)
+#: ``Method`` by its wire name, for lines whose method is any string.
+METHODS: Final = {m.value: m for m in Method}
 
 
 # --------------------------------------------------------------------------- envelopes
@@ -51,7 +90,7 @@ class Request(msgspec.Struct, frozen=True, omit_defaults=False):
 
     id: RequestId
     method: str
-    params: list[Any] | tuple[Any, ...]
+    params: list[Any] | tuple[Any, ...] | NotifyParams
 
 
 class Response(msgspec.Struct, frozen=True, omit_defaults=False):
@@ -109,7 +148,7 @@ class NotifyParams(msgspec.Struct, frozen=True, array_like=True):
     prevhash: Hex32
     coinb1: Hex
     coinb2: Hex
-    merkle_branch: list[Hex32]
+    merkle_branch: tuple[Hex32, ...]
     version: Hex4
     nbits: Hex4
     ntime: Hex4
@@ -145,8 +184,81 @@ class SubscribeResult(msgspec.Struct, frozen=True, array_like=True):
 
 envelope_decoder: Final = msgspec.json.Decoder(Envelope)
 encoder: Final = msgspec.json.Encoder()
+#: One decoder per method's params Struct (client.get_version has none).
+_PARAMS_DECODERS: Final[dict[Method, msgspec.json.Decoder[Any]]] = {
+    method: msgspec.json.Decoder(params)
+    for method, params in (
+        (Method.SUBSCRIBE, SubscribeParams),
+        (Method.AUTHORIZE, AuthorizeParams),
+        (Method.EXTRANONCE_SUBSCRIBE, ExtranonceSubscribeParams),
+        (Method.CONFIGURE, ConfigureParams),
+        (Method.SUGGEST_DIFFICULTY, SuggestDifficultyParams),
+        (Method.SUBMIT, SubmitParams),
+        (Method.SET_DIFFICULTY, SetDifficultyParams),
+        (Method.NOTIFY, NotifyParams),
+        (Method.SET_EXTRANONCE, SetExtranonceParams),
+        (Method.RECONNECT, ReconnectParams),
+        (Method.SHOW_MESSAGE, ShowMessageParams),
+    )
+}
+#: Finds a request id in a line that did not parse, so the error reply can still carry it.
+_ID_RE: Final = re.compile(rb'"id"\s*:\s*(-?\d{1,18}|"(?:[^"\\]|\\.){0,64}")')
+
+
+def decode_params(method: Method, raw: msgspec.Raw) -> Any:
+    """``raw`` decoded as the params Struct of ``method``.
+
+    Raises ``StratumError`` (20, with msgspec's message, ``... at $[2]``, saying what to fix)
+    for params of the wrong shape; ``KeyError`` for a method that takes none (a caller bug).
+    """
+    try:
+        return _PARAMS_DECODERS[method].decode(raw)
+    except msgspec.ValidationError as exc:
+        raise StratumError(StratumErrorCode.OTHER, f"Invalid params: {exc}") from None
 
 
 def encode_line(message: Request | Response) -> bytes:
     """One message as a newline-terminated JSON line."""
     return encoder.encode(message) + b"\n"
+
+
+def response_line(request_id: RequestId, result: Any) -> bytes:
+    """A successful reply."""
+    return encode_line(Response(id=request_id, result=result, error=None))
+
+
+_TRUE_LINES: dict[RequestId, bytes] = {}
+
+
+def true_line(request_id: RequestId) -> bytes:
+    """``response_line(request_id, True)``, cached: cpuminer sends every submit with id 4."""
+    line = _TRUE_LINES.get(request_id)
+    if line is None:
+        line = response_line(request_id, True)
+        if len(_TRUE_LINES) < 4096:
+            _TRUE_LINES[request_id] = line
+    return line
+
+
+def error_line(request_id: RequestId, error: StratumError) -> bytes:
+    """An error reply; ``b""`` for a notification (``id`` null), which gets no reply."""
+    if request_id is None:
+        return b""
+    return encode_line(Response(id=request_id, result=None, error=error.triple()))
+
+
+def notification_line(method: Method, params: list[Any] | NotifyParams) -> bytes:
+    """A notification (``id`` null)."""
+    return encoder.encode(Request(id=None, method=method, params=params)) + b"\n"
+
+
+def recover_id(data: bytes) -> RequestId:
+    """The request id found in a line that did not parse, or ``None``."""
+    match = _ID_RE.search(data)
+    if match is None:
+        return None
+    try:
+        value = msgspec.json.decode(match.group(1))
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, int | str) else None

@@ -106,6 +106,28 @@ def build_coinbase(coinb1: bytes, extranonce1: bytes, extranonce2: bytes, coinb2
     return coinb1 + extranonce1 + extranonce2 + coinb2
 
 
+class HeaderLayout:
+    """The header fields one job fixes, laid out once in header byte order.
+
+    Everything that puts bytes into an 80-byte header goes through here (the server's share
+    check per submission, the worker's hashing per extranonce2), so both lay it out the same.
+    """
+
+    __slots__ = ("_nbits", "_prevhash")
+
+    def __init__(self, *, prevhash: bytes, nbits: bytes) -> None:
+        self._prevhash = swap_words(prevhash)
+        self._nbits = nbits[::-1]
+
+    def prefix(self, *, version: int, merkle: bytes, ntime: bytes) -> bytes:
+        """The first 76 bytes (everything but the nonce); ``ntime`` as wire bytes."""
+        return version.to_bytes(4, "little") + self._prevhash + merkle + ntime[::-1] + self._nbits
+
+    def header(self, *, version: int, merkle: bytes, ntime: bytes, nonce: bytes) -> bytes:
+        """The full header; ``ntime`` and ``nonce`` as wire bytes (the submit's hex)."""
+        return self.prefix(version=version, merkle=merkle, ntime=ntime) + nonce[::-1]
+
+
 def header_prefix(
     *, version: bytes, prevhash: bytes, merkle: bytes, ntime: bytes, nbits: bytes
 ) -> bytes:
@@ -114,7 +136,8 @@ def header_prefix(
     ``version``, ``prevhash``, ``ntime`` and ``nbits`` are the bytes of the notify hex strings
     (``bytes.fromhex`` of what went on the wire); ``merkle`` is the root as computed.
     """
-    return version[::-1] + swap_words(prevhash) + merkle + ntime[::-1] + nbits[::-1]
+    layout = HeaderLayout(prevhash=prevhash, nbits=nbits)
+    return layout.prefix(version=int.from_bytes(version, "big"), merkle=merkle, ntime=ntime)
 
 
 def build_header(
@@ -127,10 +150,10 @@ def build_header(
     nonce: bytes,
 ) -> bytes:
     """The 80-byte header exactly as cpuminer lays it out (all inputs as wire bytes)."""
-    prefix = header_prefix(
-        version=version, prevhash=prevhash, merkle=merkle, ntime=ntime, nbits=nbits
+    layout = HeaderLayout(prevhash=prevhash, nbits=nbits)
+    return layout.header(
+        version=int.from_bytes(version, "big"), merkle=merkle, ntime=ntime, nonce=nonce
     )
-    return prefix + nonce[::-1]
 
 
 def rolled_version(version: int, version_bits: int, mask: int) -> int:

@@ -10,7 +10,8 @@ block hash has trailing zero bytes in internal order, as a real one would.
 ``JobStream(tag)`` makes the ``Job`` values one stream of work hands out (in the marketplace one
 per order, tag = order id; ``"pool"`` for the standalone pool). Each job is a real template:
 version ``20000000``; a coinbase transaction in legacy serialisation (what Stratum miners hash)
-whose scriptSig holds the BIP34 height push, a ``/hashmarket/<tag>/`` marker and one push of
+whose scriptSig holds the BIP34 height push, a ``/hashmarket/<tag>/`` marker (``tag_for``;
+``order_from_coinbase`` reads it back, as the worker does to show what it serves) and one push of
 ``extranonce_size`` bytes that the split between ``coinb1`` and ``coinb2`` leaves for
 extranonce1 + extranonce2; outputs paying the block subsidy to a P2WPKH script and a witness
 commitment. The merkle branch is the coinbase's path through a tree of a few fake transaction
@@ -38,6 +39,7 @@ _NETWORK: Final = {
 
 #: Longest tag marker that still fits one single-byte push and a 100-byte scriptSig.
 MAX_TAG_BYTES: Final = 64
+_TAG_PREFIX: Final = b"/hashmarket/"
 COIN: Final = 100_000_000
 
 
@@ -90,6 +92,33 @@ def merkle_branch(txids: list[bytes]) -> list[bytes]:
             level.append(level[-1])
         level = [b""] + [sha256d(level[i] + level[i + 1]) for i in range(2, len(level), 2)]
     return branch
+
+
+def tag_for(order_id: str) -> bytes:
+    """The coinbase marker of a stream: ``/hashmarket/<order id>/``, cut to ``MAX_TAG_BYTES``
+    (the closing ``/`` kept)."""
+    marker = _TAG_PREFIX + order_id.encode() + b"/"
+    if len(marker) > MAX_TAG_BYTES:
+        marker = marker[: MAX_TAG_BYTES - 1] + b"/"
+    return marker
+
+
+def order_from_coinbase(coinb1_hex: str) -> str | None:
+    """The order id (or ``pool``, or the idle tag) a ``tag_for`` marker in ``coinb1`` names.
+
+    ``None`` when coinb1 is not hex or carries no such marker (other pools have their own).
+    """
+    try:
+        data = bytes.fromhex(coinb1_hex)
+    except ValueError:
+        return None
+    marker = data.find(_TAG_PREFIX)
+    if marker < 0:
+        return None
+    start = marker + len(_TAG_PREFIX)
+    end = data.find(b"/", start)
+    tag = data[start : end if end >= 0 else None].decode("latin-1")
+    return tag if tag.isprintable() and tag else None
 
 
 def _derive(*parts: object) -> bytes:
@@ -172,10 +201,7 @@ class JobStream:
         self._seq = 0
         self._height: int | None = None
         self._current: Job | None = None
-        marker = f"/hashmarket/{tag}/".encode()
-        if len(marker) > MAX_TAG_BYTES:
-            marker = marker[: MAX_TAG_BYTES - 1] + b"/"
-        self._marker = marker
+        self._marker = tag_for(tag)
         self._payout = b"\x00\x14" + _derive("payout", tag)[:20]  # P2WPKH
 
     @property

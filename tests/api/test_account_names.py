@@ -14,8 +14,8 @@ from marketplace.core.key_events import Scope
 from marketplace.core.keys import KeyRing
 from marketplace.core.names import check_account_name
 from stratum.core.errors import StratumError
+from stratum.core.handshake import parse_username
 from stratum.core.names import is_account_name
-from stratum.core.session import parse_username
 from tests.marketplace_core.helpers import make_market
 
 NAMES = st.one_of(

@@ -11,21 +11,12 @@ from hypothesis import strategies as st
 
 from stratum.config import StratumConfig
 from stratum.core.errors import StratumError, StratumErrorCode
+from stratum.core.handshake import parse_username, password_difficulty
 from stratum.core.jobs import Job
-from stratum.core.session import (
-    TRANSITIONS,
-    CloseReason,
-    ExtranonceAllocator,
-    Method,
-    Outcome,
-    RefusedInState,
-    ServerSession,
-    SessionState,
-    SubmittedShares,
-    parse_username,
-    password_difficulty,
-    recover_id,
-)
+from stratum.core.messages import Method, recover_id
+from stratum.core.registries import ExtranonceAllocator, SubmittedShares
+from stratum.core.session import Outcome, ServerSession
+from stratum.core.states import TRANSITIONS, CloseReason, RefusedInState, SessionState
 
 from .helpers import find_nonce
 
@@ -108,6 +99,40 @@ def test_states_follow_the_table() -> None:
     assert outcome.close is CloseReason.PEER_CLOSED
     assert session.state is SessionState.CLOSED
     assert session.next_outcome(NOW) is None
+
+
+VALID_PARAMS: dict[Method, list[Any]] = {
+    Method.SUBSCRIBE: ["ua"],
+    Method.AUTHORIZE: ["a.w", "x"],
+    Method.EXTRANONCE_SUBSCRIBE: [],
+    Method.CONFIGURE: [[], {}],
+    Method.SUGGEST_DIFFICULTY: [1e-6],
+    Method.SUBMIT: ["a.w", "nope", "00000000", "00000000", "00000000"],
+}
+
+
+def session_in(state: SessionState) -> ServerSession:
+    session = make_session()
+    if state is not SessionState.CONNECTED:
+        feed(session, "mining.subscribe", [])
+    if state is SessionState.AUTHORIZED:
+        feed(session, "mining.authorize", ["a.w", ""])
+    assert session.state is state
+    return session
+
+
+@pytest.mark.parametrize("state", [s for s in SessionState if s is not SessionState.CLOSED])
+@pytest.mark.parametrize("method", list(VALID_PARAMS))
+def test_the_table_decides_every_request(state: SessionState, method: Method) -> None:
+    session = session_in(state)
+    outcome = feed(session, method.value, VALID_PARAMS[method])
+    target = TRANSITIONS[state].get(method)
+    if target is None:
+        assert isinstance(outcome.error, RefusedInState)
+        assert session.state is state
+    else:
+        assert not isinstance(outcome.error, RefusedInState)
+        assert session.state is target
 
 
 def test_first_job_sets_difficulty_before_notify_and_ids_are_new() -> None:
@@ -212,6 +237,31 @@ def test_a_share_is_one_duplicate_under_every_id_its_template_was_sent_with() ->
     resent = notify["params"][0]
     assert resent != job_id
     assert submit(session, resent, nonce) == [22, "Duplicate share"]
+
+
+def test_submits_refused_by_the_state_are_counted_but_are_no_shares() -> None:
+    session = make_session()
+    params = ["a.w", "1", "00000000", "00000000", "00000000"]
+    outcome = feed(session, "mining.submit", params)
+    assert decode(outcome.reply)[0]["error"] == [25, "Not subscribed", None]
+    assert (outcome.share, outcome.refused_submit) == (None, "not_subscribed")
+    feed(session, "mining.subscribe", [])
+    outcome = feed(session, "mining.submit", params)
+    assert decode(outcome.reply)[0]["error"] == [24, "Unauthorized worker", None]
+    assert (outcome.share, outcome.refused_submit) == (None, "unauthorized")
+    assert session.rejected == {"not_subscribed": 1, "unauthorized": 1}
+    assert session.state is SessionState.SUBSCRIBED
+
+
+def test_a_rejected_share_without_a_valid_name_is_the_connections_first_worker() -> None:
+    session, job_id = logged_in()
+    outcome = feed(session, "mining.submit", ["bad name", job_id, "00", "00000000", "00000000"])
+    assert outcome.share is not None
+    assert (outcome.share.account, outcome.share.worker) == ("a", "w")
+    assert outcome.share.reason == "other"
+    outcome = feed(session, "mining.submit", ["a.w", job_id, "zz", "00000000", "00000000"])
+    assert outcome.share is not None
+    assert (outcome.share.account, outcome.share.reason) == ("a", "other")
 
 
 def test_a_resumed_session_cannot_submit_its_shares_again() -> None:

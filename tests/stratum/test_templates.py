@@ -6,7 +6,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stratum.core.shares import Algorithm, merkle_root, sha256d, swap_words
-from stratum.core.templates import EmulatedChain, JobStream, merkle_branch, script_num
+from stratum.core.templates import (
+    MAX_TAG_BYTES,
+    EmulatedChain,
+    JobStream,
+    merkle_branch,
+    order_from_coinbase,
+    script_num,
+    tag_for,
+)
 
 
 def read_varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -88,6 +96,17 @@ def test_long_tags_are_truncated_to_fit_the_script() -> None:
     coinbase = bytes.fromhex(job.coinb1) + bytes(8) + bytes.fromhex(job.coinb2)
     ((_, script, _),) = parse_tx(coinbase)["inputs"]  # type: ignore[misc]
     assert len(script) <= 100
+    # The cut tag still reads back: the prefix of the order id that fits.
+    assert tag_for("x" * 500) == b"/hashmarket/" + b"x" * (MAX_TAG_BYTES - 13) + b"/"
+    assert order_from_coinbase(job.coinb1) == "x" * (MAX_TAG_BYTES - 13)
+
+
+def test_the_tag_written_is_the_tag_read() -> None:
+    assert tag_for("o-000017") == b"/hashmarket/o-000017/"
+    job = make_stream(tag="o-000017").next_job(1_800_000_000_000)
+    assert order_from_coinbase(job.coinb1) == "o-000017"
+    assert order_from_coinbase(b"\x03abc/some-pool/xyz".hex()) is None
+    assert order_from_coinbase("zz") is None
 
 
 @given(

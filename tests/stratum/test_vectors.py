@@ -10,7 +10,8 @@ import msgspec
 import pytest
 
 from stratum.core.jobs import Job
-from stratum.core.session import ExtranonceAllocator, ServerSession, SessionConfig
+from stratum.core.registries import ExtranonceAllocator
+from stratum.core.session import ServerSession, SessionConfig
 from stratum.core.shares import Algorithm
 
 VECTORS: list[dict[str, Any]] = json.loads(

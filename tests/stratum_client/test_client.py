@@ -18,15 +18,15 @@ from stratum.client import (
     open_stratum_client,
     stream_client,
 )
-from stratum.core.client_protocol import (
+from stratum.core.client_events import (
     ConnectionClosed,
     Event,
     NewDifficulty,
     NewExtranonce,
     NewJob,
-    RejectReason,
     ShowMessage,
 )
+from stratum.core.errors import RejectReason
 from tests.workers.fakepool import FakePool
 
 

@@ -9,32 +9,33 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stratum.core.client_protocol import (
-    NEED_DATA,
+from stratum.core.client_events import (
     Authorized,
-    ClientProtocol,
-    ClientState,
     Configured,
     ConnectionClosed,
     DifficultySuggested,
     Event,
     ExtranonceSubscribed,
-    LocalProtocolError,
-    Method,
     NewDifficulty,
     NewExtranonce,
     NewJob,
     ReconnectRequested,
-    RejectReason,
-    RemoteProtocolError,
     RequestFailed,
     ShowMessage,
     StratumFailure,
     SubmitResult,
     Subscribed,
     UnknownNotification,
-    reason_for_code,
 )
+from stratum.core.client_protocol import (
+    ClientProtocol,
+    ClientState,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from stratum.core.errors import RejectReason, reason_for_code
+from stratum.core.framing import NEED_DATA
+from stratum.core.messages import Method
 
 NOTIFY = [
     "jA",

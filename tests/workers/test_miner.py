@@ -10,9 +10,9 @@ import trio
 
 from stratum.client import ClientConfig
 from stratum.core.shares import Algorithm
-from stratum.core.templates import EmulatedChain, JobStream
+from stratum.core.templates import EmulatedChain, JobStream, order_from_coinbase
 from tests.workers.fakepool import FakePool
-from workers.miner import Backoff, Miner, MinerConfig, _order_from_coinbase, _order_from_text
+from workers.miner import Backoff, Miner, MinerConfig, _order_from_text
 
 DIFFICULTY = 1e-5  # one share per ~43,000 hashes: several per second on one core
 
@@ -192,9 +192,9 @@ def test_order_hints() -> None:
     # The tag the server really writes (one test, so the two cannot drift apart again).
     chain = EmulatedChain(algorithm=Algorithm.SHA256D, block_interval_ms=600_000, now_ms=0)
     job = JobStream("o-000017", chain=chain).next_job(0)
-    assert _order_from_coinbase(job.coinb1) == "o-000017"
-    assert _order_from_coinbase(b"\x03abc/some-pool/xyz".hex()) is None
-    assert _order_from_coinbase("00ff") is None
+    assert order_from_coinbase(job.coinb1) == "o-000017"
+    assert order_from_coinbase(b"\x03abc/some-pool/xyz".hex()) is None
+    assert order_from_coinbase("00ff") is None
 
 
 async def test_stopping_waits_for_the_answers_to_shares_already_sent(

@@ -19,7 +19,7 @@ import trio
 from stratum.client import ClientConfig
 from stratum.config import StratumConfig
 from stratum.core.jobs import Share
-from stratum.core.session import CloseReason
+from stratum.core.states import CloseReason
 from stratum.pool import PoolWorkSource
 from stratum.server import StratumServer, trio_wall_clock
 from workers.miner import Miner, MinerConfig, MinerSummary

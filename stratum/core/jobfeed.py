@@ -1,0 +1,229 @@
+"""The work one connection is sent: its jobs, the difficulty they carry, and which of them a
+share may still be submitted for.
+
+Theory of operation
+-------------------
+``JobFeed`` turns the work source's ``Job`` values into the lines one connection receives.
+Each job goes out under a fresh id (``registries.JobIds``) as a ``SentJob`` that remembers the
+difficulty, target and extranonce1 it was sent with, so a share is always checked against
+exactly what the miner was told. ``mining.set_difficulty`` goes out right before the first
+notify that carries a new difficulty (miners capture the difficulty when a job arrives). A
+``clean_jobs`` job makes every earlier job stale after the grace period; at most ``max_jobs``
+are kept, oldest dropped first.
+
+A difficulty change (vardiff, ``mining.suggest_difficulty``) re-sends the current job at once,
+not clean, under a new id: cpuminer only picks a difficulty up with a new job id. Shares for
+the earlier ids stay valid at the difficulty those were sent with.
+
+Duplicates are tracked per template and extranonce1, not per id (``SentJob.template``): jobs
+that are the same work share one ``seen`` set, parked in ``registries.SubmittedShares`` when
+the connection closes for a resumed session to take over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
+
+from stratum.core.jobs import Job
+from stratum.core.messages import Method, NotifyParams, notification_line
+from stratum.core.registries import JobIds, SubmittedShares
+from stratum.core.shares import Algorithm, HeaderLayout, merkle_root, target_for
+from stratum.core.vardiff import Vardiff, VardiffConfig
+
+#: Merkle roots remembered per job (one per extranonce2 the miner used).
+_MERKLE_CACHE_SIZE: Final = 64
+_TEMPLATE_ENCODER: Final = msgspec.msgpack.Encoder()
+
+
+@dataclass(slots=True, kw_only=True)
+class SentJob:
+    """A job as this connection received it, with everything needed to check its shares."""
+
+    local_id: str
+    job: Job
+    difficulty: float
+    target: int
+    extranonce1: bytes
+    sent_ms: int
+    ntime: int
+    coinb1_en1: bytes
+    coinb2: bytes
+    branch: tuple[bytes, ...]
+    version: int
+    layout: HeaderLayout
+    #: The header's fixed parts: one template sent to one extranonce1 (see ``SubmittedShares``).
+    template: bytes
+    stale_at_ms: int | None = None
+    seen: set[bytes] = field(default_factory=set)
+    merkle_cache: dict[bytes, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        local_id: str,
+        job: Job,
+        extranonce1: bytes,
+        difficulty: float,
+        target: int,
+        now_ms: int,
+    ) -> SentJob:
+        """``job`` sent as ``local_id`` to the connection holding ``extranonce1``.
+
+        Raises ``ValueError`` for hex fields that are not hex (a work source bug).
+        """
+        coinb1_en1 = bytes.fromhex(job.coinb1) + extranonce1
+        coinb2 = bytes.fromhex(job.coinb2)
+        branch = tuple(bytes.fromhex(node) for node in job.merkle_branch)
+        version = int(job.version, 16)
+        prevhash = bytes.fromhex(job.prevhash)
+        nbits = bytes.fromhex(job.nbits)
+        # ntime is left out: a job re-sent with ntime moved on is the same work for duplicates.
+        template = hashlib.sha256(
+            _TEMPLATE_ENCODER.encode((coinb1_en1, coinb2, branch, version, prevhash, nbits))
+        ).digest()
+        return cls(
+            local_id=local_id,
+            job=job,
+            difficulty=difficulty,
+            target=target,
+            extranonce1=extranonce1,
+            sent_ms=now_ms,
+            ntime=int(job.ntime, 16),
+            coinb1_en1=coinb1_en1,
+            coinb2=coinb2,
+            branch=branch,
+            version=version,
+            layout=HeaderLayout(prevhash=prevhash, nbits=nbits),
+            template=template,
+        )
+
+    def merkle_root(self, extranonce2: bytes) -> bytes:
+        """The merkle root for ``extranonce2`` (cached: miners reuse one for many nonces)."""
+        root = self.merkle_cache.get(extranonce2)
+        if root is None:
+            root = merkle_root(self.coinb1_en1 + extranonce2 + self.coinb2, self.branch)
+            if len(self.merkle_cache) >= _MERKLE_CACHE_SIZE:
+                self.merkle_cache.clear()
+            self.merkle_cache[extranonce2] = root
+        return root
+
+
+class JobFeed:
+    """The jobs and difficulty of one connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        algorithm: Algorithm,
+        difficulty: float,
+        vardiff: VardiffConfig | None,
+        stale_grace_ms: int,
+        max_jobs: int,
+        ntime_future_s: int,
+        job_ids: JobIds,
+        submitted: SubmittedShares,
+    ) -> None:
+        #: The difficulty the next job carries.
+        self.difficulty = difficulty
+        #: The connection's extranonce1 (set on subscribe and ``mining.set_extranonce``).
+        self.extranonce1: bytes | None = None
+        self.jobs: dict[str, SentJob] = {}
+        self.current: Job | None = None
+        self._algorithm = algorithm
+        self._vardiff_config = vardiff
+        self._vardiff: Vardiff | None = None
+        self._stale_grace_ms = stale_grace_ms
+        self._max_jobs = max_jobs
+        self._ntime_future_s = ntime_future_s
+        self._job_ids = job_ids
+        self._submitted = submitted
+        self._sent_difficulty: float | None = None
+
+    def send(self, job: Job, now_ms: int) -> bytes:
+        """The lines that send ``job`` under a new id (``set_difficulty`` first if needed).
+
+        Raises ``RuntimeError`` before an extranonce1 is set (a driver bug).
+        """
+        if self.extranonce1 is None:
+            raise RuntimeError("send_job before subscribe")
+        out = b""
+        if self._sent_difficulty != self.difficulty:
+            out = notification_line(Method.SET_DIFFICULTY, [self.difficulty])
+            self._sent_difficulty = self.difficulty
+        if job.clean_jobs:
+            stale_at = now_ms + self._stale_grace_ms
+            for sent in self.jobs.values():
+                if sent.stale_at_ms is None:
+                    sent.stale_at_ms = stale_at
+        self._prune(now_ms)
+        sent = SentJob.make(
+            local_id=self._job_ids.next(),
+            job=job,
+            extranonce1=self.extranonce1,
+            difficulty=self.difficulty,
+            target=target_for(self._algorithm, self.difficulty),
+            now_ms=now_ms,
+        )
+        seen = next((s.seen for s in self.jobs.values() if s.template == sent.template), None)
+        sent.seen = self._submitted.claim(sent.template, now_ms=now_ms) if seen is None else seen
+        self.jobs[sent.local_id] = sent
+        self.current = job
+        if self._vardiff is None and self._vardiff_config is not None:
+            self._vardiff = Vardiff(
+                config=self._vardiff_config, difficulty=self.difficulty, now_ms=now_ms
+            )
+        # The notify's params in their wire order (a Job is a template: it has no id).
+        header = (job.prevhash, job.coinb1, job.coinb2, job.merkle_branch, job.version, job.nbits)
+        notify = NotifyParams(sent.local_id, *header, job.ntime, job.clean_jobs)
+        return out + notification_line(Method.NOTIFY, notify)
+
+    def change_difficulty(self, difficulty: float, now_ms: int) -> bytes:
+        """Make ``difficulty`` the one in force; before the first job that is all. After it,
+        the lines to send: ``set_difficulty`` and the current job under a new id."""
+        self.difficulty = difficulty
+        if self._vardiff is not None:
+            self._vardiff.reset(difficulty=difficulty, now_ms=now_ms)
+        current = self.current
+        if current is None or self.extranonce1 is None:
+            return b""
+        return self.send(msgspec.structs.replace(current, clean_jobs=False), now_ms)
+
+    def on_accepted(self, share_difficulty: float, now_ms: int) -> bytes:
+        """Count an accepted share for vardiff; the lines of a difficulty change, if any."""
+        if self._vardiff is None:
+            return b""
+        new = self._vardiff.on_share(share_difficulty=share_difficulty, now_ms=now_ms)
+        return b"" if new is None else self.change_difficulty(new, now_ms)
+
+    def on_tick(self, now_ms: int) -> bytes:
+        """Let vardiff lower a silent miner's difficulty; the lines of the change, if any."""
+        if self._vardiff is None or self.current is None:
+            return b""
+        new = self._vardiff.on_tick(now_ms)
+        return b"" if new is None else self.change_difficulty(new, now_ms)
+
+    def next_tick_ms(self) -> int | None:
+        """When ``on_tick`` should next run (``None``: no vardiff or no job yet)."""
+        if self._vardiff is None or self.current is None:
+            return None
+        return self._vardiff.next_tick_ms
+
+    def park(self, now_ms: int) -> None:
+        """The connection closed: keep its submitted shares for a resumed session, drop jobs."""
+        for sent in self.jobs.values():
+            self._submitted.park(sent.template, sent.seen, now_ms=now_ms)
+        self.jobs.clear()
+
+    def _prune(self, now_ms: int) -> None:
+        jobs = self.jobs
+        for local_id in [
+            k for k, v in jobs.items() if v.stale_at_ms is not None and v.stale_at_ms <= now_ms
+        ]:
+            del jobs[local_id]
+        while len(jobs) >= self._max_jobs:
+            del jobs[next(iter(jobs))]
