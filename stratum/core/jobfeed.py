@@ -11,9 +11,14 @@ notify that carries a new difficulty (miners capture the difficulty when a job a
 ``clean_jobs`` job makes every earlier job stale after the grace period; at most ``max_jobs``
 are kept, oldest dropped first.
 
-A difficulty change (vardiff, ``mining.suggest_difficulty``) re-sends the current job at once,
-not clean, under a new id: cpuminer only picks a difficulty up with a new job id. Shares for
-the earlier ids stay valid at the difficulty those were sent with.
+A difficulty change (vardiff, ``mining.suggest_difficulty``) re-sends the current template at
+once, not clean, under a new id and with a header that differs from the previous job's: ntime
+moves to the clock, at least one second past the previous job's. cpuminer switches work only
+when the first 76 header bytes change, so a job that differed in its id alone would leave it
+hashing the old job at the old difficulty until the next template (stratum.md, "Difficulty").
+ntime never goes past the window a share's ntime may have (``ntime_future_s`` ahead). Shares
+for the earlier ids stay valid at the difficulty those were sent with, and the earliest ntime
+a share may carry stays the template's: the re-sent job is the same work (below).
 
 Duplicates are tracked per template and extranonce1, not per id (``SentJob.template``): jobs
 that are the same work share one ``seen`` set, parked in ``registries.SubmittedShares`` when
@@ -49,6 +54,7 @@ class SentJob:
     target: int
     extranonce1: bytes
     sent_ms: int
+    #: The earliest ntime a share may carry: the template's, also when re-sent moved on.
     ntime: int
     coinb1_en1: bytes
     coinb2: bytes
@@ -71,8 +77,10 @@ class SentJob:
         difficulty: float,
         target: int,
         now_ms: int,
+        min_ntime: int | None = None,
     ) -> SentJob:
-        """``job`` sent as ``local_id`` to the connection holding ``extranonce1``.
+        """``job`` sent as ``local_id`` to the connection holding ``extranonce1``; shares may
+        carry an ntime from ``min_ntime`` on (default: the job's own).
 
         Raises ``ValueError`` for hex fields that are not hex (a work source bug).
         """
@@ -93,7 +101,7 @@ class SentJob:
             target=target,
             extranonce1=extranonce1,
             sent_ms=now_ms,
-            ntime=int(job.ntime, 16),
+            ntime=int(job.ntime, 16) if min_ntime is None else min_ntime,
             coinb1_en1=coinb1_en1,
             coinb2=coinb2,
             branch=branch,
@@ -143,11 +151,14 @@ class JobFeed:
         self._job_ids = job_ids
         self._submitted = submitted
         self._sent_difficulty: float | None = None
+        self._current_min_ntime = 0
 
-    def send(self, job: Job, now_ms: int) -> bytes:
+    def send(self, job: Job, now_ms: int, *, min_ntime: int | None = None) -> bytes:
         """The lines that send ``job`` under a new id (``set_difficulty`` first if needed).
 
-        Raises ``RuntimeError`` before an extranonce1 is set (a driver bug).
+        ``min_ntime`` is the earliest ntime its shares may carry when ``job`` is an earlier
+        template re-sent with ntime moved on. Raises ``RuntimeError`` before an extranonce1
+        is set (a driver bug).
         """
         if self.extranonce1 is None:
             raise RuntimeError("send_job before subscribe")
@@ -168,11 +179,13 @@ class JobFeed:
             difficulty=self.difficulty,
             target=target_for(self._algorithm, self.difficulty),
             now_ms=now_ms,
+            min_ntime=min_ntime,
         )
         seen = next((s.seen for s in self.jobs.values() if s.template == sent.template), None)
         sent.seen = self._submitted.claim(sent.template, now_ms=now_ms) if seen is None else seen
         self.jobs[sent.local_id] = sent
         self.current = job
+        self._current_min_ntime = sent.ntime
         if self._vardiff is None and self._vardiff_config is not None:
             self._vardiff = Vardiff(
                 config=self._vardiff_config, difficulty=self.difficulty, now_ms=now_ms
@@ -184,14 +197,18 @@ class JobFeed:
 
     def change_difficulty(self, difficulty: float, now_ms: int) -> bytes:
         """Make ``difficulty`` the one in force; before the first job that is all. After it,
-        the lines to send: ``set_difficulty`` and the current job under a new id."""
+        the lines to send: ``set_difficulty`` and the current template as a new job whose
+        header differs from the previous job's (see the module docstring)."""
         self.difficulty = difficulty
         if self._vardiff is not None:
             self._vardiff.reset(difficulty=difficulty, now_ms=now_ms)
         current = self.current
         if current is None or self.extranonce1 is None:
             return b""
-        return self.send(msgspec.structs.replace(current, clean_jobs=False), now_ms)
+        now_s = now_ms // 1000
+        ntime = min(max(int(current.ntime, 16) + 1, now_s), now_s + self._ntime_future_s)
+        job = msgspec.structs.replace(current, clean_jobs=False, ntime=f"{ntime & 0xFFFFFFFF:08x}")
+        return self.send(job, now_ms, min_ntime=self._current_min_ntime)
 
     def on_accepted(self, share_difficulty: float, now_ms: int) -> bytes:
         """Count an accepted share for vardiff; the lines of a difficulty change, if any."""

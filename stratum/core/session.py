@@ -31,6 +31,11 @@ after a handler succeeds the session moves to the table's target state. An unkno
 oversize lines and too many rejected shares in a row close the connection; everything else the
 peer can do is answered. ``mining.submit`` is decoded here (its shape) and then checked by the
 share pipeline (``pipeline.SharePipeline``) against the jobs this connection was sent.
+
+A new difficulty is sent as ``set_difficulty`` and then the current template again under a new
+id with ntime moved on (to the clock, at least one second past the previous job's): cpuminer
+switches work only when the first 76 header bytes change, so a job that differed in its id
+alone would leave it hashing the old job at the old difficulty.
 """
 
 from __future__ import annotations

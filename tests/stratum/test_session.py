@@ -239,6 +239,35 @@ def test_a_share_is_one_duplicate_under_every_id_its_template_was_sent_with() ->
     assert submit(session, resent, nonce) == [22, "Duplicate share"]
 
 
+def test_a_new_difficulty_comes_with_a_job_whose_header_differs() -> None:
+    session, job_id = logged_in()
+    nonce = valid_nonce(session, job_id)
+    lines = decode(feed(session, "mining.suggest_difficulty", [2e-6]).followups)
+    assert [m["method"] for m in lines] == ["mining.set_difficulty", "mining.notify"]
+    assert lines[0]["params"] == [2e-6]
+    params = lines[1]["params"]
+    template = [JOB.prevhash, JOB.coinb1, JOB.coinb2, list(JOB.merkle_branch)]
+    assert params[1:7] == [*template, JOB.version, JOB.nbits]
+    # Same template, not clean, new id, and ntime one second on: the header changed.
+    assert (params[0] != job_id, params[8]) == (True, False)
+    assert int(params[7], 16) == int(JOB.ntime, 16) + 1
+    # The earlier job's shares still count, at the difficulty it was sent with.
+    outcome = feed(session, "mining.submit", ["a.w", job_id, "00000000", JOB.ntime, nonce])
+    assert outcome.share is not None
+    assert (outcome.share.accepted, outcome.share.difficulty) == (True, 1e-6)
+    assert session.jobs[params[0]].difficulty == 2e-6
+
+
+def test_difficulty_changes_never_move_ntime_past_the_window() -> None:
+    session, _ = logged_in(ntime_future_s=2)
+    ntimes = []
+    for difficulty in (2e-6, 3e-6, 4e-6, 5e-6):
+        (notify,) = decode(feed(session, "mining.suggest_difficulty", [difficulty]).followups)[1:]
+        ntimes.append(int(notify["params"][7], 16))
+    now_s = NOW // 1000
+    assert ntimes == [now_s + 1, now_s + 2, now_s + 2, now_s + 2]
+
+
 def test_submits_refused_by_the_state_are_counted_but_are_no_shares() -> None:
     session = make_session()
     params = ["a.w", "1", "00000000", "00000000", "00000000"]
