@@ -4,6 +4,11 @@ Precedence, highest first: command-line flags, the TOML file (``--config``), env
 variables (``HASHMARKET_<NAME>``, e.g. ``HASHMARKET_API_PORT=9000``), built-in defaults. Every
 setting has the same name in all three places (dashes in flags, underscores elsewhere), so
 ``--api-port``, ``api_port = 9000`` and ``HASHMARKET_API_PORT`` are one setting.
+
+Share difficulties are per algorithm (``--sha256d-start-difficulty``, ``--scrypt-max-difficulty``
+...). The names without an algorithm (``--start-difficulty``...) set both algorithms at once, as
+if both per-algorithm names had been given in the same place: a per-algorithm name given in the
+same place wins over it, and either is overridden by a higher place (a flag over the file).
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from stratum.config import DEFAULT_DIFFICULTY
+from stratum.core.shares import Algorithm
 
 ENV_PREFIX = "HASHMARKET_"
 
@@ -30,9 +38,16 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     db: str = "./hashmarket.db"
     faucet: bool = False
     ports_file: str | None = None
+    #: Both algorithms at once (``None``: each algorithm's own setting or default).
     start_difficulty: float | None = None
     min_difficulty: float | None = None
     max_difficulty: float | None = None
+    sha256d_start_difficulty: float | None = None
+    sha256d_min_difficulty: float | None = None
+    sha256d_max_difficulty: float | None = None
+    scrypt_start_difficulty: float | None = None
+    scrypt_min_difficulty: float | None = None
+    scrypt_max_difficulty: float | None = None
     target_share_interval: float = 10.0
     job_interval: float = 30.0
     block_interval: float = 600.0
@@ -45,6 +60,12 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     log_level: str = "info"
 
 
+_BOUNDS = (
+    ("start", "start difficulty"),
+    ("min", "vardiff lower bound"),
+    ("max", "vardiff upper bound"),
+)
+
 #: Settings that can be given on the command line of ``serve`` (name, type, help).
 _FLAGS: tuple[tuple[str, type, str], ...] = (
     ("host", str, "address every listener binds (default 127.0.0.1)"),
@@ -53,9 +74,18 @@ _FLAGS: tuple[tuple[str, type, str], ...] = (
     ("scrypt_port", int, "Stratum port of the scrypt market (default 3334; 0 = any)"),
     ("db", str, "SQLite file; created on first start, reused after (default ./hashmarket.db)"),
     ("ports_file", str, "write the bound ports as JSON here once every listener is up"),
-    ("start_difficulty", float, "Stratum start difficulty (default per algorithm)"),
-    ("min_difficulty", float, "vardiff lower bound (default per algorithm)"),
-    ("max_difficulty", float, "vardiff upper bound (default per algorithm)"),
+    ("start_difficulty", float, "Stratum start difficulty of both algorithms"),
+    ("min_difficulty", float, "vardiff lower bound of both algorithms"),
+    ("max_difficulty", float, "vardiff upper bound of both algorithms"),
+    *(
+        (
+            f"{algorithm.value}_{bound}_difficulty",
+            float,
+            f"{algorithm.value} {what} (default {getattr(DEFAULT_DIFFICULTY[algorithm], bound):g})",
+        )
+        for algorithm in Algorithm
+        for bound, what in _BOUNDS
+    ),
     ("target_share_interval", float, "seconds between shares vardiff aims for (default 10)"),
     ("job_interval", float, "seconds between new jobs (default 30)"),
     ("block_interval", float, "seconds between emulated blocks (default 600)"),
@@ -83,6 +113,25 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
 
 
+#: The settings that set one bound for both algorithms, and the per-algorithm names they stand for.
+_BOTH_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    f"{bound}_difficulty": tuple(f"{a.value}_{bound}_difficulty" for a in Algorithm)
+    for bound, _ in _BOUNDS
+}
+
+
+def _per_algorithm(layer: dict[str, Any]) -> dict[str, Any]:
+    """``layer`` (one place: env, file or flags) with each both-algorithms setting also given
+    under the per-algorithm names the layer does not set itself."""
+    out = dict(layer)
+    for both, names in _BOTH_ALGORITHMS.items():
+        if layer.get(both) is not None:
+            for name in names:
+                if layer.get(name) is None:
+                    out[name] = layer[both]
+    return out
+
+
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     fields = {f.name: f.type for f in msgspec.structs.fields(NodeConfig)}
     out: dict[str, Any] = {}
@@ -103,17 +152,19 @@ def load_config(
     Raises ``ValueError`` with a readable message for an unknown setting or a wrong type.
     """
     merged: dict[str, Any] = {}
-    merged.update(_from_env(os.environ if environ is None else environ))
+    merged.update(_per_algorithm(_from_env(os.environ if environ is None else environ)))
     config_file = getattr(args, "config", None) if args is not None else None
     if config_file:
         with Path(config_file).open("rb") as fh:
             table = tomllib.load(fh)
-        merged.update({key.replace("-", "_"): value for key, value in table.items()})
+        merged.update(_per_algorithm({key.replace("-", "_"): v for key, v in table.items()}))
     if args is not None:
+        flags = {}
         for name in [*(f[0] for f in _FLAGS), "faucet"]:
             value = getattr(args, name, None)
             if value is not None:
-                merged[name] = value
+                flags[name] = value
+        merged.update(_per_algorithm(flags))
     try:
         # strict=False lets environment strings ("9000", "true") become ints and bools.
         return msgspec.convert(merged, NodeConfig, strict=False)

@@ -89,15 +89,22 @@ async def open_storage(config: NodeConfig) -> AsyncIterator[Journal]:
 
 
 def stratum_config(config: NodeConfig, algorithm: Algorithm) -> StratumConfig:
-    """One Stratum listener's settings from the node's."""
+    """One Stratum listener's settings from the node's: the algorithm's own difficulty
+    settings, else the ones for both algorithms, else (``None``) the algorithm's defaults."""
     port = config.sha256d_port if algorithm is Algorithm.SHA256D else config.scrypt_port
+
+    def difficulty(bound: str) -> float | None:
+        own: float | None = getattr(config, f"{algorithm.value}_{bound}_difficulty")
+        both: float | None = getattr(config, f"{bound}_difficulty")
+        return own if own is not None else both
+
     return StratumConfig(
         algorithm=algorithm,
         host=config.host,
         port=port,
-        start_difficulty=config.start_difficulty,
-        min_difficulty=config.min_difficulty,
-        max_difficulty=config.max_difficulty,
+        start_difficulty=difficulty("start"),
+        min_difficulty=difficulty("min"),
+        max_difficulty=difficulty("max"),
         target_share_interval_s=config.target_share_interval,
         job_interval_s=config.job_interval,
         block_interval_s=config.block_interval,
