@@ -1,8 +1,9 @@
 """Benchmark: signed ``order.create`` + ``order.get`` calls per second through the buyer API.
 
-A real server (hypercorn + the API app + Engine + SQLite journal) runs in a child process; this
-process is one client (``marketplace.client.MarketClient``, one keep-alive HTTP connection,
-every call signed) that alternates ``order.create`` and ``order.get`` sequentially. Printed:
+A real node (``marketplace.assembly.run_node``: hypercorn + the API app + Engine + SQLite
+journal, the rest of the node idle) runs in a child process; this process is one client
+(``marketplace.client.MarketClient``, one keep-alive HTTP connection, every call signed) that
+alternates ``order.create`` and ``order.get`` sequentially. Printed:
 calls/s overall, and p50/p99 latency of each method, plus the environment. The rate limit is
 raised for the run (the default 20/s would be the figure otherwise). Run:
 
@@ -34,58 +35,36 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 def serve(workdir: Path, synchronous: str) -> None:
-    """The child: a market with the faucet on, one account, the API on a free port."""
+    """The child: a node built by the assembly (faucet on), one account, the API on a free port."""
     import trio
 
-    from marketplace.accounts import bootstrap_account
-    from marketplace.api.app import ApiApp, ApiSettings, RpcService
-    from marketplace.api.server import serve_api
-    from marketplace.core.fleet import Fleet
-    from marketplace.core.market import Market
-    from marketplace.core.model import MarketConfig
-    from marketplace.engine import Engine
-    from marketplace.masterkey import open_keyring
-    from marketplace.scheduler import MarketScheduler
-    from marketplace.storage import Synchronous, open_journal
+    from marketplace.api.app import ApiSettings
+    from marketplace.assembly import Node, run_node
+    from marketplace.config import NodeConfig
     from stratum.logconfig import configure_logging
 
     configure_logging("json", level="warning")
-    db = workdir / "bench.db"
+    config = NodeConfig(
+        db=str(workdir / "bench.db"),
+        api_port=0,
+        sha256d_port=0,
+        scrypt_port=0,
+        faucet=True,
+        synchronous=synchronous,
+    )
+    # The one thing a node has no flag for: the rate limit, raised for the run.
+    api = ApiSettings(rate_per_s=1_000_000, burst=1_000_000)
 
     async def main() -> None:
-        market = Market(config=MarketConfig(faucet=True))
-        fleet = Fleet(config=market.config)
-        keyring = open_keyring(db, create=True)
-        async with open_journal(db, synchronous=Synchronous(synchronous)) as journal:
-            engine = Engine(components=[market, keyring], journal=journal)
-            scheduler = MarketScheduler(engine=engine, market=market, fleet=fleet)
-            await engine.restore()
-            boot = await bootstrap_account(
-                executor=engine,
-                market=market,
-                keyring=keyring,
-                account="bench",
-                now_ms=engine.now_ms(),
-            )
-            settings = ApiSettings(rate_per_s=1_000_000, burst=1_000_000)
-            app = ApiApp(
-                RpcService(
-                    market=market,
-                    fleet=fleet,
-                    keyring=keyring,
-                    executor=engine,
-                    settings=settings,
-                )
-            )
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(scheduler.run)
-                port = await nursery.start(partial(serve_api, app=app, host="127.0.0.1", port=0))
-                ready = workdir / "ready.json"
-                tmp = workdir / "ready.tmp"
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    json.dump({"port": port, **boot._asdict()}, fh)
-                tmp.rename(ready)
+        async with trio.open_nursery() as nursery:
+            node: Node = await nursery.start(partial(run_node, config, api=api))
+            boot = await node.core.create_account("bench")
+            ready = workdir / "ready.json"
+            tmp = workdir / "ready.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"port": node.api_port, **boot._asdict()}, fh)
+            tmp.rename(ready)
 
     trio.run(main)
 

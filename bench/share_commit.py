@@ -1,6 +1,7 @@
 """Benchmark: accepted shares per second through the durable path, and the latency it adds.
 
-Each submitter is one emulated Stratum connection: it records accepted shares one at a time
+The market, engine and journal are a node's, opened by the assembly (``open_core``). Each
+submitter is one emulated Stratum connection: it records accepted shares one at a time
 with ``await engine.execute(lambda: market.record_share(share, order_id=...))``, exactly as the
 bridge does before the server replies ``true``. Many submitters run at once, so their shares
 share the journal's group commits. Printed per ``synchronous`` mode (FULL, NORMAL): shares/s,
@@ -24,13 +25,11 @@ from pathlib import Path
 
 import trio
 
-from marketplace.core.fleet import Fleet
+from marketplace.assembly import open_core
+from marketplace.config import NodeConfig
 from marketplace.core.invariants import check_invariants
-from marketplace.core.market import Market
-from marketplace.core.model import MarketConfig, OrderType, WorkerKey
-from marketplace.engine import Engine
-from marketplace.scheduler import MarketScheduler
-from marketplace.storage import Synchronous, open_journal
+from marketplace.core.model import OrderType, WorkerKey
+from marketplace.storage import Synchronous
 from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
 
@@ -45,18 +44,18 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[index]
 
 
+def node_config(path: Path, synchronous: Synchronous) -> NodeConfig:
+    return NodeConfig(db=str(path), faucet=True, synchronous=synchronous.value)
+
+
 async def run_mode(
     *, path: Path, synchronous: Synchronous, submitters: int, seconds: float
 ) -> dict[str, float]:
-    market = Market(config=MarketConfig(faucet=True))
-    fleet = Fleet(config=market.config)
-    async with open_journal(path, synchronous=synchronous) as journal:
-        engine = Engine(components=[market], journal=journal)
-        scheduler = MarketScheduler(engine=engine, market=market, fleet=fleet)
-        await engine.restore()
+    async with open_core(node_config(path, synchronous)) as core:
+        market, fleet, engine, journal = core.market, core.fleet, core.engine, core.journal
 
         def setup() -> str:
-            now = engine.now_ms()
+            now = core.clock.now_ms()
             market.create_account(account="buyer", now_ms=now)
             market.create_account(account="seller", now_ms=now)
             market.deposit(account="buyer", amount_msat=10**18, now_ms=now)
@@ -75,8 +74,8 @@ async def run_mode(
         order_id = await engine.execute(setup)
         keys = [WorkerKey(i, "seller", f"w{i}", ALGORITHM) for i in range(submitters)]
         for key in keys:
-            fleet.worker_joined(worker=key, estimate_hs=MH, now_ms=engine.now_ms())
-        scheduler.rebalance()
+            fleet.worker_joined(worker=key, estimate_hs=MH, now_ms=core.clock.now_ms())
+        core.scheduler.rebalance()
         latencies: list[float] = []
         commits_before = journal.commits
         records_before = journal.records_written
@@ -93,7 +92,7 @@ async def run_mode(
                     difficulty=0.0001,
                     accepted=True,
                     reason=None,
-                    time_ms=engine.now_ms(),
+                    time_ms=core.clock.now_ms(),
                 )
                 started = time.perf_counter()
                 # As the bridge does: the order is the job's source; the fleet hears the work.
@@ -124,10 +123,8 @@ async def run_mode(
 
 async def single_latency(*, path: Path, synchronous: Synchronous, count: int) -> float:
     """p50 of one lone ``execute`` (no concurrency): the cost of one commit round trip."""
-    market = Market(config=MarketConfig(faucet=True))
-    async with open_journal(path, synchronous=synchronous) as journal:
-        engine = Engine(components=[market], journal=journal)
-        await engine.restore()
+    async with open_core(node_config(path, synchronous)) as core:
+        market, engine = core.market, core.engine
         await engine.execute(lambda: market.create_account(account="s", now_ms=0))
         samples = []
         for i in range(count):

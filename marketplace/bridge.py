@@ -23,13 +23,13 @@ synchronous, so they are atomic with respect to the market and the fleet.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
 import structlog
 import trio
 
+from marketplace.clock import Clock
 from marketplace.core.errors import MarketError
 from marketplace.core.model import Assignment, WorkerKey
 from marketplace.scheduler import MarketScheduler
@@ -65,7 +65,7 @@ class MarketWorkSource:
         *,
         scheduler: MarketScheduler,
         config: StratumConfig,
-        clock: Callable[[], int] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._scheduler = scheduler
         self._engine = scheduler.engine
@@ -73,7 +73,8 @@ class MarketWorkSource:
         self._fleet = scheduler.fleet
         self._market.rules(config.algorithm)  # InvalidArgument if the market does not run it
         self.config = config
-        self._clock = clock or self._engine.now_ms
+        # The node's one clock (the engine's unless given): jobs and the chain run on market time.
+        self._clock = (clock or self._engine.clock).now_ms
         now = self._clock()
         self.chain = EmulatedChain(
             algorithm=config.algorithm,

@@ -28,11 +28,10 @@ from pathlib import Path
 import structlog
 import trio
 
-from marketplace.accounts import bootstrap_account
+from marketplace.assembly import Node, run_node
 from marketplace.client import AsyncMarketClient, Credentials
 from marketplace.config import NodeConfig
 from marketplace.core.money import format_btc
-from marketplace.node import Node, run_node
 from stratum.core.shares import Algorithm
 from stratum.logconfig import configure_logging
 
@@ -50,9 +49,10 @@ async def _show(node: Node, client: AsyncMarketClient, *, started: float) -> Non
     book = await client.orderbook(Algorithm.SHA256D)
     orders = await client.list_orders()
     balance = await client.balance()
-    now_ms = node.engine.now_ms()
-    seller = node.market.balance("seller") if node.market.has_account("seller") else None
-    workers = node.views.workers_of("seller", now_ms=now_ms) if seller else []
+    core = node.core
+    now_ms = core.clock.now_ms()
+    seller = core.market.balance("seller") if core.market.has_account("seller") else None
+    workers = core.views.workers_of("seller", now_ms=now_ms) if seller else []
     elapsed = trio.current_time() - started
     _print(f"--- t={elapsed:5.0f}s  market sha256d: {book.total_speed} MH/s in the book")
     _print(
@@ -95,13 +95,7 @@ async def run_demo(args: argparse.Namespace, db: Path) -> None:
     async with trio.open_nursery() as nursery:
         node: Node = await nursery.start(run_node, config)
         url = f"http://127.0.0.1:{node.api_port}"
-        made = await bootstrap_account(
-            executor=node.engine,
-            market=node.market,
-            keyring=node.keyring,
-            account="buyer",
-            now_ms=node.engine.now_ms(),
-        )
+        made = await node.core.create_account("buyer")
         _print(
             f"market up: API {url}, Stratum sha256d on port {node.stratum_ports[Algorithm.SHA256D]}"
         )
@@ -170,7 +164,7 @@ async def run_demo(args: argparse.Namespace, db: Path) -> None:
                     await workers.wait()
                 if workers.returncode is None:
                     workers.kill()
-        nursery.cancel_scope.cancel()
+        node.stop(reason="demo over")  # the node shuts down in order; run_node then returns
 
 
 def main_demo(args: argparse.Namespace) -> int:

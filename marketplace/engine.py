@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The components (the ``Market``, the API's ``KeyRing``...) are pure and synchronous; they change
+The components (the ``Market``, the ``KeyRing``...) are pure and synchronous; they change
 state only by applying events, which they also queue in their outbox. ``execute(fn)`` is the
 one way to change them: it waits for room in the journal's queue, then, with no checkpoint in
 between (so atomically under trio), runs ``fn()``, drains every component's outbox and enqueues
@@ -18,8 +18,8 @@ market scheduler (``marketplace.scheduler``) rebalances after a command changed 
 The engine knows no component in particular and no timer: the market's clock-based work
 (settle, expire, rebalance, periodic snapshots) is the scheduler's. The journal is a seam
 (``JournalPort``): the SQLite ``storage.Journal`` in a node, an in-memory one in tests. Time
-comes from an injected ``clock`` (milliseconds), used for records whose event has no time and
-for snapshots.
+comes from the node's injected ``Clock`` (market time, ``marketplace.clock``), used for records
+whose event has no time and for snapshots.
 
 Snapshots bound the restart time: ``snapshot()`` encodes every component's state and queues it
 in the journal behind the events that made it (atomically, like a command). ``restore`` loads
@@ -40,17 +40,13 @@ import msgspec
 import structlog
 import trio
 
+from marketplace.clock import Clock
 from marketplace.core.eventsourced import EventSourced
 from marketplace.storage import Entry, JournalError, Record, Snapshot
 
 T = TypeVar("T")
 
 log = structlog.get_logger("marketplace.engine")
-
-
-def wall_clock_ms() -> int:
-    """Milliseconds since the epoch, from the system clock."""
-    return time.time_ns() // 1_000_000
 
 
 class Receipt(Protocol):
@@ -126,7 +122,7 @@ class Engine:
         *,
         components: Sequence[EventSourced[Any]],
         journal: JournalPort,
-        clock: Callable[[], int] = wall_clock_ms,
+        clock: Clock | None = None,
     ) -> None:
         self._components: dict[str, EventSourced[Any]] = {}
         for component in components:
@@ -135,7 +131,7 @@ class Engine:
                 raise ValueError(f"two components named {name!r}")
             self._components[name] = component
         self._journal = journal
-        self._clock = clock
+        self._clock = clock or Clock()
         self._listeners: list[CommitListener] = []
         self._restored = False
         #: Events journaled since start (excluding replay), for logs and tests.
@@ -153,9 +149,14 @@ class Engine:
     def journal(self) -> JournalPort:
         return self._journal
 
+    @property
+    def clock(self) -> Clock:
+        """The node's clock, as injected."""
+        return self._clock
+
     def now_ms(self) -> int:
-        """The injected clock's current time in milliseconds."""
-        return self._clock()
+        """Market time now, in milliseconds (the injected clock's ``now_ms``)."""
+        return self._clock.now_ms()
 
     @property
     def restored(self) -> bool:
@@ -262,7 +263,7 @@ class Engine:
             format=_ENVELOPE_FORMAT, states=states, formats=self._state_formats()
         )
         body = msgspec.json.encode(envelope)
-        self._journal.append_snapshot_nowait(body, time_ms=self._clock())
+        self._journal.append_snapshot_nowait(body, time_ms=self._clock.now_ms())
         self._events_at_snapshot = self.events_journaled
         log.info(
             "engine.snapshot",
@@ -287,7 +288,7 @@ class Engine:
             for event, body in component.drain_encoded():
                 time_ms = getattr(event, "time_ms", None)
                 if not isinstance(time_ms, int):
-                    now = self._clock() if now is None else now
+                    now = self._clock.now_ms() if now is None else now
                     time_ms = now
                 records.append(Record(name, time_ms, body))
                 committed.append(Committed(name, event))

@@ -5,8 +5,8 @@ Theory of operation
 Every API key's secret is derived from one master key (``marketplace.core.keys``), which must
 never be in the journal: a stolen database then yields no secret. It comes from the
 environment (``HASHMARKET_MASTER_KEY``, hex) or from a file next to the database
-(``<db>.key``, ``master_key_path``), created with mode 0600 and 32 random bytes on a new
-database and refused when group or others may read it. Only a new database may get a new
+(``<db>.key``: ``Storage.key_path`` names it), created with mode 0600 and 32 random bytes on a
+new database and refused when group or others may read it. Only a new database may get a new
 master key: a new one invalidates every key issued under the old.
 
 This module is the driver half of the key ring: it reads the environment and files and draws
@@ -28,12 +28,6 @@ from marketplace.core.keys import MIN_MASTER_KEY_BYTES, KeyRing
 
 MASTER_KEY_ENV: Final = "HASHMARKET_MASTER_KEY"
 _MASTER_KEY_BYTES: Final = 32
-
-
-def master_key_path(db_path: Path | str) -> Path:
-    """Where the master key file of the database at ``db_path`` lives (``<db>.key``)."""
-    db = Path(db_path)
-    return db.with_name(db.name + ".key")
 
 
 def load_master_key(
@@ -74,10 +68,11 @@ def random_key_id() -> str:
 
 
 def open_keyring(
-    db_path: Path | str, *, create: bool, environ: Mapping[str, str] | None = None
+    key_path: Path | str, *, create: bool, environ: Mapping[str, str] | None = None
 ) -> KeyRing:
-    """An empty ``KeyRing`` (state comes from replaying the journal) under the master key of
-    the database at ``db_path``, issuing random key ids. ``create``: make the key file if it
-    is missing (a new database only). Raises as ``load_master_key``."""
-    master_key = load_master_key(master_key_path(db_path), environ=environ, create=create)
+    """An empty ``KeyRing`` (state comes from replaying the journal) under the master key in
+    ``key_path`` (a database's ``Storage.key_path``) or the environment, issuing random key
+    ids. ``create``: make the key file if it is missing (a new database only). Raises as
+    ``load_master_key``."""
+    master_key = load_master_key(key_path, environ=environ, create=create)
     return KeyRing(master_key=master_key, new_key_id=random_key_id)

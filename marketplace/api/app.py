@@ -27,7 +27,6 @@ at most once a minute (``KeyRing.persist_used``), so refused calls journal nothi
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
@@ -41,6 +40,7 @@ from marketplace.api.errors import ApiCode, RpcError, from_market_error
 from marketplace.api.methods import METHODS, CallContext, Method
 from marketplace.api.ratelimit import RateLimiter
 from marketplace.api.wire import KeyOut
+from marketplace.clock import Clock
 from marketplace.core.errors import MarketError
 from marketplace.core.eventsourced import Executor
 from marketplace.core.fleet import Fleet
@@ -68,11 +68,6 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     stratum_ports: dict[Algorithm, int] = msgspec.field(default_factory=dict)
 
 
-def wall_clock_ms() -> int:
-    """Milliseconds since the epoch, from the system clock."""
-    return time.time_ns() // 1_000_000
-
-
 class RpcService:
     """JSON-RPC over one body (see the module doc). Independent of HTTP, for tests."""
 
@@ -84,7 +79,7 @@ class RpcService:
         keyring: KeyRing,
         executor: Executor,
         settings: ApiSettings | None = None,
-        clock: Callable[[], int] = wall_clock_ms,
+        clock: Clock | None = None,
         methods: Mapping[str, Method] = METHODS,
     ) -> None:
         self._market = market
@@ -92,13 +87,13 @@ class RpcService:
         self._keyring = keyring
         self._executor = executor
         self._settings = settings or ApiSettings()
-        self._clock = clock
+        self._clock = clock or Clock()
         self._methods = methods
         self._auth = Authenticator(
             keyring=keyring,
             window_ms=int(self._settings.auth_window_s * 1000),
             limiter=RateLimiter(rate_per_s=self._settings.rate_per_s, burst=self._settings.burst),
-            not_before_ms=clock(),
+            not_before_ms=self._clock.wall_ms(),
         )
 
     @property
@@ -126,7 +121,12 @@ class RpcService:
         if signed:
             try:
                 caller = self._auth.authenticate(
-                    headers=headers, body=body, query=query, now_ms=self._clock(), cost=signed
+                    headers=headers,
+                    body=body,
+                    query=query,
+                    now_ms=self._clock.now_ms(),
+                    wall_ms=self._clock.wall_ms(),
+                    cost=signed,
                 )
             except RpcError as error:
                 auth_error = error
@@ -164,7 +164,7 @@ class RpcService:
 
     async def _persist_use(self, key_id: str) -> None:
         keyring = self._keyring
-        now = self._clock()
+        now = self._clock.now_ms()
         if keyring.use_due(key_id, now_ms=now):
             await self._executor.execute(lambda: keyring.persist_used(key_id, now_ms=now))
 
@@ -209,7 +209,8 @@ class RpcService:
             market=self._market,
             views=self._views,
             keyring=self._keyring,
-            now_ms=self._clock(),
+            now_ms=self._clock.now_ms(),
+            wall_ms=self._clock.wall_ms(),
             caller=caller,
             stratum_host=settings.stratum_host,
             stratum_ports=settings.stratum_ports,
@@ -355,10 +356,11 @@ def build_app(
     keyring: KeyRing,
     executor: Executor,
     settings: ApiSettings | None = None,
-    clock: Callable[[], int] = wall_clock_ms,
+    clock: Clock | None = None,
 ) -> ApiApp:
     """The ASGI app over a market (with its fleet, for the views) and key ring whose commands
-    ``executor`` runs."""
+    ``executor`` runs, on the node's ``clock`` (market time for the market, wall time for
+    signing)."""
     return ApiApp(
         RpcService(
             market=market,

@@ -11,14 +11,16 @@ first rule that failed:
 2. the key exists and the signature over the exact body matches (constant time) -> 4001; only
    a holder of the secret gets past here, so later answers reveal nothing to strangers;
 3. the key is not revoked or expired and belongs to ``X-Organization-Id`` -> 4001;
-4. ``X-Time`` within the window of the server clock, and not before this process started (the
-   nonce store is ephemeral, see ``nonces.py``) -> 4008;
+4. ``X-Time`` within the window of the server's wall clock, and not before this process started
+   (the nonce store is ephemeral, see ``nonces.py``) -> 4008;
 5. the nonce is fresh for this key -> 4009;
 6. the key's token bucket has a token per signed call of the request -> 4029.
 
 Only when every rule passed are the nonce and the tokens spent, so a refused request changes
 nothing. Scopes are checked per call by the dispatcher, not here. All inputs, the time
-included, are passed in.
+included, are passed in, and the two times are kept apart: signing (the window, nonces, the rate
+limit) is on wall time, ``wall_ms``, the clock clients sign with; the key's expiry and last use
+are on market time, ``now_ms``, like every time the key ring stores (``marketplace.clock``).
 """
 
 from __future__ import annotations
@@ -75,11 +77,19 @@ class Authenticator:
         return self._limiter
 
     def authenticate(
-        self, *, headers: Mapping[bytes, bytes], body: bytes, query: bytes, now_ms: int, cost: int
+        self,
+        *,
+        headers: Mapping[bytes, bytes],
+        body: bytes,
+        query: bytes,
+        now_ms: int,
+        wall_ms: int,
+        cost: int,
     ) -> Caller:
         """Check the request's signing headers (lowercase names) and spend its nonce and
-        ``cost`` tokens. Raises ``RpcError`` (4001, 4008, 4009, 4029, -32600) naming the first
-        rule that failed; on any failure nothing is spent."""
+        ``cost`` tokens; ``wall_ms`` is the wall clock (signing), ``now_ms`` market time (the
+        key's expiry and last use). Raises ``RpcError`` (4001, 4008, 4009, 4029, -32600)
+        naming the first rule that failed; on any failure nothing is spent."""
         auth = headers.get(b"x-auth")
         if auth is None:
             raise _not_authenticated("missing X-Auth header", header="X-Auth")
@@ -131,13 +141,13 @@ class Authenticator:
                 "key does not belong to X-Organization-Id", header="X-Organization-Id"
             )
         request_ms = int(time_raw)
-        if abs(now_ms - request_ms) > self._window_ms or request_ms < self._not_before_ms:
+        if abs(wall_ms - request_ms) > self._window_ms or request_ms < self._not_before_ms:
             raise RpcError(
                 ApiCode.TIME_WINDOW,
                 "X-Time is outside the allowed window; sync with server.time",
-                {"server_time_ms": now_ms, "window_ms": self._window_ms},
+                {"server_time_ms": wall_ms, "window_ms": self._window_ms},
             )
-        if self._nonces.seen(key_id, nonce, now_ms=now_ms):
+        if self._nonces.seen(key_id, nonce, now_ms=wall_ms):
             raise RpcError(ApiCode.REPLAY, "nonce already used", {"header": "X-Nonce"})
         if cost > self._limiter.burst:
             raise RpcError(
@@ -145,10 +155,10 @@ class Authenticator:
                 "too many signed calls in one batch",
                 {"max_signed_calls": self._limiter.burst},
             )
-        retry_after = self._limiter.take(key_id, now_ms=now_ms, cost=cost)
+        retry_after = self._limiter.take(key_id, now_ms=wall_ms, cost=cost)
         if retry_after:
             raise RpcError(ApiCode.RATE_LIMITED, "rate limited", {"retry_after_ms": retry_after})
-        self._nonces.add(key_id, nonce, request_ms=request_ms, now_ms=now_ms)
+        self._nonces.add(key_id, nonce, request_ms=request_ms, now_ms=wall_ms)
         self._keyring.note_used(key_id, now_ms=now_ms)
         return Caller(
             account=org,

@@ -38,7 +38,10 @@ class CallContext(NamedTuple):
     market: Market
     views: MarketViews
     keyring: KeyRing
+    #: Market time: every time a handler stamps or compares.
     now_ms: int
+    #: The wall clock: only ``server.time`` answers it (clients sync their signing to it).
+    wall_ms: int
     caller: Caller | None
     stratum_host: str
     stratum_ports: Mapping[Algorithm, int]
@@ -87,7 +90,7 @@ def _method(
 
 
 def server_time(ctx: CallContext, p: wire.NoParams) -> wire.TimeOut:
-    return wire.TimeOut(time_ms=ctx.now_ms)
+    return wire.TimeOut(time_ms=ctx.wall_ms)
 
 
 def market_info(ctx: CallContext, p: wire.NoParams) -> wire.MarketInfoOut:

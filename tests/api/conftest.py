@@ -1,4 +1,4 @@
-"""Builders for the API tests: a manual clock, an in-memory executor, signed requests, and a
+"""Builders for the API tests: an in-memory executor, signed requests, and a
 real stack (SQLite journal + Engine + hypercorn on 127.0.0.1)."""
 
 from __future__ import annotations
@@ -30,23 +30,10 @@ from marketplace.core.views import MarketViews
 from marketplace.engine import Engine
 from marketplace.storage import Journal, Synchronous, open_journal
 from stratum.core.shares import Algorithm
+from tests.clocks import ManualClock
 
 T = TypeVar("T")
-T0 = 1_700_000_000_000
 MASTER = b"m" * 32
-
-
-class ManualClock:
-    """Milliseconds that move only when a test says so."""
-
-    def __init__(self, start_ms: int = T0) -> None:
-        self.now_ms = start_ms
-
-    def __call__(self) -> int:
-        return self.now_ms
-
-    def advance(self, ms: int) -> None:
-        self.now_ms += ms
 
 
 class MemoryExecutor:

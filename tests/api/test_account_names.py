@@ -63,7 +63,7 @@ def signed_request_accepts(name: str) -> bool:
         b"x-organization-id": name.encode(),
     }
     with pytest.raises(RpcError) as info:  # the key is unknown: only the header check varies
-        auth.authenticate(headers=headers, body=b"", query=b"", now_ms=0, cost=1)
+        auth.authenticate(headers=headers, body=b"", query=b"", now_ms=0, wall_ms=0, cost=1)
     return info.value.message == "unknown key"
 
 

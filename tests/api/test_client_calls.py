@@ -39,6 +39,8 @@ SERVER_MODULES = (
     "marketplace.masterkey",
     "marketplace.accounts",
     "marketplace.node",
+    "marketplace.operator",
+    "marketplace.assembly",
 )
 
 

@@ -11,9 +11,8 @@ from typing import Any
 
 import trio
 
-from marketplace.accounts import bootstrap_account
+from marketplace.assembly import Node, run_node
 from marketplace.config import NodeConfig
-from marketplace.node import Node, run_node
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -36,18 +35,12 @@ async def running_node(tmp_path: Path, **settings: Any) -> AsyncIterator[Node]:
         try:
             yield node
         finally:
-            nursery.cancel_scope.cancel()
+            node.stop(reason="test over")
 
 
 async def account_env(node: Node, account: str) -> dict[str, str]:
     """Create ``account`` with a key; the environment a script needs to act as it."""
-    made = await bootstrap_account(
-        executor=node.engine,
-        market=node.market,
-        keyring=node.keyring,
-        account=account,
-        now_ms=node.engine.now_ms(),
-    )
+    made = await node.core.create_account(account)
     return {
         **os.environ,
         "HASHMARKET_URL": f"http://127.0.0.1:{node.api_port}",

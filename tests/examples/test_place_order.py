@@ -40,12 +40,12 @@ async def test_place_order_walks_an_order_through_its_life(tmp_path: Path) -> No
             assert "status=cancelled" in lines[7]
 
             # The market agrees: one order, cancelled, with every change applied.
-            (order,) = node.views.list_orders(account=account)
+            (order,) = node.core.views.list_orders(account=account)
             assert order.id in lines[2]
             assert order.status is OrderStatus.CANCELLED
             assert order.price_msat == 110_000_000  # 0.0011 BTC
             assert order.limit_hs == 100_000  # 0.10 MH/s
             assert order.amount_msat == 1_500_000_000  # 0.015 BTC
-            balance = node.market.balance(account)
+            balance = node.core.market.balance(account)
             assert balance.escrowed_msat == 0
             assert balance.available_msat == 1_500_000_000 - order.spent_msat

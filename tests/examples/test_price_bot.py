@@ -51,7 +51,7 @@ async def test_price_bot_follows_the_best_bid_within_the_price_down_rule(tmp_pat
                     output.append(await run_example("price_bot.py", bot_args, bot_env))
 
                 def bot_price() -> int | None:
-                    orders = node.views.list_orders(account=bot_account)
+                    orders = node.core.views.list_orders(account=bot_account)
                     return orders[0].price_msat if orders else None
 
                 async def watch_until(price_msat: int) -> None:
@@ -100,6 +100,6 @@ async def test_price_bot_follows_the_best_bid_within_the_price_down_rule(tmp_pat
     assert first_raise > last_lower
     assert all(line.endswith(" keep") for line in rounds[last_lower + 1 : first_raise])
     assert "price=0.00150100 status=active" in out.splitlines()[-1]
-    (order,) = node.views.list_orders(account=bot_account)
+    (order,) = node.core.views.list_orders(account=bot_account)
     assert order.status is OrderStatus.ACTIVE
     assert order.price_msat == RIVAL_RAISED + STEP

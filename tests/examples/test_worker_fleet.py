@@ -45,7 +45,7 @@ async def test_worker_fleet_mines_and_prints_a_summary(tmp_path: Path) -> None:
                 env,
             )  # fmt: skip
             # The market saw the same workers.
-            workers = node.views.workers_of("seller", now_ms=node.engine.now_ms())
+            workers = node.core.views.workers_of("seller", now_ms=node.core.clock.now_ms())
     assert "starting 2 workers as seller.rig" in out
     assert "fleet of 2:" in out
     assert re.search(r"^  seller\.rig-1 ", out, re.M)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import trio
 
+from marketplace.clock import Clock
 from marketplace.core.fleet import Fleet
 from marketplace.core.market import Market
 from marketplace.core.model import WorkerKey
@@ -17,6 +17,7 @@ from marketplace.scheduler import MarketScheduler, SchedulerConfig
 from marketplace.storage import Synchronous, open_journal
 from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
+from tests.clocks import trio_clock
 
 from ..marketplace_core.helpers import Core, make_market, standard
 
@@ -26,11 +27,6 @@ standard_order = standard
 SHA = Algorithm.SHA256D
 MH = 10**6
 BTC = 10**11
-
-
-def trio_clock_ms(base_ms: int = 1_700_000_000_000) -> Any:
-    """A clock for the engine that follows trio's (possibly mock) clock."""
-    return lambda: base_ms + int(trio.current_time() * 1000)
 
 
 class Running(Core):
@@ -48,12 +44,12 @@ async def start_engine(
     journal: JournalPort,
     *,
     market: Market | None = None,
-    clock: Any = None,
+    clock: Clock | None = None,
     config: SchedulerConfig | None = None,
 ) -> Running:
     """A restored engine over ``journal`` and the scheduler of its market (not running)."""
     market = market or make_market()
-    engine = Engine(components=[market], journal=journal, clock=clock or trio_clock_ms())
+    engine = Engine(components=[market], journal=journal, clock=clock or trio_clock())
     scheduler = MarketScheduler(
         engine=engine, market=market, fleet=Fleet(config=market.config), config=config
     )
@@ -66,7 +62,7 @@ async def running_engine(
     path: Path,
     *,
     market: Market | None = None,
-    clock: Any = None,
+    clock: Clock | None = None,
     config: SchedulerConfig | None = None,
     synchronous: Synchronous = Synchronous.NORMAL,
     run: bool = False,

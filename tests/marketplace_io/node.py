@@ -1,5 +1,5 @@
-"""A small marketplace node for tests: journal + engine + scheduler + bridge + Stratum server on
-loopback.
+"""A small marketplace node for tests: the assembly's core (journal, components, engine,
+scheduler) and one market's bridge + Stratum server on loopback, with test-sized settings.
 
 Used in-process by the bridge tests (``open_node``) and as a separate process by the crash
 test: ``python -m tests.marketplace_io.node --db FILE --port-file FILE`` restores the journal,
@@ -14,23 +14,20 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import trio
 
+from marketplace.assembly import Core, open_core, start_market_stratum
 from marketplace.bridge import MarketWorkSource
-from marketplace.core.fleet import Fleet
-from marketplace.core.market import Market
-from marketplace.core.model import MarketConfig, OrderType
-from marketplace.core.views import MarketViews
-from marketplace.engine import Engine
-from marketplace.scheduler import MarketScheduler, SchedulerConfig
-from marketplace.storage import Journal, Synchronous, open_journal
+from marketplace.config import NodeConfig
+from marketplace.core.model import OrderType
+from marketplace.scheduler import SchedulerConfig
+from marketplace.storage import Synchronous
 from stratum.config import StratumConfig
 from stratum.core.shares import Algorithm
 from stratum.logconfig import configure_logging
-from stratum.server import StratumServer, serve_stratum
+from stratum.server import StratumServer
 
 SHA = Algorithm.SHA256D
 #: Tiny difficulty: a share every few hundred hashes, so tests brute-force nonces quickly.
@@ -41,17 +38,11 @@ PRICE = 10**11
 
 @dataclass
 class Node:
-    journal: Journal
-    engine: Engine
-    scheduler: MarketScheduler
-    market: Market
-    fleet: Fleet
+    """The assembly's core with one market on Stratum (sha256d, tiny difficulty, no vardiff)."""
+
+    core: Core
     bridge: MarketWorkSource
     server: StratumServer
-
-    @property
-    def views(self) -> MarketViews:
-        return MarketViews(self.market, self.fleet)
 
     @property
     def port(self) -> int:
@@ -82,30 +73,25 @@ async def open_node(
     scheduler_config: SchedulerConfig | None = None,
     synchronous: Synchronous = Synchronous.NORMAL,
 ) -> AsyncIterator[Node]:
-    """Run a whole node on 127.0.0.1 (port 0) over the journal at ``db``."""
-    market = Market(config=MarketConfig(faucet=True))
-    fleet = Fleet(config=market.config)
-    async with open_journal(db, synchronous=synchronous) as journal:
-        engine = Engine(components=[market], journal=journal)
-        scheduler = MarketScheduler(
-            engine=engine, market=market, fleet=fleet, config=scheduler_config
+    """The assembly's core over the journal at ``db`` (faucet on) with one Stratum market on
+    127.0.0.1 (port 0), built by the assembly's own ``start_market_stratum``."""
+    settings = NodeConfig(db=str(db), faucet=True, synchronous=synchronous.value)
+    async with (
+        open_core(settings, scheduler=scheduler_config) as core,
+        trio.open_nursery() as nursery,
+    ):
+        await nursery.start(core.scheduler.run)
+        bridge, server = await start_market_stratum(
+            core, config or stratum_config(), background=nursery, front=nursery
         )
-        await engine.restore()
-        bridge = MarketWorkSource(scheduler=scheduler, config=config or stratum_config())
-        async with trio.open_nursery() as nursery:
-            await nursery.start(scheduler.run)
-            await nursery.start(bridge.run)
-            server: StratumServer = await nursery.start(
-                partial(serve_stratum, config=bridge.config, work_source=bridge)
-            )
-            yield Node(journal, engine, scheduler, market, fleet, bridge, server)
-            nursery.cancel_scope.cancel()
+        yield Node(core, bridge, server)
+        nursery.cancel_scope.cancel()
 
 
 async def seed_buyer(node: Node, *, account: str = "buyer", limit_hs: int = 0) -> str:
     """Fund ``account`` and place one standard order at ``PRICE``; return the order id."""
-    market = node.market
-    now = node.engine.now_ms()
+    market = node.core.market
+    now = node.core.engine.now_ms()
 
     def seed() -> str:
         market.create_account(account=account, now_ms=now)
@@ -119,15 +105,15 @@ async def seed_buyer(node: Node, *, account: str = "buyer", limit_hs: int = 0) -
             amount_msat=10**10,
             duration_s=None,
             now_ms=now,
-            fleet=node.fleet,
+            fleet=node.core.fleet,
         )
 
-    return await node.engine.execute(seed)
+    return await node.core.engine.execute(seed)
 
 
 async def serve(db: Path, port_file: Path, synchronous: Synchronous) -> None:
     async with open_node(db, synchronous=synchronous) as node:
-        if not node.market.has_account("buyer"):
+        if not node.core.market.has_account("buyer"):
             await seed_buyer(node)
         tmp = port_file.with_suffix(".tmp")
         tmp.write_text(str(node.port))

@@ -41,7 +41,7 @@ async def connect(node: Node, username: str) -> RawMiner:
 
 
 async def journaled_shares(node: Node) -> list[ShareRecorded]:
-    events = [Market.decode_event(e.body) async for e in node.journal.replay()]
+    events = [Market.decode_event(e.body) async for e in node.core.journal.replay()]
     return [e for e in events if isinstance(e, ShareRecorded)]
 
 
@@ -67,19 +67,19 @@ async def test_worker_mines_its_order_and_is_moved_by_a_higher_bid(tmp_path: Pat
             # Accepted shares are durable when the reply arrives and charge the order.
             for _ in range(3):
                 assert await miner.submit("seller.rig1") is True
-            view = node.views.get_order(account="buyer", order_id=first)
+            view = node.core.views.get_order(account="buyer", order_id=first)
             assert view.spent_msat == int(3 * share_value(PRICE, TINY))
             assert view.spent_msat > 0
             recorded = await journaled_shares(node)
             assert [(s.order_id, s.accepted, s.worker) for s in recorded] == [
                 (first, True, "rig1")
             ] * 3
-            assert node.market.has_account("seller")
+            assert node.core.market.has_account("seller")
             old_job = miner.latest
 
             # A higher bid arrives: the worker moves at once, with clean_jobs.
             def outbid() -> str:
-                return node.market.create_order(
+                return node.core.market.create_order(
                     account="buyer",
                     algorithm=SHA,
                     type=OrderType.STANDARD,
@@ -87,25 +87,25 @@ async def test_worker_mines_its_order_and_is_moved_by_a_higher_bid(tmp_path: Pat
                     limit_hs=0,
                     amount_msat=10**9,
                     duration_s=None,
-                    now_ms=node.engine.now_ms(),
-                    fleet=node.fleet,
+                    now_ms=node.core.engine.now_ms(),
+                    fleet=node.core.fleet,
                 )
 
-            second = await node.engine.execute(outbid)
+            second = await node.core.engine.execute(outbid)
             moved = await miner.pump()
             assert tag_of(moved) == second
             assert moved.clean_jobs
             assert await miner.submit("seller.rig1") is True
-            view2 = node.views.get_order(account="buyer", order_id=second)
+            view2 = node.core.views.get_order(account="buyer", order_id=second)
             assert view2.spent_msat == int(share_value(2 * PRICE, TINY))
             # The old order's job was made stale by the clean notify.
             with pytest.raises(StratumError) as stale:
                 await miner.submit("seller.rig1", old_job)
             assert stale.value.code == 21
-            assert node.views.get_order(account="buyer", order_id=first).spent_msat == (
+            assert node.core.views.get_order(account="buyer", order_id=first).spent_msat == (
                 view.spent_msat
             )
-            check_invariants(node.market, node.fleet)
+            check_invariants(node.core.market, node.core.fleet)
             await miner.stream.aclose()
 
 
@@ -122,7 +122,7 @@ async def test_idle_workers_mine_the_idle_stream_and_fill_freed_slots(tmp_path: 
             assert [s.order_id for s in await journaled_shares(node)] == [None]
             # An order limited to about one worker's estimate takes exactly one of two.
             one = estimate_hs(TINY, node.bridge.config.target_share_interval_s)
-            minimum = node.market.rules(SHA).min_limit_hs
+            minimum = node.core.market.rules(SHA).min_limit_hs
             assert one > minimum
             order = await seed_buyer(node, limit_hs=minimum)
             moved = await first.pump()
@@ -138,7 +138,7 @@ async def test_idle_workers_mine_the_idle_stream_and_fill_freed_slots(tmp_path: 
             assert tag_of(taken) == order
             assert taken.clean_jobs
             assert await second.submit("seller.b") is True
-            check_invariants(node.market, node.fleet)
+            check_invariants(node.core.market, node.core.fleet)
             await second.stream.aclose()
 
 
@@ -174,27 +174,27 @@ async def test_an_order_that_runs_out_moves_its_worker_before_the_tick(tmp_path:
 
             def rich_bid() -> str:
                 # One share at TINY is worth far more than the minimum budget.
-                return node.market.create_order(
+                return node.core.market.create_order(
                     account="buyer",
                     algorithm=SHA,
                     type=OrderType.STANDARD,
                     price_msat=10**17,
                     limit_hs=0,
-                    amount_msat=node.market.rules(SHA).min_amount_msat,
+                    amount_msat=node.core.market.rules(SHA).min_amount_msat,
                     duration_s=None,
-                    now_ms=node.engine.now_ms(),
-                    fleet=node.fleet,
+                    now_ms=node.core.engine.now_ms(),
+                    fleet=node.core.fleet,
                 )
 
-            rich = await node.engine.execute(rich_bid)
+            rich = await node.core.engine.execute(rich_bid)
             miner = await connect(node, "seller.rig1")
             assert tag_of(miner.latest) == rich
             assert await miner.submit("seller.rig1") is True
-            view = node.views.get_order(account="buyer", order_id=rich)
+            view = node.core.views.get_order(account="buyer", order_id=rich)
             assert view.status.value == "completed"
             assert view.spent_msat == view.amount_msat
             moved = await miner.pump()
             assert tag_of(moved) == fallback
             assert moved.clean_jobs
-            check_invariants(node.market, node.fleet)
+            check_invariants(node.core.market, node.core.fleet)
             await miner.stream.aclose()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from marketplace.assembly import stratum_config
 from marketplace.config import NodeConfig, add_serve_arguments, load_config
-from marketplace.node import stratum_config
 from stratum.config import DEFAULT_DIFFICULTY, DifficultyBounds
 from stratum.core.shares import Algorithm
 

@@ -14,6 +14,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from marketplace.clock import Clock
 from marketplace.core.errors import InsufficientBalance, MarketError, NotFound
 from marketplace.core.events import AccountCreated, Deposited
 from marketplace.core.fleet import Fleet
@@ -22,6 +23,7 @@ from marketplace.core.model import LedgerKind, WorkerKey
 from marketplace.core.views import MarketViews
 from marketplace.engine import Engine, JournalPort
 from marketplace.storage import Record, open_journal
+from tests.clocks import ReadClock
 
 from .helpers import (
     BTC,
@@ -37,8 +39,8 @@ from .helpers import (
 T0 = 1_700_000_000_000
 
 
-def fixed_clock(now: list[int]) -> Any:
-    return lambda: now[0]
+def fixed_clock(now: list[int]) -> Clock:
+    return ReadClock(lambda: now[0])
 
 
 async def journaled(journal: JournalPort) -> list[Any]:

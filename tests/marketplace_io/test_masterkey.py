@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from marketplace.core.key_events import Scope
-from marketplace.masterkey import MASTER_KEY_ENV, load_master_key, master_key_path, open_keyring
+from marketplace.masterkey import MASTER_KEY_ENV, load_master_key, open_keyring
+from marketplace.storage import Storage
 
 
 def test_master_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
-    path = master_key_path(tmp_path / "market.db")
+    path = Storage(tmp_path / "market.db").key_path
     assert path.name == "market.db.key"
     key = load_master_key(path, environ={})
     assert len(key) == 32
@@ -31,10 +32,10 @@ def test_master_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
 
 
 def test_open_keyring_derives_the_same_secrets_from_the_same_file(tmp_path: Path) -> None:
-    db = tmp_path / "market.db"
+    key_path = Storage(tmp_path / "market.db").key_path
     with pytest.raises(FileNotFoundError):
-        open_keyring(db, create=False, environ={})
-    first = open_keyring(db, create=True, environ={})
+        open_keyring(key_path, create=False, environ={})
+    first = open_keyring(key_path, create=True, environ={})
     issued = first.create_key(
         account="alice", label="x", scopes=[Scope.READ], expires_ms=None, now_ms=0
     )
@@ -43,7 +44,7 @@ def test_open_keyring_derives_the_same_secrets_from_the_same_file(tmp_path: Path
         account="alice", label="y", scopes=[Scope.READ], expires_ms=None, now_ms=0
     )
     assert other.key.key_id != issued.key.key_id
-    again = open_keyring(db, create=False, environ={})
+    again = open_keyring(key_path, create=False, environ={})
     assert again.secret_of(issued.key.key_id, 1) == issued.secret
-    from_env = open_keyring(db, create=False, environ={MASTER_KEY_ENV: "ab" * 32})
+    from_env = open_keyring(key_path, create=False, environ={MASTER_KEY_ENV: "ab" * 32})
     assert from_env.secret_of(issued.key.key_id, 1) != issued.secret

@@ -40,7 +40,7 @@ async def test_submits_before_subscribe_and_authorize_stop_at_the_session(tmp_pa
             assert reply["error"][0] == 24
             assert (await miner.submit(miner.share(username="seller.rig")))["result"] is True
             await stream.aclose()
-            events = [Market.decode_event(e.body) async for e in node.journal.replay()]
+            events = [Market.decode_event(e.body) async for e in node.core.journal.replay()]
             recorded = [e for e in events if isinstance(e, ShareRecorded)]
             assert node.server.stats.shares_rejected == {
                 "not_subscribed": 1,

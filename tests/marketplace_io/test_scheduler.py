@@ -16,6 +16,7 @@ from marketplace.core.model import Assignment, LedgerKind, OrderStatus, WorkerKe
 from marketplace.engine import Committed, Engine
 from marketplace.scheduler import MarketScheduler, SchedulerConfig
 from stratum.core.shares import Algorithm
+from tests.clocks import ManualClock
 
 from .fakes import MemoryJournal
 from .helpers import BTC, MH, SHA, make_market, make_share, standard_order, start_engine
@@ -162,7 +163,7 @@ async def test_request_rebalance_moves_workers_before_the_tick(autojump_clock: A
 async def test_the_engine_tells_commit_listeners_what_became_durable() -> None:
     journal = MemoryJournal()
     market = make_market()
-    engine = Engine(components=[market], journal=journal, clock=lambda: 7)
+    engine = Engine(components=[market], journal=journal, clock=ManualClock(7))
     heard: list[tuple[int, list[Committed]]] = []
     engine.add_commit_listener(lambda events: heard.append((journal.last_seq, events)))
     await engine.restore()

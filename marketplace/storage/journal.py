@@ -470,19 +470,26 @@ async def open_journal(
     """Run a ``Journal`` for the duration of the block; on exit (even by cancellation, once
     the block's own cleanup is done), flush and close it.
 
-    Raises ``JournalError`` (from the block's exit) if a commit failed.
+    Raises ``JournalError`` (from the block's exit) if a commit failed. An exception the block
+    raises comes out as itself, not in a group (the writer's nursery is an inner detail).
     """
     journal = Journal(path, synchronous=synchronous, max_pending=max_pending, max_batch=max_batch)
     await journal.open()
-    async with trio.open_nursery() as nursery:
-        # The writer outlives a cancellation of the block until the block has finished its
-        # cleanup (which may still append, e.g. a shutdown snapshot); then ``close`` stops it.
-        await nursery.start(_run_until_closed, journal)
-        try:
-            yield journal
-        finally:
-            with trio.CancelScope(shield=True):
-                await journal.close()
+    try:
+        async with trio.open_nursery() as nursery:
+            # The writer outlives a cancellation of the block until the block has finished its
+            # cleanup (which may still append, e.g. a shutdown snapshot); then ``close`` stops
+            # it.
+            await nursery.start(_run_until_closed, journal)
+            try:
+                yield journal
+            finally:
+                with trio.CancelScope(shield=True):
+                    await journal.close()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 async def _run_until_closed(

@@ -1,0 +1,424 @@
+"""The one place a node is put together: storage, components, engine, services, one clock.
+
+Theory of operation
+-------------------
+A node is built in three layers, each made here and nowhere else:
+
+1. **Storage** (``marketplace.storage.Storage``): the family of ``<db>`` files. Whoever opens
+   the database holds its lock (``<db>.lock``) for as long as it has the state in memory, so
+   one process at a time owns it: ``run_node`` for a serving node, ``run_offline`` for one
+   operator command.
+2. **The core** (``open_core``): the ``KeyRing`` under ``<db>.key`` (a new database gets a new
+   master key), the ``Market`` under the node's rules, its ephemeral ``Fleet``, the journal in
+   ``<db>``, the ``Engine`` that runs and journals commands on the market and the key ring,
+   restored from the journal, and the ``MarketScheduler`` beside it. An operator command with
+   no node running needs nothing more.
+3. **The services** (``run_node``): the scheduler's timers, per algorithm a
+   ``MarketWorkSource`` bridge and its ``StratumServer``, the JSON-RPC API and the operator
+   inbox, started in dependency order with ``nursery.start`` so nothing races. Once every
+   listener is bound the ports go to ``--ports-file``.
+
+One ``Clock`` (``marketplace.clock``) is made here, or injected by a test, and the same object
+goes to the engine (and through it the scheduler), every bridge, every Stratum server and the
+API: one time in one process.
+
+The order of shutdown is this module's too. ``Node.stop()`` (SIGINT or SIGTERM, in
+``hashmarket serve``):
+
+1. stop accepting and tell the miners: each Stratum server runs its own graceful shutdown
+   (``stratum.shutting_down``; every connection flushes what is queued and is closed with
+   reason ``shutdown`` within ``shutdown_grace_s``; ``stratum.stopped``), the API stops
+   accepting and finishes the requests in flight, the inbox takes no new command;
+2. once all of them have returned nothing new can reach the engine, and every command that
+   was in flight has been answered: the scheduler and the bridges stop;
+3. a snapshot is queued behind the last events, so the next start replays nothing;
+4. the journal commits everything queued and closes; ``node.stopped``.
+
+Cancelling ``run_node`` instead (a test, a second signal) skips step 1 and 2's grace but still
+takes the snapshot and commits before the journal closes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+import structlog
+import trio
+
+from marketplace.accounts import Bootstrap, answer_account_create, bootstrap_account
+from marketplace.api.app import ApiSettings, build_app
+from marketplace.api.server import serve_api
+from marketplace.bridge import MarketWorkSource
+from marketplace.clock import Clock
+from marketplace.config import NodeConfig
+from marketplace.core.errors import MarketError
+from marketplace.core.fleet import Fleet
+from marketplace.core.keys import KeyRing
+from marketplace.core.market import Market
+from marketplace.core.model import MarketConfig, default_rules
+from marketplace.core.views import MarketViews
+from marketplace.engine import Engine
+from marketplace.masterkey import open_keyring
+from marketplace.scheduler import MarketScheduler, SchedulerConfig
+from marketplace.storage import Answer, Journal, JournalError, Storage, Synchronous
+from stratum.config import StratumConfig
+from stratum.core.shares import Algorithm
+from stratum.server import StratumServer, serve_stratum
+
+T = TypeVar("T")
+
+log = structlog.get_logger("marketplace.node")
+
+
+# ---------------------------------------------------------------------------------- settings
+
+
+def market_config(config: NodeConfig) -> MarketConfig:
+    """The market's rules for this node's settings."""
+    markets = {}
+    for algorithm in Algorithm:
+        rules = default_rules(algorithm)
+        markets[algorithm] = msgspec.structs.replace(
+            rules, price_down_interval_s=max(int(config.price_down_interval), 0)
+        )
+    return MarketConfig(
+        markets=markets,
+        settle_interval_ms=int(config.settle_interval * 1000),
+        faucet=config.faucet,
+    )
+
+
+def scheduler_config(config: NodeConfig) -> SchedulerConfig:
+    """The periods of the market's background work for this node's settings."""
+    return SchedulerConfig(
+        settle_interval_s=config.settle_interval, rebalance_interval_s=config.rebalance_interval
+    )
+
+
+def stratum_config(config: NodeConfig, algorithm: Algorithm) -> StratumConfig:
+    """One Stratum listener's settings from the node's: the algorithm's own difficulty
+    settings, else the ones for both algorithms, else (``None``) the algorithm's defaults."""
+    port = config.sha256d_port if algorithm is Algorithm.SHA256D else config.scrypt_port
+
+    def difficulty(bound: str) -> float | None:
+        own: float | None = getattr(config, f"{algorithm.value}_{bound}_difficulty")
+        both: float | None = getattr(config, f"{bound}_difficulty")
+        return own if own is not None else both
+
+    return StratumConfig(
+        algorithm=algorithm,
+        host=config.host,
+        port=port,
+        start_difficulty=difficulty("start"),
+        min_difficulty=difficulty("min"),
+        max_difficulty=difficulty("max"),
+        target_share_interval_s=config.target_share_interval,
+        job_interval_s=config.job_interval,
+        block_interval_s=config.block_interval,
+    )
+
+
+def api_settings(
+    config: NodeConfig, *, stratum_ports: dict[Algorithm, int], base: ApiSettings | None = None
+) -> ApiSettings:
+    """The API's settings: the node's (auth window, where miners connect) over ``base``, which
+    holds what a node has no flag for (rate limits, body size; a benchmark raises them)."""
+    return msgspec.structs.replace(
+        base or ApiSettings(),
+        auth_window_s=config.auth_window,
+        stratum_host=config.host,
+        stratum_ports=dict(stratum_ports),
+    )
+
+
+# ---------------------------------------------------------------------------------- the core
+
+
+@dataclass(eq=False)
+class Core:
+    """A node's durable half, open and restored: what a command needs (see the module doc)."""
+
+    config: NodeConfig
+    clock: Clock
+    storage: Storage
+    journal: Journal
+    market: Market
+    fleet: Fleet
+    keyring: KeyRing
+    engine: Engine
+    scheduler: MarketScheduler
+    #: How many journal events the restore replayed (0 after a clean shutdown's snapshot).
+    replayed: int
+
+    @property
+    def views(self) -> MarketViews:
+        """What the API reads: the market and the fleet together."""
+        return MarketViews(self.market, self.fleet)
+
+    async def create_account(self, account: str, *, allow_existing: bool = False) -> Bootstrap:
+        """Open ``account`` with its first key, durably, now (``bootstrap_account``; raises
+        as it does)."""
+        return await bootstrap_account(
+            executor=self.engine,
+            market=self.market,
+            keyring=self.keyring,
+            account=account,
+            now_ms=self.clock.now_ms(),
+            allow_existing=allow_existing,
+        )
+
+
+@asynccontextmanager
+async def open_core(
+    config: NodeConfig,
+    *,
+    clock: Clock | None = None,
+    scheduler: SchedulerConfig | None = None,
+) -> AsyncIterator[Core]:
+    """The database at ``config.db`` open and restored into fresh components, for the block;
+    on exit the journal commits what is queued and closes. The caller holds the lock.
+
+    Raises ``ValueError`` for a bad ``synchronous`` setting, ``JournalError`` for a journal
+    of another schema or naming an unknown component, ``PermissionError``/``ValueError`` for
+    a bad master key, ``FileNotFoundError`` for a missing key file of an existing database.
+    """
+    clock = clock or Clock()
+    storage = Storage(config.db)
+    synchronous = Synchronous(config.synchronous.upper())
+    # Only a new database may get a new master key: a new one invalidates every key issued.
+    fresh = not await trio.Path(storage.db).exists()
+    keyring = open_keyring(storage.key_path, create=fresh)
+    market = Market(config=market_config(config))
+    fleet = Fleet(config=market.config)
+    async with storage.open_journal(synchronous=synchronous) as journal:
+        engine = Engine(components=[market, keyring], journal=journal, clock=clock)
+        timers = MarketScheduler(
+            engine=engine,
+            market=market,
+            fleet=fleet,
+            config=scheduler or scheduler_config(config),
+        )
+        replayed = await engine.restore()
+        log.info("node.restored", db=config.db, events=replayed)
+        yield Core(
+            config=config,
+            clock=clock,
+            storage=storage,
+            journal=journal,
+            market=market,
+            fleet=fleet,
+            keyring=keyring,
+            engine=engine,
+            scheduler=timers,
+            replayed=replayed,
+        )
+
+
+def run_offline(
+    config: NodeConfig, command: Callable[[Core], Awaitable[T]], *, clock: Clock | None = None
+) -> T:
+    """Run one ``command(core)`` on a database no node is serving: take its lock, open and
+    restore it, run the command (durably, through ``core.engine``), close it; the command's
+    result. Synchronous (it runs its own trio loop).
+
+    Raises ``NodeBusy`` before opening anything if a node serves the database, else whatever
+    ``open_core`` or the command raise.
+    """
+    with Storage(config.db).lock():
+        return trio.run(_offline, config, command, clock)
+
+
+async def _offline(
+    config: NodeConfig, command: Callable[[Core], Awaitable[T]], clock: Clock | None
+) -> T:
+    async with open_core(config, clock=clock) as core:
+        return await command(core)
+
+
+# ---------------------------------------------------------------------------------- the node
+
+
+@dataclass(eq=False)
+class Node:
+    """A running node: its core and what its services bound."""
+
+    core: Core
+    api_port: int = 0
+    stratum_ports: dict[Algorithm, int] = field(default_factory=dict)
+    servers: list[StratumServer] = field(default_factory=list)
+    bridges: list[MarketWorkSource] = field(default_factory=list)
+    _stopping: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def config(self) -> NodeConfig:
+        return self.core.config
+
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop`` was called."""
+        return self._stopping.is_set()
+
+    def stop(self, *, reason: str = "requested") -> None:
+        """Begin the graceful shutdown (see the module doc); ``run_node`` returns once it is
+        done. Idempotent."""
+        if not self._stopping.is_set():
+            log.info("node.stopping", reason=reason)
+            self._stopping.set()
+
+    def ports(self) -> dict[str, object]:
+        """``{"api": N, "stratum": {"sha256d": N, "scrypt": N}}`` as ``--ports-file`` has it."""
+        return {
+            "api": self.api_port,
+            "stratum": {algorithm.value: port for algorithm, port in self.stratum_ports.items()},
+        }
+
+
+async def run_node(
+    config: NodeConfig,
+    *,
+    clock: Clock | None = None,
+    api: ApiSettings | None = None,
+    task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run every service of a node; ``task_status.started(node)`` once all listeners are bound.
+    Returns after ``node.stop()`` and the shutdown in order (see the module doc), or stops at
+    once when cancelled (still with a snapshot). ``api`` holds API settings a node has no flag
+    for (see ``api_settings``).
+
+    Raises ``NodeBusy`` if another process holds the database's lock, ``OSError`` if a
+    listener cannot bind, and as ``open_core``.
+    """
+    with Storage(config.db).lock():
+        try:
+            async with open_core(config, clock=clock) as core:
+                node = Node(core=core)
+                try:
+                    await _serve(node, api=api, task_status=task_status)
+                finally:
+                    _snapshot(core.engine)
+        finally:
+            log.info("node.stopped", db=config.db)
+
+
+def _snapshot(engine: Engine) -> None:
+    """Every service has stopped: a snapshot now makes the next start quick. The journal
+    commits it with whatever is still queued before it closes."""
+    if engine.events_since_snapshot:
+        try:
+            engine.snapshot()
+        except JournalError as error:
+            log.error("node.snapshot_failed", error=str(error))
+
+
+async def start_market_stratum(
+    core: Core,
+    config: StratumConfig,
+    *,
+    background: trio.Nursery,
+    front: trio.Nursery,
+) -> tuple[MarketWorkSource, StratumServer]:
+    """One algorithm's market on Stratum: its bridge (job pushes, in ``background``) and its
+    server (in ``front``, where it runs until its own ``shutdown``), on the core's clock.
+    Raises ``OSError`` if the listener cannot bind."""
+    bridge = MarketWorkSource(scheduler=core.scheduler, config=config, clock=core.clock)
+    await background.start(bridge.run)
+    server: StratumServer = await front.start(
+        partial(serve_stratum, config=bridge.config, work_source=bridge, clock=core.clock.now_ms)
+    )
+    return bridge, server
+
+
+async def _serve(
+    node: Node, *, api: ApiSettings | None, task_status: trio.TaskStatus[Node]
+) -> None:
+    """The node's services until ``stop`` (then in order) or cancellation."""
+    core, config = node.core, node.core.config
+    # ``background`` serves the engine's users that take no work in themselves; ``front``
+    # holds everything that does, so that leaving it means nothing new can arrive.
+    async with trio.open_nursery() as background:
+        await background.start(core.scheduler.run)
+        async with trio.open_nursery() as front:
+            for algorithm in Algorithm:
+                bridge, server = await start_market_stratum(
+                    core, stratum_config(config, algorithm), background=background, front=front
+                )
+                assert server.port is not None
+                node.bridges.append(bridge)
+                node.servers.append(server)
+                node.stratum_ports[algorithm] = server.port
+            app = build_app(
+                market=core.market,
+                fleet=core.fleet,
+                keyring=core.keyring,
+                executor=core.engine,
+                settings=api_settings(config, stratum_ports=node.stratum_ports, base=api),
+                clock=core.clock,
+            )
+            node.api_port = await front.start(
+                partial(
+                    serve_api,
+                    app=app,
+                    host=config.host,
+                    port=config.api_port,
+                    shutdown=node._stopping.wait,
+                )
+            )
+            await front.start(partial(_serve_inbox, core, stopping=node._stopping))
+            if config.ports_file:
+                _write_ports(config.ports_file, node.ports())
+            log.info("node.listening", host=config.host, **node.ports())
+            task_status.started(node)
+            await node._stopping.wait()
+            for server in node.servers:
+                server.shutdown()
+        background.cancel_scope.cancel()
+
+
+async def _serve_inbox(
+    core: Core,
+    *,
+    stopping: trio.Event,
+    poll_s: float = 0.5,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the operator commands left in the inbox, one by one, until ``stopping``."""
+    inbox = core.storage.inbox
+    await trio.to_thread.run_sync(inbox.create)  # the table exists before we say "started"
+    task_status.started()
+    while not stopping.is_set():
+        for command_id, body in await trio.to_thread.run_sync(inbox.pending):
+            answer = await _answer(core, body)
+            await trio.to_thread.run_sync(inbox.finish, command_id, answer)
+        with trio.move_on_after(poll_s):
+            await stopping.wait()
+
+
+async def _answer(core: Core, body: bytes) -> Answer:
+    try:
+        issued = await answer_account_create(
+            body,
+            executor=core.engine,
+            market=core.market,
+            keyring=core.keyring,
+            now_ms=core.clock.now_ms(),
+        )
+    except (MarketError, msgspec.DecodeError) as exc:
+        log.warning("operator.refused", error=str(exc))
+        return Answer(result=None, error=str(exc))
+    log.info("operator.account_created", account=issued.account_id, key=issued.key_id)
+    return Answer(result=msgspec.json.encode(issued).decode(), error=None)
+
+
+def _write_ports(path: str, ports: dict[str, object]) -> None:
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(ports))
+    os.replace(tmp, target)  # atomic: a reader never sees half a file
