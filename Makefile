@@ -19,6 +19,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check stratum marketplace workers tests bench examples
 	$(BIN)/ruff format --check stratum marketplace workers tests bench examples
+	$(BIN)/python tests/layers.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
