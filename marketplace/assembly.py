@@ -8,9 +8,10 @@ A node is built in three layers, each made here and nowhere else:
    the database holds its lock (``<db>.lock``) for as long as it has the state in memory, so
    one process at a time owns it: ``run_node`` for a serving node, ``run_offline`` for one
    operator command.
-2. **The core** (``open_core``): the ``KeyRing`` under ``<db>.key`` (a new database gets a new
-   master key), the ``Market`` under the node's rules, its ephemeral ``Fleet``, the journal in
-   ``<db>``, the ``Engine`` that runs and journals commands on the market and the key ring,
+2. **The core** (``open_core``): the ``KeyRing`` and the ``AccountSecurity`` under ``<db>.key``
+   (a new database gets a new master key), the ``Market`` under the node's rules, its
+   ephemeral ``Fleet``, the journal in ``<db>``, the ``Engine`` that runs and journals
+   commands on the market, the key ring and account security,
    restored from the journal, and the ``MarketScheduler`` beside it. An operator command with
    no node running needs nothing more.
 3. **The services** (``run_node``): the scheduler's timers, per algorithm a
@@ -53,7 +54,13 @@ import msgspec
 import structlog
 import trio
 
-from marketplace.accounts import Bootstrap, answer_account_create, bootstrap_account
+from marketplace.accounts import (
+    Bootstrap,
+    Components,
+    answer_inbox,
+    bootstrap_account,
+    recover_account_key,
+)
 from marketplace.api.app import ApiSettings, build_app
 from marketplace.api.server import serve_api
 from marketplace.bridge import MarketWorkSource
@@ -64,9 +71,10 @@ from marketplace.core.fleet import Fleet
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import MarketConfig, default_rules
+from marketplace.core.security import AccountSecurity
 from marketplace.core.views import MarketViews
 from marketplace.engine import Engine
-from marketplace.masterkey import open_keyring
+from marketplace.masterkey import open_keyring, open_security
 from marketplace.scheduler import MarketScheduler, SchedulerConfig
 from marketplace.storage import Answer, Journal, JournalError, Storage, Synchronous
 from stratum.config import StratumConfig
@@ -153,6 +161,7 @@ class Core:
     market: Market
     fleet: Fleet
     keyring: KeyRing
+    security: AccountSecurity
     engine: Engine
     scheduler: MarketScheduler
     #: How many journal events the restore replayed (0 after a clean shutdown's snapshot).
@@ -163,16 +172,21 @@ class Core:
         """What the API reads: the market and the fleet together."""
         return MarketViews(self.market, self.fleet)
 
-    async def create_account(self, account: str, *, allow_existing: bool = False) -> Bootstrap:
+    @property
+    def components(self) -> Components:
+        """What operator commands change, with the engine that journals them."""
+        return Components(self.engine, self.market, self.keyring, self.security)
+
+    async def create_account(self, account: str) -> Bootstrap:
         """Open ``account`` with its first key, durably, now (``bootstrap_account``; raises
-        as it does)."""
-        return await bootstrap_account(
-            executor=self.engine,
-            market=self.market,
-            keyring=self.keyring,
-            account=account,
-            now_ms=self.clock.now_ms(),
-            allow_existing=allow_existing,
+        as it does: "account exists" for one that has keys)."""
+        return await bootstrap_account(self.components, account=account, now_ms=self.clock.now_ms())
+
+    async def recover_key(self, account: str) -> Bootstrap:
+        """A new all-scope key for the existing ``account``, logged as ``key.recovered``
+        (``recover_account_key``; raises as it does)."""
+        return await recover_account_key(
+            self.components, account=account, now_ms=self.clock.now_ms()
         )
 
 
@@ -196,10 +210,11 @@ async def open_core(
     # Only a new database may get a new master key: a new one invalidates every key issued.
     fresh = not await trio.Path(storage.db).exists()
     keyring = open_keyring(storage.key_path, create=fresh)
+    security = open_security(storage.key_path, address_lock_ms=int(config.address_lock * 1000))
     market = Market(config=market_config(config))
     fleet = Fleet(config=market.config)
     async with storage.open_journal(synchronous=synchronous) as journal:
-        engine = Engine(components=[market, keyring], journal=journal, clock=clock)
+        engine = Engine(components=[market, keyring, security], journal=journal, clock=clock)
         timers = MarketScheduler(
             engine=engine,
             market=market,
@@ -216,6 +231,7 @@ async def open_core(
             market=market,
             fleet=fleet,
             keyring=keyring,
+            security=security,
             engine=engine,
             scheduler=timers,
             replayed=replayed,
@@ -358,6 +374,7 @@ async def _serve(
                 market=core.market,
                 fleet=core.fleet,
                 keyring=core.keyring,
+                security=core.security,
                 executor=core.engine,
                 settings=api_settings(config, stratum_ports=node.stratum_ports, base=api),
                 clock=core.clock,
@@ -403,17 +420,11 @@ async def _serve_inbox(
 
 async def _answer(core: Core, body: bytes) -> Answer:
     try:
-        issued = await answer_account_create(
-            body,
-            executor=core.engine,
-            market=core.market,
-            keyring=core.keyring,
-            now_ms=core.clock.now_ms(),
-        )
+        issued = await answer_inbox(body, components=core.components, now_ms=core.clock.now_ms())
     except (MarketError, msgspec.DecodeError) as exc:
         log.warning("operator.refused", error=str(exc))
         return Answer(result=None, error=str(exc))
-    log.info("operator.account_created", account=issued.account_id, key=issued.key_id)
+    log.info("operator.key_issued", account=issued.account_id, key=issued.key_id)
     return Answer(result=msgspec.json.encode(issued).decode(), error=None)
 
 

@@ -1,6 +1,7 @@
 """``hashmarket``: the one console script (also ``python -m marketplace``).
 
-Sub-commands (see ``../shared/spec/cli.md``): ``serve``, ``account create``, ``demo``,
+Sub-commands (see ``../shared/spec/cli.md``): ``serve``, ``account create``, ``account key``
+(a recovery key, security.md), ``demo``,
 ``worker`` (the CPU miner, same as ``python -m workers``), and the API client commands
 (``market``, ``account balance|ledger|deposit|withdraw``, ``order``, ``key``). Heavy modules are
 imported only by the sub-command that needs them, so ``hashmarket --help`` stays instant.
@@ -44,18 +45,29 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=_worker)
 
     # `account` holds both the operator's `create` and the API client's commands.
-    client_cli.add_client_commands(sub, operator_commands={"account": _add_account_create})
+    client_cli.add_client_commands(sub, operator_commands={"account": _add_account_operator})
     return parser
 
 
-def _add_account_create(account_sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    create = account_sub.add_parser(
-        "create", help="operator: create an account and print its first API key (JSON)"
+def _add_account_operator(account_sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    commands = (
+        (
+            "create",
+            "operator: create an account and print its first API key (JSON)",
+            _account_create,
+        ),
+        (
+            "key",
+            "operator: mint a recovery key (every scope) for an existing account (JSON)",
+            _account_key,
+        ),
     )
-    create.add_argument("name", help="account name: 1-64 of A-Z a-z 0-9 _ -")
-    create.add_argument("--db", default=None, help="SQLite file (default ./hashmarket.db)")
-    create.add_argument("--config", default=None, help="TOML settings file")
-    create.set_defaults(handler=_account_create)
+    for name, help_text, handler in commands:
+        command = account_sub.add_parser(name, help=help_text)
+        command.add_argument("name", help="account name: 1-64 of A-Z a-z 0-9 _ -")
+        command.add_argument("--db", default=None, help="SQLite file (default ./hashmarket.db)")
+        command.add_argument("--config", default=None, help="TOML settings file")
+        command.set_defaults(handler=handler)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -81,6 +93,12 @@ def _account_create(args: argparse.Namespace) -> int:
     from marketplace.operator import main_account_create
 
     return main_account_create(args)
+
+
+def _account_key(args: argparse.Namespace) -> int:
+    from marketplace.operator import main_account_key
+
+    return main_account_key(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

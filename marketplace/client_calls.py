@@ -100,8 +100,9 @@ class Cli:
 
 
 def cli(command: str, help: str, *args: Arg, shape: Callable[[Any, Any], Any] | None = None) -> Cli:
-    """The ``Cli`` of ``command`` (``"GROUP NAME"``)."""
-    group, name = command.split()
+    """The ``Cli`` of ``command`` (``"GROUP NAME"``; a group may have a sub-group:
+    ``"account 2fa enable"``)."""
+    group, name = command.rsplit(" ", 1)
     return Cli(group, name, help, args, shape)
 
 
@@ -235,6 +236,7 @@ _ALGORITHMS: Final = tuple(Algorithm)
 _ALGORITHM: Final = arg("--algorithm", choices=_ALGORITHMS, default="sha256d")
 _ORDER_ID: Final = arg("id", to="order_id")
 _KEY_ID: Final = arg("id", to="key_id")
+_OTP: Final = arg("--otp", default=None, help="second-factor code (or a recovery code)")
 
 
 def _order_and(param: str) -> tuple[Arg, Arg]:
@@ -333,15 +335,25 @@ class ApiCalls:
         wire.MoneyMoveOut,
         mutating=True,
         cli=cli(
-            "account withdraw", "record a withdrawal", arg("amount", help="BTC"), arg("address")
+            "account withdraw",
+            "record a withdrawal",
+            arg("amount", help="BTC"),
+            arg("address"),
+            _OTP,
         ),
     )
     def withdraw(
-        self, amount: str, address: str, *, request_id: str | None = None
+        self,
+        amount: str,
+        address: str,
+        *,
+        otp: str | None = None,
+        request_id: str | None = None,
     ) -> wire.WithdrawParams:
-        """Withdraw ``amount`` BTC to ``address``; the ledger entry and the new balance
-        (``MoneyMoveOut``)."""
-        return wire.WithdrawParams(amount=amount, address=address)
+        """Withdraw ``amount`` BTC to ``address`` (with two-factor authentication on, ``otp``
+        is a current code or a recovery code; with a withdrawal list, a listed address past
+        its lock); the ledger entry and the new balance (``MoneyMoveOut``)."""
+        return wire.WithdrawParams(amount=amount, address=address, otp=otp)
 
     @api_call(
         "worker.list", wire.WorkerListOut, cli=cli("account workers", "your workers as a seller")
@@ -470,6 +482,7 @@ class ApiCalls:
             arg("--label", default="cli"),
             arg("--scopes", type=_comma_list, default="read,trade", help="comma-separated"),
             arg("--expires-in", to="expires_in_s", type=int, default=None, help="seconds"),
+            _OTP,
         ),
     )
     def create_key(
@@ -478,12 +491,14 @@ class ApiCalls:
         scopes: Sequence[Scope | str],
         *,
         expires_in_s: int | None = None,
+        otp: str | None = None,
         request_id: str | None = None,
     ) -> wire.KeyCreateParams:
-        """A new key of this account with ``scopes`` (at most the signing key's), its secret
-        in this answer only (``KeyOut``). Raises ``ValueError`` for an unknown scope."""
+        """A new key of this account with ``scopes`` (at most the signing key's; one with
+        ``withdraw`` or ``keys`` needs ``otp`` when two-factor authentication is on), its
+        secret in this answer only (``KeyOut``). Raises ``ValueError`` for an unknown scope."""
         return wire.KeyCreateParams(
-            label=label, scopes=[Scope(s) for s in scopes], expires_in_s=expires_in_s
+            label=label, scopes=[Scope(s) for s in scopes], expires_in_s=expires_in_s, otp=otp
         )
 
     @api_call(
@@ -500,7 +515,8 @@ class ApiCalls:
         "apikey.revoke", wire.OkOut, mutating=True, cli=cli("key revoke", "end a key now", _KEY_ID)
     )
     def revoke_key(self, key_id: str, *, request_id: str | None = None) -> wire.KeyIdParams:
-        """End the key ``key_id`` now (``OkOut``)."""
+        """End the key ``key_id`` now (its scopes must be within the signing key's)
+        (``OkOut``)."""
         return wire.KeyIdParams(key_id=key_id)
 
     @api_call(
@@ -518,14 +534,134 @@ class ApiCalls:
                 default=wire.DEFAULT_GRACE_S,
                 help=f"seconds (default {wire.DEFAULT_GRACE_S})",
             ),
+            _OTP,
         ),
     )
     def rotate_key(
-        self, key_id: str, *, grace_s: int = wire.DEFAULT_GRACE_S, request_id: str | None = None
+        self,
+        key_id: str,
+        *,
+        grace_s: int = wire.DEFAULT_GRACE_S,
+        otp: str | None = None,
+        request_id: str | None = None,
     ) -> wire.KeyRotateParams:
-        """A successor of key ``key_id`` (same label and scopes, version + 1, its secret in
-        this answer only); the old key signs ``grace_s`` seconds more (``KeyOut``)."""
-        return wire.KeyRotateParams(key_id=key_id, grace_s=grace_s)
+        """A successor of key ``key_id`` (same label and scopes, which must be within the
+        signing key's; ``otp`` for a key with ``withdraw`` or ``keys`` when two-factor
+        authentication is on; version + 1, its secret in this answer only); the old key signs
+        ``grace_s`` seconds more (``KeyOut``)."""
+        return wire.KeyRotateParams(key_id=key_id, grace_s=grace_s, otp=otp)
+
+    # ------------------------------------------------------------------ account security
+    @api_call(
+        "account.2fa.enable",
+        wire.TwoFactorSecretOut,
+        mutating=True,
+        cli=cli("account 2fa enable", "new TOTP secret for an authenticator app (shown once)"),
+    )
+    def enable_two_factor(self, *, request_id: str | None = None) -> wire.NoParams:
+        """Start two-factor authentication: a new TOTP secret and its ``otpauth://`` URI for
+        an authenticator app, shown once; it is on once confirmed (``TwoFactorSecretOut``)."""
+        return _NO_PARAMS
+
+    @api_call(
+        "account.2fa.confirm",
+        wire.TwoFactorConfirmOut,
+        mutating=True,
+        cli=cli(
+            "account 2fa confirm",
+            "turn 2FA on with a code of the new secret; prints recovery codes (once)",
+            arg("--otp", required=True, help="the authenticator app's current code"),
+        ),
+    )
+    def confirm_two_factor(self, otp: str, *, request_id: str | None = None) -> wire.OtpParams:
+        """Turn two-factor authentication on with a current code ``otp`` of the secret
+        ``enable_two_factor`` gave; the ten recovery codes, shown once
+        (``TwoFactorConfirmOut``)."""
+        return wire.OtpParams(otp=otp)
+
+    @api_call(
+        "account.2fa.disable",
+        wire.TwoFactorOffOut,
+        mutating=True,
+        cli=cli("account 2fa disable", "turn 2FA off", _OTP),
+    )
+    def disable_two_factor(
+        self, otp: str | None = None, *, request_id: str | None = None
+    ) -> wire.OptionalOtpParams:
+        """Turn two-factor authentication off, with a current code or a recovery code
+        ``otp`` (``TwoFactorOffOut``)."""
+        return wire.OptionalOtpParams(otp=otp)
+
+    @api_call(
+        "account.2fa.status",
+        wire.TwoFactorStatusOut,
+        cli=cli("account 2fa status", "whether 2FA is on (or awaiting its first code)"),
+    )
+    def two_factor_status(self) -> wire.NoParams:
+        """Whether two-factor authentication is on, and whether a new secret awaits
+        confirmation (``TwoFactorStatusOut``)."""
+        return _NO_PARAMS
+
+    @api_call(
+        "account.address.add",
+        wire.AddressOut,
+        mutating=True,
+        cli=cli(
+            "account address add",
+            "add a withdrawal address (usable after the lock period)",
+            arg("address"),
+            arg("--label", default=""),
+            _OTP,
+        ),
+    )
+    def add_address(
+        self,
+        address: str,
+        *,
+        label: str = "",
+        otp: str | None = None,
+        request_id: str | None = None,
+    ) -> wire.AddressAddParams:
+        """Put ``address`` on the account's withdrawal list; withdrawals then go only to
+        listed addresses past their lock, this one from ``usable_from_ms`` (``AddressOut``)."""
+        return wire.AddressAddParams(address=address, label=label, otp=otp)
+
+    @api_call(
+        "account.address.list",
+        wire.AddressListOut,
+        pick=lambda r: r.addresses,
+        cli=cli("account address list", "the withdrawal list"),
+    )
+    def list_addresses(self) -> wire.NoParams:
+        """The account's withdrawal addresses (``list[AddressOut]``)."""
+        return _NO_PARAMS
+
+    @api_call(
+        "account.address.remove",
+        wire.AddressRemovedOut,
+        mutating=True,
+        cli=cli("account address remove", "take an address off the list", arg("address")),
+    )
+    def remove_address(self, address: str, *, request_id: str | None = None) -> wire.AddressParams:
+        """Take ``address`` off the withdrawal list (``AddressRemovedOut``)."""
+        return wire.AddressParams(address=address)
+
+    @api_call(
+        "account.activity",
+        wire.ActivityOut,
+        pick=lambda r: r.events,
+        cli=cli(
+            "account activity",
+            "security events, newest first",
+            arg("--limit", type=int, default=100),
+            arg("--before", type=int, default=None, help="events with ids below this"),
+        ),
+    )
+    def activity(self, *, limit: int = 100, before: int | None = None) -> wire.ActivityParams:
+        """Up to ``limit`` (1-500) of the account's security events (keys, sign-in failures,
+        2FA, addresses, withdrawals) with ids below ``before``, newest first
+        (``list[ActivityEntryOut]``)."""
+        return wire.ActivityParams(limit=limit, before=before)
 
 
 def rows() -> list[ApiCall[Any, Any]]:

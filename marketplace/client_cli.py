@@ -1,4 +1,5 @@
-"""The API client commands of ``hashmarket`` (``market``, ``account``, ``order``, ``key``).
+"""The API client commands of ``hashmarket`` (``market``, ``account``, ``order``, ``key``;
+``account 2fa ...`` and ``account address ...`` one level deeper).
 
 Each leaf command is a row of the call table (``marketplace.client_calls.ApiCalls``, where its
 name, help and arguments are declared), run by one handler that builds a ``MarketClient`` from
@@ -34,6 +35,11 @@ _GROUPS: Final = (
     ("order", "place and manage orders"),
     ("key", "API keys"),
 )
+#: Sub-groups (``GROUP SUB NAME``), in the same way.
+_SUBGROUPS: Final = (
+    ("account 2fa", "two-factor authentication (TOTP)"),
+    ("account address", "withdrawal addresses"),
+)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -64,6 +70,12 @@ def add_client_commands(
         parser = sub.add_parser(group, help=help_text)
         groups[group] = parser.add_subparsers(
             dest=f"{group}_command", required=True, metavar="COMMAND"
+        )
+    for path, help_text in _SUBGROUPS:
+        parent, name = path.split()
+        parser = groups[parent].add_parser(name, help=help_text)
+        groups[path] = parser.add_subparsers(
+            dest=f"{parent}_{name}_command", required=True, metavar="COMMAND"
         )
     for row in rows():
         if row.cli is None:

@@ -55,6 +55,8 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     settle_interval: float = 10.0
     auth_window: float = 60.0
     price_down_interval: float = 600.0
+    #: Seconds a new withdrawal address waits before withdrawals may use it (market time).
+    address_lock: float = 86_400.0
     synchronous: str = "FULL"
     log_format: str = "auto"
     log_level: str = "info"
@@ -93,6 +95,11 @@ _FLAGS: tuple[tuple[str, type, str], ...] = (
     ("settle_interval", float, "seconds between settlements (default 10)"),
     ("auth_window", float, "seconds of clock skew a signed request may have (default 60)"),
     ("price_down_interval", float, "seconds between two price decreases (default 600)"),
+    (
+        "address_lock",
+        float,
+        "seconds before a new withdrawal address can be used, in market time (default 86400)",
+    ),
     ("synchronous", str, "SQLite synchronous mode: FULL (default) or NORMAL"),
     ("log_format", str, "console, json or auto (console on a terminal; default)"),
     ("log_level", str, "debug, info, warning, error (default info)"),

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from marketplace.core.keys import MIN_MASTER_KEY_BYTES, KeyRing
+from marketplace.core.security import AccountSecurity
 
 MASTER_KEY_ENV: Final = "HASHMARKET_MASTER_KEY"
 _MASTER_KEY_BYTES: Final = 32
@@ -76,3 +77,16 @@ def open_keyring(
     ``load_master_key``."""
     master_key = load_master_key(key_path, environ=environ, create=create)
     return KeyRing(master_key=master_key, new_key_id=random_key_id)
+
+
+def open_security(
+    key_path: Path | str, *, address_lock_ms: int, environ: Mapping[str, str] | None = None
+) -> AccountSecurity:
+    """An empty ``AccountSecurity`` (state comes from replaying the journal) under the same
+    master key as ``open_keyring`` (which creates the file for a new database: call it
+    first), drawing random enrollment ids; new withdrawal addresses wait
+    ``address_lock_ms``. Raises as ``load_master_key``."""
+    master_key = load_master_key(key_path, environ=environ, create=False)
+    return AccountSecurity(
+        master_key=master_key, new_id=random_key_id, address_lock_ms=address_lock_ms
+    )

@@ -22,7 +22,20 @@ with HTTP 200 (204 when there is nothing to answer: only notifications).
    exception is a bug: logged with the request's log id, answered -32603 with that id only.
 
 A key's last use is journaled after a request in which at least one of its calls succeeded,
-at most once a minute (``KeyRing.persist_used``), so refused calls journal nothing.
+at most once a minute (``KeyRing.persist_used``), so refused calls journal nothing but the
+account security's record of their refusal:
+
+- authentication that failed with a known key (bad signature, time window, replayed nonce) or
+  a call its key lacks the scope for gets an ``auth.failed`` activity entry, at most one per
+  key and rule a minute (``AccountSecurity.note_auth_failure``; the failures between are
+  counted), so a flood of bad requests cannot fill the journal;
+- a call that needs a second-factor code (``Method.second_factor``) has it checked inside its
+  own command, before the handler: a code that passed is used up and a wrong one counted
+  whatever the call then does, so a refusal after that is answered once those events are
+  durable (security.md);
+- unsigned calls (public methods, unknown methods, malformed elements) take tokens from a
+  bucket per client address (``public_rate_per_s``, ``public_burst``: 4029 beyond), so one
+  peer cannot keep the node busy with 64 KiB batches of them.
 """
 
 from __future__ import annotations
@@ -35,11 +48,10 @@ import msgspec
 import structlog
 
 from marketplace.api import rpc
-from marketplace.api.auth import Authenticator, Caller
+from marketplace.api.auth import Authenticator, Caller, KeyAuthError
 from marketplace.api.errors import ApiCode, RpcError, from_market_error
 from marketplace.api.methods import METHODS, CallContext, Method
 from marketplace.api.ratelimit import RateLimiter
-from marketplace.api.wire import KeyOut
 from marketplace.clock import Clock
 from marketplace.core.errors import MarketError
 from marketplace.core.eventsourced import Executor
@@ -47,12 +59,15 @@ from marketplace.core.fleet import Fleet
 from marketplace.core.idempotency import params_digest
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
+from marketplace.core.security import AccountSecurity
+from marketplace.core.security_events import AuthRule
 from marketplace.core.views import MarketViews
 from stratum.core.shares import Algorithm
 
 log = structlog.get_logger("marketplace.api")
 
-_key_out_decoder: Final = msgspec.json.Decoder(KeyOut)
+#: Public-call buckets kept before the full (idle) ones are dropped.
+_MAX_PUBLIC_BUCKETS: Final = 4096
 
 
 class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,6 +77,9 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     auth_window_s: float = 60.0
     rate_per_s: int = 20
     burst: int = 40
+    #: Unsigned calls per client address (token bucket).
+    public_rate_per_s: int = 50
+    public_burst: int = 100
     max_body_bytes: int = 64 * 1024
     #: What ``market.info`` tells miners to connect to.
     stratum_host: str = "127.0.0.1"
@@ -77,6 +95,7 @@ class RpcService:
         market: Market,
         fleet: Fleet,
         keyring: KeyRing,
+        security: AccountSecurity,
         executor: Executor,
         settings: ApiSettings | None = None,
         clock: Clock | None = None,
@@ -85,6 +104,7 @@ class RpcService:
         self._market = market
         self._views = MarketViews(market, fleet)
         self._keyring = keyring
+        self._security = security
         self._executor = executor
         self._settings = settings or ApiSettings()
         self._clock = clock or Clock()
@@ -95,16 +115,25 @@ class RpcService:
             limiter=RateLimiter(rate_per_s=self._settings.rate_per_s, burst=self._settings.burst),
             not_before_ms=self._clock.wall_ms(),
         )
+        self._public = RateLimiter(
+            rate_per_s=self._settings.public_rate_per_s, burst=self._settings.public_burst
+        )
 
     @property
     def settings(self) -> ApiSettings:
         return self._settings
 
     async def handle(
-        self, *, body: bytes, headers: Mapping[bytes, bytes], query: bytes = b""
+        self,
+        *,
+        body: bytes,
+        headers: Mapping[bytes, bytes],
+        query: bytes = b"",
+        remote: str | None = None,
     ) -> bytes | None:
-        """The response body for one request body (``None``: nothing to answer). Never
-        raises for anything a client sends."""
+        """The response body for one request body from the client at ``remote`` (``None``:
+        in-process, no per-address limit); ``None``: nothing to answer. Never raises for
+        anything a client sends."""
         log_id = uuid.uuid4().hex[:16]
         try:
             parsed = rpc.parse_body(body)
@@ -116,6 +145,7 @@ class RpcService:
                 method = self._methods.get(item.method)
                 if method is not None and method.scope is not None:
                     signed += 1
+        public_error = self._take_public(len(parsed.items) - signed, remote)
         caller: Caller | None = None
         auth_error: RpcError | None = None
         if signed:
@@ -130,18 +160,23 @@ class RpcService:
                 )
             except RpcError as error:
                 auth_error = error
+                if isinstance(error, KeyAuthError):
+                    await self._note_auth_failure(error.account, error.key_id, error.rule, remote)
         answers: list[bytes] = []
         refused: list[int] = []
         succeeded = 0
         with structlog.contextvars.bound_contextvars(log_id=log_id):
             for item in parsed.items:
-                if isinstance(item, rpc.BadCall):
-                    refused.append(int(item.error.code))
-                    answers.append(rpc.encode_error(item.id, item.error))
-                    continue
                 try:
+                    if isinstance(item, rpc.BadCall):
+                        raise public_error or item.error
                     result = await self._call(
-                        item, caller=caller, auth_error=auth_error, log_id=log_id
+                        item,
+                        caller=caller,
+                        auth_error=auth_error,
+                        public_error=public_error,
+                        remote=remote,
+                        log_id=log_id,
                     )
                 except RpcError as error:
                     refused.append(int(error.code))
@@ -149,10 +184,12 @@ class RpcService:
                 else:
                     succeeded += 1
                     answer = rpc.encode_result(item.id, result)
-                if not item.notification:
+                if isinstance(item, rpc.BadCall) or not item.notification:
                     answers.append(answer)
             if caller is not None and succeeded:
                 await self._persist_use(caller.key_id)
+            if caller is not None and ApiCode.FORBIDDEN in refused:
+                await self._note_auth_failure(caller.account, caller.key_id, AuthRule.SCOPE, remote)
             log.info(
                 "api.request",
                 calls=len(parsed.items),
@@ -162,6 +199,36 @@ class RpcService:
             )
         return rpc.join_answers(parsed.batch, answers)
 
+    def _take_public(self, cost: int, remote: str | None) -> RpcError | None:
+        """Charge ``cost`` unsigned calls to ``remote``'s bucket; the error to answer each of
+        them with if the bucket refuses (nothing is taken then)."""
+        if not cost or remote is None:
+            return None
+        limiter = self._public
+        if cost > limiter.burst:
+            return RpcError(
+                ApiCode.INVALID_REQUEST,
+                "too many unsigned calls in one batch",
+                {"max_unsigned_calls": limiter.burst},
+            )
+        now = self._clock.wall_ms()
+        retry_after = limiter.take(remote, now_ms=now, cost=cost)
+        if len(limiter) > _MAX_PUBLIC_BUCKETS:
+            limiter.prune(now_ms=now)
+        if retry_after:
+            return RpcError(ApiCode.RATE_LIMITED, "rate limited", {"retry_after_ms": retry_after})
+        return None
+
+    async def _note_auth_failure(
+        self, account: str, key_id: str, rule: AuthRule, remote: str | None
+    ) -> None:
+        security, now = self._security, self._clock.now_ms()
+        await self._executor.execute(
+            lambda: security.note_auth_failure(
+                account=account, key_id=key_id, rule=rule, remote=remote, now_ms=now
+            )
+        )
+
     async def _persist_use(self, key_id: str) -> None:
         keyring = self._keyring
         now = self._clock.now_ms()
@@ -169,11 +236,24 @@ class RpcService:
             await self._executor.execute(lambda: keyring.persist_used(key_id, now_ms=now))
 
     async def _call(
-        self, call: rpc.Call, *, caller: Caller | None, auth_error: RpcError | None, log_id: str
+        self,
+        call: rpc.Call,
+        *,
+        caller: Caller | None,
+        auth_error: RpcError | None,
+        public_error: RpcError | None,
+        remote: str | None,
+        log_id: str,
     ) -> bytes:
         """Run one call; its result as JSON. Raises ``RpcError`` for every refusal."""
         try:
-            return await self._call_inner(call, caller=caller, auth_error=auth_error)
+            return await self._call_inner(
+                call,
+                caller=caller,
+                auth_error=auth_error,
+                public_error=public_error,
+                remote=remote,
+            )
         except RpcError:
             raise
         except MarketError as exc:
@@ -183,9 +263,17 @@ class RpcService:
             raise RpcError(ApiCode.INTERNAL_ERROR, "internal error", {"log_id": log_id}) from None
 
     async def _call_inner(
-        self, call: rpc.Call, *, caller: Caller | None, auth_error: RpcError | None
+        self,
+        call: rpc.Call,
+        *,
+        caller: Caller | None,
+        auth_error: RpcError | None,
+        public_error: RpcError | None,
+        remote: str | None,
     ) -> bytes:
         method = self._methods.get(call.method)
+        if (method is None or method.scope is None) and public_error is not None:
+            raise public_error
         if method is None:
             raise RpcError(
                 ApiCode.METHOD_NOT_FOUND, "method not found", {"method": call.method[:64]}
@@ -214,6 +302,8 @@ class RpcService:
             caller=caller,
             stratum_host=settings.stratum_host,
             stratum_ports=settings.stratum_ports,
+            security=self._security,
+            remote=remote,
         )
         if not method.mutating:
             return rpc.encode(method.run(ctx, params))
@@ -223,9 +313,9 @@ class RpcService:
             None if caller.request_id is None else (caller.key_id, caller.request_id, call.position)
         )
         digest = params_digest(method.name, call.params)
-        keyring = self._keyring
+        keyring, security = self._keyring, self._security
 
-        def command() -> bytes:
+        def command() -> bytes | RpcError:
             # The look-up runs inside the command, so two concurrent repeats cannot both miss
             # it and both act (the command is atomic under trio).
             if record_key is not None:
@@ -237,31 +327,47 @@ class RpcService:
                             "X-Request-Id was already used for a different call",
                             {"header": "X-Request-Id"},
                         )
-                    return self._replayed(method, recorded.result)
-            result = method.run(ctx, params)
+                    if method.redaction is None:
+                        return recorded.result
+                    return method.redaction.reveal(ctx, recorded.result)
+            run_ctx = ctx
+            against = None if method.second_factor is None else method.second_factor(ctx, params)
+            if against is not None:
+                check = security.check_code(
+                    account=ctx.account,
+                    code=getattr(params, "otp", None),
+                    against=against,
+                    actor=ctx.actor,
+                    wall_ms=ctx.wall_ms,
+                    now_ms=ctx.now_ms,
+                )
+                if check.refusal is not None:
+                    return from_market_error(check.refusal)
+                run_ctx = ctx._replace(passed=check.passed)
+            try:
+                result = method.run(run_ctx, params)
+            except (MarketError, RpcError) as exc:
+                if run_ctx.passed is None:
+                    raise
+                # The code stays used up whatever the call does: answer the refusal after
+                # the command, so its CodeUsed event is journaled like any other.
+                return exc if isinstance(exc, RpcError) else from_market_error(exc)
             encoded = rpc.encode(result)
             if record_key is not None:
+                # The journal must hold no secret: a secret-bearing answer is kept without it
+                # and derived again on a repeat (Method.redaction).
                 stored = encoded
-                if method.secret_bearing:
-                    # The journal must hold no secret: keep the answer without it and derive
-                    # it again on a repeat (_replayed).
-                    stored = rpc.encode(msgspec.structs.replace(result, secret=msgspec.UNSET))
+                if method.redaction is not None:
+                    stored = method.redaction.redact(run_ctx, result)
                 keyring.remember(
                     record_key, method=method.name, digest=digest, result=stored, now_ms=ctx.now_ms
                 )
             return encoded
 
-        return await self._executor.execute(command)
-
-    def _replayed(self, method: Method, stored: bytes) -> bytes:
-        if not method.secret_bearing:
-            return stored
-        key = _key_out_decoder.decode(stored)
-        view = self._keyring.get(key.key_id)
-        if view is None:
-            raise RuntimeError(f"recorded key {key.key_id} unknown")
-        secret = self._keyring.secret_of(view.key_id, view.version)
-        return rpc.encode(msgspec.structs.replace(key, secret=secret))
+        answer = await self._executor.execute(command)
+        if isinstance(answer, RpcError):
+            raise answer
+        return answer
 
 
 # ---------------------------------------------------------------------------------- ASGI
@@ -321,8 +427,12 @@ class ApiApp:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        client = scope.get("client")
         answer = await self.service.handle(
-            body=b"".join(chunks), headers=headers, query=bytes(scope.get("query_string", b""))
+            body=b"".join(chunks),
+            headers=headers,
+            query=bytes(scope.get("query_string", b"")),
+            remote=None if not client else str(client[0]),
         )
         if answer is None:
             await send({"type": "http.response.start", "status": 204, "headers": []})
@@ -354,18 +464,20 @@ def build_app(
     market: Market,
     fleet: Fleet,
     keyring: KeyRing,
+    security: AccountSecurity,
     executor: Executor,
     settings: ApiSettings | None = None,
     clock: Clock | None = None,
 ) -> ApiApp:
-    """The ASGI app over a market (with its fleet, for the views) and key ring whose commands
-    ``executor`` runs, on the node's ``clock`` (market time for the market, wall time for
-    signing)."""
+    """The ASGI app over a market (with its fleet, for the views), key ring and account
+    security whose commands ``executor`` runs, on the node's ``clock`` (market time for the
+    market, wall time for signing and the second factor)."""
     return ApiApp(
         RpcService(
             market=market,
             fleet=fleet,
             keyring=keyring,
+            security=security,
             executor=executor,
             settings=settings,
             clock=clock,

@@ -17,7 +17,11 @@ first rule that failed:
 6. the key's token bucket has a token per signed call of the request -> 4029.
 
 Only when every rule passed are the nonce and the tokens spent, so a refused request changes
-nothing. Scopes are checked per call by the dispatcher, not here. All inputs, the time
+nothing here. A failure of rule 2, 4 or 5 names a key that exists, so it is raised as a
+``KeyAuthError`` saying which key and rule: the dispatcher records it in that account's
+activity log (rate-limited there), which is how an owner sees someone trying their key.
+
+Scopes are checked per call by the dispatcher, not here. All inputs, the time
 included, are passed in, and the two times are kept apart: signing (the window, nonces, the rate
 limit) is on wall time, ``wall_ms``, the clock clients sign with; the key's expiry and last use
 are on market time, ``now_ms``, like every time the key ring stores (``marketplace.clock``).
@@ -35,6 +39,7 @@ from marketplace.api.ratelimit import RateLimiter
 from marketplace.api.signing import RPC_PATH, is_token, signing_message, verify
 from marketplace.core.key_events import KeyState, Scope
 from marketplace.core.keys import KeyRing
+from marketplace.core.security_events import AuthRule
 from stratum.core.names import ACCOUNT_PATTERN
 
 _TIME: Final = re.compile(rb"[0-9]{1,16}")
@@ -53,6 +58,16 @@ class Caller(NamedTuple):
 
 def _not_authenticated(message: str, **data: str) -> RpcError:
     return RpcError(ApiCode.NOT_AUTHENTICATED, message, dict(data))
+
+
+class KeyAuthError(RpcError):
+    """A refusal of a request signed with an existing key: which account's key, which rule."""
+
+    def __init__(self, error: RpcError, *, account: str, key_id: str, rule: AuthRule) -> None:
+        super().__init__(error.code, error.message, error.data)
+        self.account = account
+        self.key_id = key_id
+        self.rule = rule
 
 
 class Authenticator:
@@ -129,7 +144,12 @@ class Authenticator:
             body=body or None,
         )
         if not verify(self._keyring.secret_of(key_id, key.version), message, sig):
-            raise _not_authenticated("bad signature", header="X-Auth")
+            raise KeyAuthError(
+                _not_authenticated("bad signature", header="X-Auth"),
+                account=key.account,
+                key_id=key_id,
+                rule=AuthRule.SIGNATURE,
+            )
         state = key.state(now_ms)
         if state is KeyState.REVOKED:
             raise _not_authenticated("key revoked", key_id=key_id)
@@ -142,13 +162,23 @@ class Authenticator:
             )
         request_ms = int(time_raw)
         if abs(wall_ms - request_ms) > self._window_ms or request_ms < self._not_before_ms:
-            raise RpcError(
-                ApiCode.TIME_WINDOW,
-                "X-Time is outside the allowed window; sync with server.time",
-                {"server_time_ms": wall_ms, "window_ms": self._window_ms},
+            raise KeyAuthError(
+                RpcError(
+                    ApiCode.TIME_WINDOW,
+                    "X-Time is outside the allowed window; sync with server.time",
+                    {"server_time_ms": wall_ms, "window_ms": self._window_ms},
+                ),
+                account=org,
+                key_id=key_id,
+                rule=AuthRule.WINDOW,
             )
         if self._nonces.seen(key_id, nonce, now_ms=wall_ms):
-            raise RpcError(ApiCode.REPLAY, "nonce already used", {"header": "X-Nonce"})
+            raise KeyAuthError(
+                RpcError(ApiCode.REPLAY, "nonce already used", {"header": "X-Nonce"}),
+                account=org,
+                key_id=key_id,
+                rule=AuthRule.REPLAY,
+            )
         if cost > self._limiter.burst:
             raise RpcError(
                 ApiCode.INVALID_REQUEST,

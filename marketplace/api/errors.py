@@ -17,9 +17,11 @@ from marketplace.core.errors import (
     InsufficientBalance,
     InvalidArgument,
     InvalidState,
+    Locked,
     MarketError,
     NotFound,
     RuleViolation,
+    SecondFactorRefused,
 )
 from marketplace.core.money import MSAT_PER_SAT, UNIT_HS, format_btc, format_speed
 
@@ -39,6 +41,7 @@ class ApiCode(IntEnum):
     FORBIDDEN = 4003
     TIME_WINDOW = 4008
     REPLAY = 4009
+    SECOND_FACTOR = 4011
     RATE_LIMITED = 4029
     NOT_FOUND = 4040
     INVALID_STATE = 4090
@@ -65,6 +68,8 @@ _MARKET_CODES: dict[type[MarketError], ApiCode] = {
     InsufficientBalance: ApiCode.INSUFFICIENT_BALANCE,
     RuleViolation: ApiCode.RULE_VIOLATION,
     InvalidArgument: ApiCode.INVALID_PARAMS,
+    SecondFactorRefused: ApiCode.SECOND_FACTOR,
+    Locked: ApiCode.RATE_LIMITED,
 }
 
 

@@ -9,22 +9,38 @@ result Struct (``wire.py``). The dispatcher
 inside the engine's ``execute`` so that their events, and the idempotency record of their
 answer, are journaled before anyone hears the answer. A handler refuses by raising a
 ``MarketError`` (mapped at the edge) or an ``RpcError``; either way it emitted nothing.
+
+Account security (security.md) is declared here too. A handler that changes a key, a second
+factor, an address list or moves money out records its one activity entry in the same command
+(``CallContext.actor``: who did it). A method whose calls may need a second-factor code names
+``second_factor``: given the call, which of the account's secrets its ``otp`` param must be a
+code of (``None``: this call needs none, as ``apikey.create`` of a read-only key). The
+dispatcher checks the code in the call's own command before the handler runs and hands the
+proof on (``CallContext.passed``). Key scopes: a key grants, rotates and revokes only keys
+whose scopes are within its own (``_within_caller``).
+
+Answers that hold a secret (a new key's, a TOTP secret, recovery codes) declare a
+``Redaction``: what the idempotency record keeps instead (ids only) and how a retry's answer
+is derived again from it, so the journal never holds the secret.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
 
-from marketplace.api import wire
+from marketplace.api import rpc, wire
 from marketplace.api.auth import Caller
 from marketplace.api.errors import ApiCode, RpcError
 from marketplace.core.key_events import Scope
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import LedgerEntry, OrderType
+from marketplace.core.second_factor import Against
+from marketplace.core.security import AccountSecurity, Actor, Passed
+from marketplace.core.security_events import ActivityKind, Detail
 from marketplace.core.views import MarketViews
 from stratum.core.shares import Algorithm
 
@@ -45,6 +61,11 @@ class CallContext(NamedTuple):
     caller: Caller | None
     stratum_host: str
     stratum_ports: Mapping[Algorithm, int]
+    security: AccountSecurity
+    #: The client's address (``None`` in-process), for activity entries.
+    remote: str | None = None
+    #: A second-factor code that passed in this call's command (set by the dispatcher).
+    passed: Passed | None = None
 
     @property
     def account(self) -> str:
@@ -52,6 +73,29 @@ class CallContext(NamedTuple):
         if self.caller is None:
             raise RuntimeError("public method asked for the caller")
         return self.caller.account
+
+    @property
+    def actor(self) -> Actor:
+        """Who makes this call, for its activity entry."""
+        return Actor(None if self.caller is None else self.caller.key_id, self.remote)
+
+    def record(self, kind: ActivityKind, detail: Detail) -> None:
+        """Add this call's entry to the account's activity log (in the call's command)."""
+        self.security.record(
+            account=self.account, kind=kind, actor=self.actor, detail=detail, now_ms=self.now_ms
+        )
+
+
+#: Which secret a call's ``otp`` must be a code of (``None``: the call needs no code).
+SecondFactor = Callable[[CallContext, Any], Against | None]
+
+
+class Redaction(NamedTuple):
+    """How a secret-bearing answer is recorded for retries: ``redact(ctx, result)`` gives the
+    bytes to keep (no secret), ``reveal(ctx, kept)`` the answer again."""
+
+    redact: Callable[[CallContext, Any], bytes]
+    reveal: Callable[[CallContext, bytes], bytes]
 
 
 class Method(NamedTuple):
@@ -61,9 +105,11 @@ class Method(NamedTuple):
     params: type[msgspec.Struct]
     run: Callable[[CallContext, Any], msgspec.Struct]
     mutating: bool
-    #: The answer holds a secret: the idempotency record keeps it without (see app).
-    secret_bearing: bool = False
     decoder: msgspec.json.Decoder[Any] | None = None
+    #: The answer holds a secret: what the idempotency record keeps instead (see app).
+    redaction: Redaction | None = None
+    #: Whether (and against which secret) a call needs a second-factor code.
+    second_factor: SecondFactor | None = None
 
 
 def _method(
@@ -73,7 +119,8 @@ def _method(
     run: Callable[[CallContext, P], R],
     *,
     mutating: bool = False,
-    secret_bearing: bool = False,
+    redaction: Redaction | None = None,
+    second_factor: Callable[[CallContext, P], Against | None] | None = None,
 ) -> Method:
     return Method(
         name=name,
@@ -81,8 +128,9 @@ def _method(
         params=params,
         run=run,
         mutating=mutating,
-        secret_bearing=secret_bearing,
         decoder=msgspec.json.Decoder(params),
+        redaction=redaction,
+        second_factor=second_factor,
     )
 
 
@@ -135,9 +183,12 @@ def account_deposit(ctx: CallContext, p: wire.DepositParams) -> wire.MoneyMoveOu
 
 def account_withdraw(ctx: CallContext, p: wire.WithdrawParams) -> wire.MoneyMoveOut:
     amount = wire.parse_amount(p.amount)
+    ctx.security.check_withdrawal(ctx.account, address=p.address, now_ms=ctx.now_ms)
     entry = ctx.market.withdraw(
         account=ctx.account, amount_msat=amount, address=p.address, now_ms=ctx.now_ms
     )
+    detail: Detail = {"id": entry.ref, "amount_msat": amount, "address": p.address}
+    ctx.record(ActivityKind.WITHDRAWAL, detail)
     return _money_move(ctx, entry)
 
 
@@ -230,21 +281,34 @@ def worker_list(ctx: CallContext, p: wire.NoParams) -> wire.WorkerListOut:
 
 # ---------------------------------------------------------------------------------- keys
 
+#: Scopes whose keys need the second factor to be made (they move money or make keys).
+_GUARDED: Final = frozenset({Scope.WITHDRAW, Scope.KEYS})
+
+
+def _within_caller(ctx: CallContext, scopes: Iterable[Scope], message: str) -> None:
+    """Raise 4003 unless ``scopes`` are all the calling key's: a key cannot make, rotate or
+    end a key more powerful than itself."""
+    assert ctx.caller is not None
+    beyond = sorted(set(scopes) - ctx.caller.scopes)
+    if beyond:
+        raise RpcError(ApiCode.FORBIDDEN, message, {"scopes": [s.value for s in beyond]})
+
+
+def _own_key_scopes(ctx: CallContext, key_id: str) -> tuple[Scope, ...]:
+    """The scopes of the account's key ``key_id`` (none for another account's or no key:
+    the key ring answers those "no such key")."""
+    key = ctx.keyring.get(key_id)
+    return () if key is None or key.account != ctx.account else key.scopes
+
 
 def apikey_create(ctx: CallContext, p: wire.KeyCreateParams) -> wire.KeyOut:
-    assert ctx.caller is not None
-    beyond = sorted(set(p.scopes) - ctx.caller.scopes)
-    if beyond:
-        # A key cannot mint a key more powerful than itself.
-        raise RpcError(
-            ApiCode.FORBIDDEN,
-            "a key can only grant scopes it has",
-            {"scopes": [s.value for s in beyond]},
-        )
+    _within_caller(ctx, p.scopes, "a key can only grant scopes it has")
     expires = None if p.expires_in_s is None else ctx.now_ms + p.expires_in_s * 1000
     issued = ctx.keyring.create_key(
         account=ctx.account, label=p.label, scopes=p.scopes, expires_ms=expires, now_ms=ctx.now_ms
     )
+    scopes = ",".join(issued.key.scopes)
+    ctx.record(ActivityKind.KEY_CREATED, {"key_id": issued.key.key_id, "scopes": scopes})
     return wire.issued_out(issued)
 
 
@@ -254,15 +318,147 @@ def apikey_list(ctx: CallContext, p: wire.NoParams) -> wire.KeyListOut:
 
 
 def apikey_revoke(ctx: CallContext, p: wire.KeyIdParams) -> wire.OkOut:
+    scopes = _own_key_scopes(ctx, p.key_id)
+    _within_caller(ctx, scopes, "a key can only revoke keys within its own scopes")
     ctx.keyring.revoke_key(account=ctx.account, key_id=p.key_id, now_ms=ctx.now_ms)
+    ctx.record(ActivityKind.KEY_REVOKED, {"key_id": p.key_id})
     return wire.OkOut(ok=True, key_id=p.key_id)
 
 
 def apikey_rotate(ctx: CallContext, p: wire.KeyRotateParams) -> wire.KeyOut:
+    scopes = _own_key_scopes(ctx, p.key_id)
+    _within_caller(ctx, scopes, "a key can only rotate keys within its own scopes")
     issued = ctx.keyring.rotate_key(
         account=ctx.account, key_id=p.key_id, grace_ms=p.grace_s * 1000, now_ms=ctx.now_ms
     )
+    detail: Detail = {"key_id": p.key_id, "new_key_id": issued.key.key_id, "grace_s": p.grace_s}
+    ctx.record(ActivityKind.KEY_ROTATED, detail)
     return wire.issued_out(issued)
+
+
+def _key_guarded(scopes: Iterable[Scope]) -> Against | None:
+    return Against.ACTIVE if _GUARDED.intersection(scopes) else None
+
+
+def _create_needs_code(ctx: CallContext, p: wire.KeyCreateParams) -> Against | None:
+    return _key_guarded(p.scopes)
+
+
+def _rotate_needs_code(ctx: CallContext, p: wire.KeyRotateParams) -> Against | None:
+    return _key_guarded(_own_key_scopes(ctx, p.key_id))
+
+
+def _redact_key(ctx: CallContext, result: wire.KeyOut) -> bytes:
+    # Keep the answer without the secret; a retry derives it again (_reveal_key).
+    return rpc.encode(msgspec.structs.replace(result, secret=msgspec.UNSET))
+
+
+def _reveal_key(ctx: CallContext, kept: bytes) -> bytes:
+    key = _key_out_decoder.decode(kept)
+    view = ctx.keyring.get(key.key_id)
+    if view is None:
+        raise RuntimeError(f"recorded key {key.key_id} unknown")
+    secret = ctx.keyring.secret_of(view.key_id, view.version)
+    return rpc.encode(msgspec.structs.replace(key, secret=secret))
+
+
+_key_out_decoder: Final = msgspec.json.Decoder(wire.KeyOut)
+_KEY_SECRET: Final = Redaction(_redact_key, _reveal_key)
+
+
+# ---------------------------------------------------------------------------------- security
+
+
+class _EnrollmentRecord(msgspec.Struct, frozen=True):
+    """What an idempotency record keeps of a 2FA answer: the enrollment's id, no secret."""
+
+    enrollment: str
+
+
+_enrollment_decoder: Final = msgspec.json.Decoder(_EnrollmentRecord)
+
+
+def _recorded_enrollment(ctx: CallContext, against: Against) -> bytes:
+    enrollment = ctx.security.enrollment(ctx.account, against)
+    if enrollment is None:
+        raise RuntimeError("a 2FA answer without an enrollment")
+    return rpc.encode(_EnrollmentRecord(enrollment))
+
+
+def _reveal_secret(ctx: CallContext, kept: bytes) -> bytes:
+    enrollment = _enrollment_decoder.decode(kept).enrollment
+    secret, uri = ctx.security.reveal_enrollment(ctx.account, enrollment)
+    return rpc.encode(wire.TwoFactorSecretOut(secret=secret, otpauth_uri=uri))
+
+
+def _reveal_codes(ctx: CallContext, kept: bytes) -> bytes:
+    enrollment = _enrollment_decoder.decode(kept).enrollment
+    codes = ctx.security.reveal_recovery_codes(ctx.account, enrollment)
+    return rpc.encode(wire.TwoFactorConfirmOut(enabled=True, recovery_codes=codes))
+
+
+_TOTP_SECRET: Final = Redaction(
+    lambda ctx, result: _recorded_enrollment(ctx, Against.PENDING), _reveal_secret
+)
+_RECOVERY_CODES: Final = Redaction(
+    lambda ctx, result: _recorded_enrollment(ctx, Against.ACTIVE), _reveal_codes
+)
+
+
+def two_factor_enable(ctx: CallContext, p: wire.NoParams) -> wire.TwoFactorSecretOut:
+    made = ctx.security.enable_2fa(account=ctx.account, actor=ctx.actor, now_ms=ctx.now_ms)
+    return wire.TwoFactorSecretOut(secret=made.secret, otpauth_uri=made.otpauth_uri)
+
+
+def two_factor_confirm(ctx: CallContext, p: wire.OtpParams) -> wire.TwoFactorConfirmOut:
+    codes = ctx.security.confirm_2fa(
+        account=ctx.account, passed=ctx.passed, actor=ctx.actor, now_ms=ctx.now_ms
+    )
+    return wire.TwoFactorConfirmOut(enabled=True, recovery_codes=codes)
+
+
+def two_factor_disable(ctx: CallContext, p: wire.OptionalOtpParams) -> wire.TwoFactorOffOut:
+    ctx.security.disable_2fa(
+        account=ctx.account, passed=ctx.passed, actor=ctx.actor, now_ms=ctx.now_ms
+    )
+    return wire.TwoFactorOffOut(enabled=False)
+
+
+def two_factor_status(ctx: CallContext, p: wire.NoParams) -> wire.TwoFactorStatusOut:
+    status = ctx.security.status(ctx.account)
+    return wire.TwoFactorStatusOut(enabled=status.enabled, pending=status.pending)
+
+
+def address_add(ctx: CallContext, p: wire.AddressAddParams) -> wire.AddressOut:
+    view = ctx.security.add_address(
+        account=ctx.account, address=p.address, label=p.label, actor=ctx.actor, now_ms=ctx.now_ms
+    )
+    return wire.address_out(view)
+
+
+def address_list(ctx: CallContext, p: wire.NoParams) -> wire.AddressListOut:
+    views = ctx.security.addresses(ctx.account)
+    return wire.AddressListOut(addresses=[wire.address_out(v) for v in views])
+
+
+def address_remove(ctx: CallContext, p: wire.AddressParams) -> wire.AddressRemovedOut:
+    ctx.security.remove_address(
+        account=ctx.account, address=p.address, actor=ctx.actor, now_ms=ctx.now_ms
+    )
+    return wire.AddressRemovedOut(ok=True, address=p.address)
+
+
+def account_activity(ctx: CallContext, p: wire.ActivityParams) -> wire.ActivityOut:
+    entries = ctx.security.activity(ctx.account, limit=p.limit, before=p.before)
+    return wire.ActivityOut(events=[wire.activity_entry_out(e) for e in entries])
+
+
+def _always(ctx: CallContext, p: Any) -> Against:
+    return Against.ACTIVE
+
+
+def _pending(ctx: CallContext, p: Any) -> Against:
+    return Against.PENDING
 
 
 _R, _T, _W, _K = Scope.READ, Scope.TRADE, Scope.WITHDRAW, Scope.KEYS
@@ -277,7 +473,14 @@ METHODS: Final[dict[str, Method]] = {
         _method("account.balance", _R, wire.NoParams, account_balance),
         _method("account.ledger", _R, wire.LedgerParams, account_ledger),
         _method("account.deposit", _T, wire.DepositParams, account_deposit, mutating=True),
-        _method("account.withdraw", _W, wire.WithdrawParams, account_withdraw, mutating=True),
+        _method(
+            "account.withdraw",
+            _W,
+            wire.WithdrawParams,
+            account_withdraw,
+            mutating=True,
+            second_factor=_always,
+        ),
         _method("order.create", _T, wire.OrderCreateParams, order_create, mutating=True),
         _method("order.get", _R, wire.OrderIdParams, order_get),
         _method("order.list", _R, wire.OrderListParams, order_list),
@@ -293,7 +496,8 @@ METHODS: Final[dict[str, Method]] = {
             wire.KeyCreateParams,
             apikey_create,
             mutating=True,
-            secret_bearing=True,
+            redaction=_KEY_SECRET,
+            second_factor=_create_needs_code,
         ),
         _method("apikey.list", _K, wire.NoParams, apikey_list),
         _method("apikey.revoke", _K, wire.KeyIdParams, apikey_revoke, mutating=True),
@@ -303,7 +507,45 @@ METHODS: Final[dict[str, Method]] = {
             wire.KeyRotateParams,
             apikey_rotate,
             mutating=True,
-            secret_bearing=True,
+            redaction=_KEY_SECRET,
+            second_factor=_rotate_needs_code,
         ),
+        _method(
+            "account.2fa.enable",
+            _K,
+            wire.NoParams,
+            two_factor_enable,
+            mutating=True,
+            redaction=_TOTP_SECRET,
+        ),
+        _method(
+            "account.2fa.confirm",
+            _K,
+            wire.OtpParams,
+            two_factor_confirm,
+            mutating=True,
+            redaction=_RECOVERY_CODES,
+            second_factor=_pending,
+        ),
+        _method(
+            "account.2fa.disable",
+            _K,
+            wire.OptionalOtpParams,
+            two_factor_disable,
+            mutating=True,
+            second_factor=_always,
+        ),
+        _method("account.2fa.status", _R, wire.NoParams, two_factor_status),
+        _method(
+            "account.address.add",
+            _W,
+            wire.AddressAddParams,
+            address_add,
+            mutating=True,
+            second_factor=_always,
+        ),
+        _method("account.address.list", _R, wire.NoParams, address_list),
+        _method("account.address.remove", _W, wire.AddressParams, address_remove, mutating=True),
+        _method("account.activity", _R, wire.ActivityParams, account_activity),
     )
 }

@@ -47,6 +47,15 @@ class RateLimiter:
         self._buckets[key] = (level - need, now_ms)
         return 0
 
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def prune(self, *, now_ms: int) -> None:
+        """Drop the buckets that are full again at ``now_ms``: a full bucket and no bucket
+        are the same, so the table holds only recent callers."""
+        for key in [k for k in self._buckets if self._level(k, now_ms) >= self._capacity]:
+            del self._buckets[key]
+
     def forget(self, key: str) -> None:
         """Drop ``key``'s bucket (a revoked key)."""
         self._buckets.pop(key, None)

@@ -17,6 +17,7 @@ from typing import Annotated, Final
 import msgspec
 from msgspec import Meta
 
+from marketplace.api.errors import wire_data
 from marketplace.core.key_events import IssuedKey, KeyView, Scope
 from marketplace.core.model import (
     Balance,
@@ -39,6 +40,7 @@ from marketplace.core.money import (
     parse_btc,
     parse_speed,
 )
+from marketplace.core.security_events import ActivityKind, ActivityRecorded, AddressView
 from stratum.core.shares import Algorithm
 
 #: Decimal strings (BTC or a speed); their content is checked by ``money``.
@@ -48,6 +50,9 @@ KeyId = Annotated[str, Meta(min_length=1, max_length=64)]
 Label = Annotated[str, Meta(min_length=1, max_length=64)]
 Address = Annotated[str, Meta(min_length=1, max_length=128)]
 TimeMs = Annotated[int, Meta(ge=0, le=2**53)]
+#: A second-factor code: six digits from an authenticator app, or a recovery code.
+Otp = Annotated[str, Meta(min_length=1, max_length=32)]
+AddressLabel = Annotated[str, Meta(max_length=64)]
 MAX_GRACE_S: Final = 30 * 86_400
 DEFAULT_GRACE_S: Final = 3600
 
@@ -76,6 +81,7 @@ class DepositParams(_Params, frozen=True):
 class WithdrawParams(_Params, frozen=True):
     amount: Decimal
     address: Address
+    otp: Otp | None = None
 
 
 class OrderCreateParams(_Params, frozen=True):
@@ -119,6 +125,7 @@ class KeyCreateParams(_Params, frozen=True):
     label: Label
     scopes: Annotated[list[Scope], Meta(min_length=1, max_length=4)]
     expires_in_s: Annotated[int, Meta(ge=1, le=10 * 365 * 86_400)] | None = None
+    otp: Otp | None = None
 
 
 class KeyIdParams(_Params, frozen=True):
@@ -128,6 +135,34 @@ class KeyIdParams(_Params, frozen=True):
 class KeyRotateParams(_Params, frozen=True):
     key_id: KeyId
     grace_s: Annotated[int, Meta(ge=0, le=MAX_GRACE_S)] = DEFAULT_GRACE_S
+    otp: Otp | None = None
+
+
+class OtpParams(_Params, frozen=True):
+    """``account.2fa.confirm``: a code of the pending secret."""
+
+    otp: Otp
+
+
+class OptionalOtpParams(_Params, frozen=True):
+    """``account.2fa.disable``: a code (missing: 4011 "otp required", like every gated call)."""
+
+    otp: Otp | None = None
+
+
+class AddressAddParams(_Params, frozen=True):
+    address: Address
+    label: AddressLabel
+    otp: Otp | None = None
+
+
+class AddressParams(_Params, frozen=True):
+    address: Address
+
+
+class ActivityParams(_Params, frozen=True):
+    limit: Annotated[int, Meta(ge=1, le=500)] = 100
+    before: Annotated[int, Meta(ge=0)] | None = None
 
 
 # ---------------------------------------------------------------------------------- results
@@ -283,6 +318,58 @@ class KeyListOut(_Result, frozen=True):
 class OkOut(_Result, frozen=True):
     ok: bool
     key_id: str
+
+
+class TwoFactorSecretOut(_Result, frozen=True):
+    """``account.2fa.enable``: the base32 secret and its otpauth URI, shown once (the
+    idempotency record keeps neither: see ``methods``)."""
+
+    secret: str
+    otpauth_uri: str
+
+
+class TwoFactorConfirmOut(_Result, frozen=True):
+    """``account.2fa.confirm``: on, with the recovery codes, shown once."""
+
+    enabled: bool
+    recovery_codes: list[str]
+
+
+class TwoFactorOffOut(_Result, frozen=True):
+    enabled: bool
+
+
+class TwoFactorStatusOut(_Result, frozen=True):
+    enabled: bool
+    pending: bool
+
+
+class AddressOut(_Result, frozen=True):
+    address: str
+    label: str
+    usable_from_ms: int
+
+
+class AddressListOut(_Result, frozen=True):
+    addresses: list[AddressOut]
+
+
+class AddressRemovedOut(_Result, frozen=True):
+    ok: bool
+    address: str
+
+
+class ActivityEntryOut(_Result, frozen=True):
+    id: int
+    time_ms: int
+    kind: ActivityKind
+    key_id: str | None
+    remote: str | None
+    detail: dict[str, str | int]
+
+
+class ActivityOut(_Result, frozen=True):
+    events: list[ActivityEntryOut]
 
 
 # ---------------------------------------------------------------------------------- edge
@@ -448,3 +535,19 @@ def key_out(view: KeyView, secret: str | None = None) -> KeyOut:
 
 def issued_out(issued: IssuedKey) -> KeyOut:
     return key_out(issued.key, issued.secret)
+
+
+def address_out(view: AddressView) -> AddressOut:
+    return AddressOut(address=view.address, label=view.label, usable_from_ms=view.usable_from_ms)
+
+
+def activity_entry_out(entry: ActivityRecorded) -> ActivityEntryOut:
+    """An activity entry; amounts in its details (``*_msat``) as BTC strings."""
+    return ActivityEntryOut(
+        id=entry.id,
+        time_ms=entry.time_ms,
+        kind=entry.kind,
+        key_id=entry.key_id,
+        remote=entry.remote,
+        detail={k: v for k, v in wire_data(entry.detail).items() if isinstance(v, str | int)},
+    )

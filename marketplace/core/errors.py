@@ -11,6 +11,10 @@ classes to wire codes (``marketplace.api``); here they only say what kind of ref
 - ``RuleViolation``: the parameters break a market rule (a minimum, a fixed order bigger than the
   market can serve, the faucet being off).
 - ``InvalidArgument``: a value no market could accept (negative amount, junk decimal string).
+- ``SecondFactorRefused``: a call that needs a second-factor code got none, a wrong one or one
+  already used (``data.reason``).
+- ``Locked``: too many wrong codes lately; calls that need a code must wait
+  (``data.retry_after_ms``).
 """
 
 from __future__ import annotations
@@ -47,3 +51,11 @@ class RuleViolation(MarketError):
 
 class InvalidArgument(MarketError):
     """A value that no market could accept."""
+
+
+class SecondFactorRefused(MarketError):
+    """The second factor is required, invalid or reused (``data.reason``)."""
+
+
+class Locked(MarketError):
+    """Too many wrong codes: the account's code-gated calls wait (``data.retry_after_ms``)."""

@@ -161,6 +161,10 @@ class KeyRing(EventSourced[KeyEvent]):
         key = self._keys.get(key_id)
         return None if key is None else key.view(self._live_used.get(key_id))
 
+    def has_account(self, account: str) -> bool:
+        """Whether ``account`` was ever issued a key (it signed up), whatever their state."""
+        return account in self._keys_of
+
     def list_keys(self, account: str, *, now_ms: int) -> list[KeyView]:
         """``account``'s keys that still authenticate at ``now_ms``, oldest first."""
         views = [k.view(self._live_used.get(k.key_id)) for k in self._keys_of.get(account, ())]

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 import trio
 
-from marketplace.accounts import Bootstrap, bootstrap_account
+from marketplace.accounts import Bootstrap, Components, bootstrap_account
 from marketplace.api.app import ApiApp, ApiSettings, RpcService
 from marketplace.api.methods import METHODS, Method
 from marketplace.api.server import serve_api
@@ -26,6 +26,7 @@ from marketplace.core.fleet import Fleet
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import MarketConfig
+from marketplace.core.security import AccountSecurity
 from marketplace.core.views import MarketViews
 from marketplace.engine import Engine
 from marketplace.storage import Journal, Synchronous, open_journal
@@ -63,6 +64,12 @@ def make_components() -> tuple[Market, KeyRing]:
     return market, keyring
 
 
+def make_security(*, address_lock_ms: int = 86_400_000) -> AccountSecurity:
+    return AccountSecurity(
+        master_key=MASTER, new_id=counter_ids("e"), address_lock_ms=address_lock_ms
+    )
+
+
 class Harness:
     """An ``RpcService`` over a fresh market, in memory (no HTTP)."""
 
@@ -72,16 +79,19 @@ class Harness:
         settings: ApiSettings | None = None,
         methods: dict[str, Method] | None = None,
         clock: ManualClock | None = None,
+        security: AccountSecurity | None = None,
     ) -> None:
         self.clock = clock or ManualClock()
         self.market, self.keyring = make_components()
+        self.security = security or make_security()
         self.fleet = Fleet(config=self.market.config)
         self.views = MarketViews(self.market, self.fleet)
-        self.executor = MemoryExecutor([self.market, self.keyring])
+        self.executor = MemoryExecutor([self.market, self.keyring, self.security])
         self.service = RpcService(
             market=self.market,
             fleet=self.fleet,
             keyring=self.keyring,
+            security=self.security,
             executor=self.executor,
             settings=settings,
             clock=self.clock,
@@ -90,14 +100,12 @@ class Harness:
         self.app = ApiApp(self.service)
         self._nonces = itertools.count(1)
 
+    @property
+    def components(self) -> Components:
+        return Components(self.executor, self.market, self.keyring, self.security)
+
     async def bootstrap(self, account: str = "alice") -> Bootstrap:
-        return await bootstrap_account(
-            executor=self.executor,
-            market=self.market,
-            keyring=self.keyring,
-            account=account,
-            now_ms=self.clock(),
-        )
+        return await bootstrap_account(self.components, account=account, now_ms=self.clock())
 
     def sign(self, creds: Bootstrap, body: bytes, **kw: Any) -> dict[bytes, bytes]:
         headers = signed_headers(
@@ -152,6 +160,7 @@ class Stack:
         market: Market,
         fleet: Fleet,
         keyring: KeyRing,
+        security: AccountSecurity,
         clock: ManualClock,
         port: int,
         http: httpx.AsyncClient,
@@ -161,22 +170,30 @@ class Stack:
         self.market = market
         self.views = MarketViews(market, fleet)
         self.keyring = keyring
+        self.security = security
         self.clock = clock
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._nonces = itertools.count(1)
 
+    @property
+    def components(self) -> Components:
+        return Components(self.engine, self.market, self.keyring, self.security)
+
     async def bootstrap(self, account: str = "alice") -> Bootstrap:
-        return await bootstrap_account(
-            executor=self.engine,
-            market=self.market,
-            keyring=self.keyring,
-            account=account,
-            now_ms=self.clock(),
-        )
+        return await bootstrap_account(self.components, account=account, now_ms=self.clock())
 
     def nonce(self) -> str:
         return f"nonce-{next(self._nonces)}"
+
+    async def journaled_since(self, seq: int) -> list[Any]:
+        """The events journaled after ``seq``, decoded by their components."""
+        components = self.engine.components
+        with trio.fail_after(10):
+            return [
+                components[entry.component].decode_event(entry.body)
+                async for entry in self.engine.journal.replay(after=seq)
+            ]
 
     async def post(
         self, body: bytes, headers: dict[str, str] | None = None, *, path: str = "/rpc"
@@ -207,20 +224,23 @@ async def real_stack(
     methods: dict[str, Method] | None = None,
     market: Market | None = None,
     keyring: KeyRing | None = None,
+    security: AccountSecurity | None = None,
 ) -> AsyncIterator[Stack]:
     """Journal at ``path`` + engine (restored) + the API served on an ephemeral port."""
     clock = clock or ManualClock()
     if market is None or keyring is None:
         market, keyring = make_components()
+    security = security or make_security()
     settings = settings or ApiSettings(stratum_ports={Algorithm.SHA256D: 3333})
     async with open_journal(path, synchronous=Synchronous.NORMAL) as journal:
-        engine = Engine(components=[market, keyring], journal=journal, clock=clock)
+        engine = Engine(components=[market, keyring, security], journal=journal, clock=clock)
         await engine.restore()
         fleet = Fleet(config=market.config)
         service = RpcService(
             market=market,
             fleet=fleet,
             keyring=keyring,
+            security=security,
             executor=engine,
             settings=settings,
             clock=clock,
@@ -237,6 +257,7 @@ async def real_stack(
                     market=market,
                     fleet=fleet,
                     keyring=keyring,
+                    security=security,
                     clock=clock,
                     port=port,
                     http=http,

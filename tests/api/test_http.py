@@ -14,6 +14,7 @@ from marketplace.api import wire
 from marketplace.api.app import ApiSettings
 from marketplace.api.methods import METHODS, CallContext, Method
 from marketplace.api.signing import sign_headers
+from marketplace.core.security_events import ActivityKind, ActivityRecorded
 from tests.api.conftest import (
     Harness,
     ManualClock,
@@ -136,7 +137,10 @@ async def test_every_error_code(tmp_path: Path) -> None:
             code, message, data = error_of(await stack.call(creds, method, params, **kw))
             assert code == expect, (code, message, data)
             assert message
-            assert journal.last_seq == before, "a refused call journaled something"
+            # Nothing but the owner's record of a failed authentication (security.md).
+            for event in await stack.journaled_since(before):
+                assert isinstance(event, ActivityRecorded), "a refused call journaled something"
+                assert event.kind is ActivityKind.AUTH_FAILED
             return data
 
         # JSON-RPC's own.
@@ -229,7 +233,14 @@ async def test_replayed_request_is_refused(tmp_path: Path) -> None:
         again = (await stack.post(body, headers)).json()
         assert again["error"]["code"] == 4009
         assert again["error"]["data"] == {"header": "X-Nonce"}
-        assert stack.engine.journal.last_seq == before
+        # Nothing changed but the owner's activity log, which shows the replay.
+        (entry,) = await stack.journaled_since(before)
+        assert isinstance(entry, ActivityRecorded)
+        assert (entry.kind, entry.key_id, entry.detail) == (
+            ActivityKind.AUTH_FAILED,
+            creds.key_id,
+            {"rule": "replay", "count": 1},
+        )
         # Still refused at the very end of the window; refused by the window after it.
         stack.clock.advance(60_000)
         assert (await stack.post(body, headers)).json()["error"]["code"] == 4009
@@ -361,7 +372,7 @@ async def test_concurrent_repeats_act_once() -> None:
             await trio.sleep(0)  # like the engine waiting for journal capacity
             return await super().execute(fn)
 
-    h.executor = YieldingExecutor([h.market, h.keyring])
+    h.executor = YieldingExecutor([h.market, h.keyring, h.security])
     h.service._executor = h.executor
     creds = await h.bootstrap()
     await h.call(creds, "account.deposit", {"amount": "1"})
