@@ -41,3 +41,22 @@ class ReadClock(Clock):
 def trio_clock(base_ms: int = T0) -> Clock:
     """A clock that follows trio's (possibly mock) clock from ``base_ms``."""
     return ReadClock(lambda: base_ms + int(trio.current_time() * 1000))
+
+
+class SplitClock(Clock):
+    """Wall time and market time apart, each moving only when a test says so: the second
+    factor runs on the wall clock, address locks on market time."""
+
+    def __init__(self, start_ms: int = T0) -> None:
+        self.wall = start_ms
+        self.market = start_ms
+
+    def wall_ms(self) -> int:
+        return self.wall
+
+    def now_ms(self) -> int:
+        return self.market
+
+    def __call__(self) -> int:
+        """What requests are signed with: the wall clock."""
+        return self.wall

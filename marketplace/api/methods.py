@@ -187,7 +187,7 @@ def account_withdraw(ctx: CallContext, p: wire.WithdrawParams) -> wire.MoneyMove
     entry = ctx.market.withdraw(
         account=ctx.account, amount_msat=amount, address=p.address, now_ms=ctx.now_ms
     )
-    detail: Detail = {"id": entry.ref, "amount_msat": amount, "address": p.address}
+    detail: Detail = {"ledger_id": entry.id, "amount_msat": amount, "address": p.address}
     ctx.record(ActivityKind.WITHDRAWAL, detail)
     return _money_move(ctx, entry)
 

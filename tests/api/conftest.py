@@ -108,9 +108,8 @@ class Harness:
         return await bootstrap_account(self.components, account=account, now_ms=self.clock())
 
     def sign(self, creds: Bootstrap, body: bytes, **kw: Any) -> dict[bytes, bytes]:
-        headers = signed_headers(
-            creds, body, now_ms=self.clock(), nonce=f"n{next(self._nonces)}", **kw
-        )
+        kw.setdefault("now_ms", self.clock())
+        headers = signed_headers(creds, body, nonce=f"n{next(self._nonces)}", **kw)
         return {k.lower().encode(): v.encode() for k, v in headers.items()}
 
     async def call(
