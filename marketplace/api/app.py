@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 import structlog
@@ -84,6 +84,18 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: What ``market.info`` tells miners to connect to.
     stratum_host: str = "127.0.0.1"
     stratum_ports: dict[Algorithm, int] = msgspec.field(default_factory=dict)
+
+
+class _Request(NamedTuple):
+    """What every call of one request shares."""
+
+    caller: Caller | None
+    #: Why the request's signature was refused (every signed call answers it).
+    auth_error: RpcError | None
+    #: Why the request's unsigned calls were refused (the client address's bucket).
+    public_error: RpcError | None
+    remote: str | None
+    log_id: str
 
 
 class RpcService:
@@ -162,6 +174,7 @@ class RpcService:
                 auth_error = error
                 if isinstance(error, KeyAuthError):
                     await self._note_auth_failure(error.account, error.key_id, error.rule, remote)
+        request = _Request(caller, auth_error, public_error, remote, log_id)
         answers: list[bytes] = []
         refused: list[int] = []
         succeeded = 0
@@ -170,14 +183,7 @@ class RpcService:
                 try:
                     if isinstance(item, rpc.BadCall):
                         raise public_error or item.error
-                    result = await self._call(
-                        item,
-                        caller=caller,
-                        auth_error=auth_error,
-                        public_error=public_error,
-                        remote=remote,
-                        log_id=log_id,
-                    )
+                    result = await self._call(item, request)
                 except RpcError as error:
                     refused.append(int(error.code))
                     answer = rpc.encode_error(item.id, error)
@@ -235,42 +241,21 @@ class RpcService:
         if keyring.use_due(key_id, now_ms=now):
             await self._executor.execute(lambda: keyring.persist_used(key_id, now_ms=now))
 
-    async def _call(
-        self,
-        call: rpc.Call,
-        *,
-        caller: Caller | None,
-        auth_error: RpcError | None,
-        public_error: RpcError | None,
-        remote: str | None,
-        log_id: str,
-    ) -> bytes:
+    async def _call(self, call: rpc.Call, request: _Request) -> bytes:
         """Run one call; its result as JSON. Raises ``RpcError`` for every refusal."""
         try:
-            return await self._call_inner(
-                call,
-                caller=caller,
-                auth_error=auth_error,
-                public_error=public_error,
-                remote=remote,
-            )
+            return await self._call_inner(call, request)
         except RpcError:
             raise
         except MarketError as exc:
             raise from_market_error(exc) from None
         except Exception:
+            log_id = request.log_id
             log.exception("api.internal_error", method=call.method[:64], log_id=log_id)
             raise RpcError(ApiCode.INTERNAL_ERROR, "internal error", {"log_id": log_id}) from None
 
-    async def _call_inner(
-        self,
-        call: rpc.Call,
-        *,
-        caller: Caller | None,
-        auth_error: RpcError | None,
-        public_error: RpcError | None,
-        remote: str | None,
-    ) -> bytes:
+    async def _call_inner(self, call: rpc.Call, request: _Request) -> bytes:
+        caller, public_error = request.caller, request.public_error
         method = self._methods.get(call.method)
         if (method is None or method.scope is None) and public_error is not None:
             raise public_error
@@ -279,8 +264,8 @@ class RpcService:
                 ApiCode.METHOD_NOT_FOUND, "method not found", {"method": call.method[:64]}
             )
         if method.scope is not None:
-            if auth_error is not None:
-                raise auth_error
+            if request.auth_error is not None:
+                raise request.auth_error
             if caller is None:  # authenticate() either returns a caller or raises
                 raise RuntimeError("signed call without a caller")
             if method.scope not in caller.scopes:
@@ -303,7 +288,7 @@ class RpcService:
             stratum_host=settings.stratum_host,
             stratum_ports=settings.stratum_ports,
             security=self._security,
-            remote=remote,
+            remote=request.remote,
         )
         if not method.mutating:
             return rpc.encode(method.run(ctx, params))

@@ -61,6 +61,13 @@ MIN_MASTER_KEY_BYTES: Final = 16
 DAY_MS: Final = 86_400_000
 
 
+def check_master_key(master_key: bytes) -> bytes:
+    """``master_key`` if it is long enough to derive secrets from; else ``ValueError``."""
+    if len(master_key) < MIN_MASTER_KEY_BYTES:
+        raise ValueError(f"the master key must be at least {MIN_MASTER_KEY_BYTES} bytes")
+    return master_key
+
+
 def derive_secret(master_key: bytes, key_id: str, version: int) -> str:
     """The secret of key ``key_id`` at ``version`` under ``master_key`` (lowercase hex)."""
     message = key_id.encode() + b"\x00" + str(version).encode()
@@ -138,9 +145,7 @@ class KeyRing(EventSourced[KeyEvent]):
         idempotency_ttl_ms: int = DAY_MS,
     ) -> None:
         super().__init__()
-        if len(master_key) < MIN_MASTER_KEY_BYTES:
-            raise ValueError(f"the master key must be at least {MIN_MASTER_KEY_BYTES} bytes")
-        self._master_key = master_key
+        self._master_key = check_master_key(master_key)
         self._new_key_id = new_key_id
         self._used_interval_ms = used_interval_ms
         self._keys: dict[str, _Key] = {}

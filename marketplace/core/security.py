@@ -44,7 +44,7 @@ from marketplace.core.errors import (
     SecondFactorRefused,
 )
 from marketplace.core.eventsourced import EventSourced
-from marketplace.core.keys import MIN_MASTER_KEY_BYTES
+from marketplace.core.keys import check_master_key
 from marketplace.core.second_factor import Against, Factor, Reason
 from marketplace.core.security_events import (
     ActivityKind,
@@ -117,11 +117,11 @@ class AccountSecurity(EventSourced[SecurityEvent]):
         address_lock_ms: int = DEFAULT_LOCK_MS,
     ) -> None:
         super().__init__()
-        if len(master_key) < MIN_MASTER_KEY_BYTES:
-            raise ValueError(f"the master key must be at least {MIN_MASTER_KEY_BYTES} bytes")
         if address_lock_ms < 0:
             raise ValueError("the address lock must not be negative")
-        self._key = hmac.new(master_key, b"hashmarket account security", hashlib.sha256).digest()
+        # A sub-key of our own: what is derived here can never collide with an API secret.
+        root = check_master_key(master_key)
+        self._key = hmac.new(root, b"hashmarket account security", hashlib.sha256).digest()
         self._new_id = new_id
         self._address_lock_ms = address_lock_ms
         self._factors: dict[str, Factor] = {}

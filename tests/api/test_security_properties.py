@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from marketplace.accounts import Bootstrap
 from marketplace.core import totp
 from marketplace.core.key_events import ALL_SCOPES
-from tests.api.conftest import Harness
+from tests.api.conftest import Harness, make_security
 from tests.clocks import SplitClock
 
 KIND_OF = {
@@ -213,3 +213,12 @@ async def test_one_entry_per_change_and_refusals_change_nothing(steps: list[Any]
             if allowed and answer["error"]["code"] == 4011:
                 assert len(new) == 1, "a wrong code must be counted and logged"
             assert world(h) == before_world, (method, params, answer)
+    # The journal rebuilds the same component, by replay and from a snapshot.
+    replayed = make_security()
+    for component, body in h.executor.events:
+        if component == "security":
+            replayed.apply(replayed.decode_event(body))
+    assert replayed.export_state() == h.security.export_state()
+    restored = make_security()
+    restored.import_state(restored.decode_state(h.security.encode_state()))
+    assert restored.export_state() == h.security.export_state()
