@@ -33,9 +33,10 @@ account security's record of their refusal:
   own command, before the handler: a code that passed is used up and a wrong one counted
   whatever the call then does, so a refusal after that is answered once those events are
   durable (security.md);
-- unsigned calls (public methods, unknown methods, malformed elements) take tokens from a
-  bucket per client address (``public_rate_per_s``, ``public_burst``: 4029 beyond), so one
-  peer cannot keep the node busy with 64 KiB batches of them.
+- unsigned calls (public methods, unknown methods, malformed elements, a body that is no
+  request at all) take tokens from a bucket per client address (``public_rate_per_s``,
+  ``public_burst``: 4029 beyond), so one peer cannot keep the node busy with 64 KiB batches
+  of them.
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ class RpcService:
         try:
             parsed = rpc.parse_body(body)
         except RpcError as error:
-            return rpc.encode_error(None, error)
+            # A body that is no request is one unsigned call: junk is limited like the rest.
+            return rpc.encode_error(None, self._take_public(1, remote) or error)
         signed = 0
         for item in parsed.items:
             if isinstance(item, rpc.Call):

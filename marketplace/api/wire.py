@@ -40,7 +40,7 @@ from marketplace.core.money import (
     parse_btc,
     parse_speed,
 )
-from marketplace.core.security_events import ActivityKind, ActivityRecorded, AddressView
+from marketplace.core.security_events import ActivityRecorded, AddressView
 from stratum.core.shares import Algorithm
 
 #: Decimal strings (BTC or a speed); their content is checked by ``money``.
@@ -362,7 +362,8 @@ class AddressRemovedOut(_Result, frozen=True):
 class ActivityEntryOut(_Result, frozen=True):
     id: int
     time_ms: int
-    kind: ActivityKind
+    #: An ``ActivityKind`` value; a plain string, so a client reads kinds added later.
+    kind: str
     key_id: str | None
     remote: str | None
     detail: dict[str, str | int]
@@ -546,7 +547,7 @@ def activity_entry_out(entry: ActivityRecorded) -> ActivityEntryOut:
     return ActivityEntryOut(
         id=entry.id,
         time_ms=entry.time_ms,
-        kind=entry.kind,
+        kind=entry.kind.value,
         key_id=entry.key_id,
         remote=entry.remote,
         detail={k: v for k, v in wire_data(entry.detail).items() if isinstance(v, str | int)},

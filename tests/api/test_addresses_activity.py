@@ -229,6 +229,15 @@ async def test_unsigned_calls_share_a_bucket_per_client_address() -> None:
         await h.service.handle(body=junk.encode(), headers={}, remote="10.0.0.4")
     code, _, _ = error_of(await public("10.0.0.4"))
     assert code == 4029
+    # So is a body that is no request at all.
+    h.clock.wall += 60_000
+    for _ in range(100):
+        answer = await h.service.handle(body=b"junk", headers={}, remote="10.0.0.5")
+        assert answer is not None
+        assert json.loads(answer)["error"]["code"] == -32700
+    answer = await h.service.handle(body=b"junk", headers={}, remote="10.0.0.5")
+    assert answer is not None
+    assert json.loads(answer)["error"]["code"] == 4029
 
 
 async def test_through_http_the_client_address_is_seen(tmp_path: Path) -> None:
