@@ -70,6 +70,7 @@ from marketplace.core.errors import MarketError
 from marketplace.core.fleet import Fleet
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
+from marketplace.core.market_time import MarketTime
 from marketplace.core.model import MarketConfig, default_rules
 from marketplace.core.security import AccountSecurity
 from marketplace.core.views import MarketViews
@@ -162,6 +163,8 @@ class Core:
     fleet: Fleet
     keyring: KeyRing
     security: AccountSecurity
+    #: The journaled offset of market time, which ``clock`` follows.
+    market_time: MarketTime
     engine: Engine
     scheduler: MarketScheduler
     #: How many journal events the restore replayed (0 after a clean shutdown's snapshot).
@@ -213,8 +216,11 @@ async def open_core(
     security = open_security(storage.key_path, address_lock_ms=int(config.address_lock * 1000))
     market = Market(config=market_config(config))
     fleet = Fleet(config=market.config)
+    market_time = MarketTime()
     async with storage.open_journal(synchronous=synchronous) as journal:
-        engine = Engine(components=[market, keyring, security], journal=journal, clock=clock)
+        engine = Engine(
+            components=[market, keyring, security, market_time], journal=journal, clock=clock
+        )
         timers = MarketScheduler(
             engine=engine,
             market=market,
@@ -222,20 +228,29 @@ async def open_core(
             config=scheduler or scheduler_config(config),
         )
         replayed = await engine.restore()
-        log.info("node.restored", db=config.db, events=replayed)
-        yield Core(
-            config=config,
-            clock=clock,
-            storage=storage,
-            journal=journal,
-            market=market,
-            fleet=fleet,
-            keyring=keyring,
-            security=security,
-            engine=engine,
-            scheduler=timers,
-            replayed=replayed,
+        # Market time resumes where the journal left it (wall clock plus the last offset).
+        clock.follow(market_time)
+        clock.add_jump_listener(fleet.clock_jumped)
+        log.info(
+            "node.restored", db=config.db, events=replayed, market_offset_ms=market_time.offset_ms
         )
+        try:
+            yield Core(
+                config=config,
+                clock=clock,
+                storage=storage,
+                journal=journal,
+                market=market,
+                fleet=fleet,
+                keyring=keyring,
+                security=security,
+                market_time=market_time,
+                engine=engine,
+                scheduler=timers,
+                replayed=replayed,
+            )
+        finally:
+            clock.remove_jump_listener(fleet.clock_jumped)
 
 
 def run_offline(

@@ -90,6 +90,8 @@ class MarketWorkSource:
         self._connecting: WorkerKey | None = None
         #: Jobs pushed outside ``connect`` (moves, intervals, blocks), for logs and tests.
         self.jobs_pushed = 0
+        #: When every miner last got a new job (``run``'s interval counts from here).
+        self._last_jobs_ms = now
         scheduler.add_rebalance_listener(self._on_moves)
 
     # ------------------------------------------------------------------ WorkSource
@@ -228,19 +230,37 @@ class MarketWorkSource:
         self.jobs_pushed += pushed
         return pushed
 
+    def next_due_ms(self) -> int:
+        """When the next new job is due: ``job_interval_s`` after the last, or the emulated
+        chain's next block if that comes first."""
+        interval_ms = round(self.config.job_interval_s * 1000)
+        return min(self._last_jobs_ms + interval_ms, self.chain.next_block_ms)
+
+    def catch_up(self) -> int:
+        """Bring the emulated chain up to now and give every miner one new job (clean when a
+        block was found since the last); return how many were pushed. However much time an
+        operator's advance skipped, only the latest block and job matter, so it runs once."""
+        now = self._clock()
+        block = self.chain.advance(now)
+        pushed = self.push_new_jobs()
+        self._last_jobs_ms = now
+        log.debug("bridge.jobs", block=block, height=self.chain.tip.height, pushed=pushed)
+        return pushed
+
+    def new_block(self) -> int:
+        """The emulated chain finds a block now: every miner gets a clean job at once; return
+        how many were pushed."""
+        self.chain.find_block(self._clock())
+        return self.catch_up()
+
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Push a job to every miner at least every ``job_interval_s`` and on every emulated
         block, until cancelled."""
         task_status.started()
-        interval_ms = round(self.config.job_interval_s * 1000)
-        last_ms = self._clock()
         while True:
-            now = self._clock()
-            due = min(last_ms + interval_ms, self.chain.next_block_ms)
-            if now < due:
-                await trio.sleep((due - now) / 1000)
+            wait_ms = self.next_due_ms() - self._clock()
+            if wait_ms > 0:
+                # An advance that catches up meanwhile moves the due time: look again then.
+                await trio.sleep(wait_ms / 1000)
                 continue
-            block = self.chain.advance(now)
-            pushed = self.push_new_jobs()
-            last_ms = self._clock()
-            log.debug("bridge.jobs", block=block, height=self.chain.tip.height, pushed=pushed)
+            self.catch_up()

@@ -259,6 +259,19 @@ class ApiCalls:
         return _NO_PARAMS
 
     @api_call(
+        "server.time",
+        wire.TimeOut,
+        pick=lambda r: r.market_time_ms,
+        public=True,
+        cli=cli("market time", "the market's clock and the wall clock (ms)"),
+    )
+    def market_time(self) -> wire.NoParams:
+        """The market's clock: milliseconds since the epoch (``int``), ahead of the wall
+        clock by what an operator advanced it (control.md). Market rules (order ends,
+        price-down intervals) run on it."""
+        return _NO_PARAMS
+
+    @api_call(
         "market.info",
         wire.MarketInfoOut,
         public=True,

@@ -141,6 +141,37 @@ class MarketScheduler:
         market = self._market
         return await self._engine.execute(lambda: market.expire(now_ms=self._engine.now_ms()))
 
+    # ------------------------------------------------------------------ what is due (advance)
+
+    def next_end_ms(self) -> int | None:
+        """The earliest end (``ends_ms``) of an active order, if any has one: where an
+        operator's advance of market time must stop to end it (``run_due``)."""
+        ends = [
+            order.ends_ms
+            for active in self._market.book.active.values()
+            for order in active.values()
+            if order.ends_ms is not None
+        ]
+        return min(ends, default=None)
+
+    def settlement_due_ms(self) -> int | None:
+        """When a settlement has work: one settle interval after the last settlement (at
+        once if there was none) while spend waits to be settled; ``None`` while none waits."""
+        if not self._market.book.unsettled:
+            return None
+        return self._market.next_settle_ms() or 0
+
+    def run_due(self, now_ms: int) -> None:
+        """The market's clock-based work due at ``now_ms``, as one command (run it inside
+        ``Engine.execute``): end the orders whose duration is over, then settle if a settlement
+        is due. An operator's advance runs it at each due time it steps through; the periodic
+        timers of ``run`` do the same work in real time."""
+        market = self._market
+        market.expire(now_ms=now_ms)
+        due = self.settlement_due_ms()
+        if due is not None and due <= now_ms:
+            market.settle(now_ms=now_ms)
+
     def snapshot_if_due(self) -> bool:
         """Take a snapshot if ``snapshot_min_events`` events were journaled since the last;
         whether one was taken."""

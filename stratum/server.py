@@ -427,6 +427,12 @@ class StratumServer:
         """A snapshot of the open connections."""
         return list(self._connections.values())
 
+    def clock_jumped(self, delta_ms: int) -> None:
+        """The clock jumped ``delta_ms`` forward: every session's peer timers move with it
+        (``ServerSession.clock_jumped``), so no connection times out for it."""
+        for conn in self._connections.values():
+            conn.session.clock_jumped(delta_ms)
+
     def shutdown(self) -> None:
         """Stop accepting and close every connection within ``shutdown_grace_s``. Idempotent."""
         self._shutdown.set()

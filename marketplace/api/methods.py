@@ -56,7 +56,8 @@ class CallContext(NamedTuple):
     keyring: KeyRing
     #: Market time: every time a handler stamps or compares.
     now_ms: int
-    #: The wall clock: only ``server.time`` answers it (clients sync their signing to it).
+    #: The wall clock: only ``server.time`` answers it (clients sync their signing to it), as
+    #: ``time_ms`` beside the market's ``market_time_ms``.
     wall_ms: int
     caller: Caller | None
     stratum_host: str
@@ -138,7 +139,7 @@ def _method(
 
 
 def server_time(ctx: CallContext, p: wire.NoParams) -> wire.TimeOut:
-    return wire.TimeOut(time_ms=ctx.wall_ms)
+    return wire.TimeOut(time_ms=ctx.wall_ms, market_time_ms=ctx.now_ms)
 
 
 def market_info(ctx: CallContext, p: wire.NoParams) -> wire.MarketInfoOut:

@@ -173,7 +173,10 @@ class _Result(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TimeOut(_Result, frozen=True):
+    #: The wall clock: what signed requests' ``X-Time`` is checked against.
     time_ms: int
+    #: The market's clock (control.md): the wall clock plus the offset an operator advanced.
+    market_time_ms: int
 
 
 class MarketOut(_Result, frozen=True):

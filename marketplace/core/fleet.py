@@ -120,6 +120,14 @@ class Fleet:
         if window is not None:
             window.add(time_ms=time_ms, work=share_work(difficulty))
 
+    def clock_jumped(self, delta_ms: int) -> None:
+        """Market time jumped ``delta_ms`` forward (an operator's advance): shift every speed
+        estimate's history with it, so the jump does not read as connected workers going idle
+        (their hash rate did not change; only the market's clock did)."""
+        for workers in self._workers.values():
+            for window in workers.values():
+                window.shift(delta_ms)
+
     def rebalance(
         self, algorithm: Algorithm, *, queue: Sequence[OrderSlot], now_ms: int
     ) -> list[Assignment]:

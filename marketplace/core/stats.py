@@ -285,6 +285,12 @@ class RateWindow:
         self._work += work
         self._seen = True
 
+    def shift(self, delta_ms: int) -> None:
+        """Move the window's history ``delta_ms`` later: time that passed without the worker
+        being measured (a jump of market time) is not time it was idle."""
+        self.joined_ms += delta_ms
+        self._shares = deque((time_ms + delta_ms, work) for time_ms, work in self._shares)
+
     def rate(self, now_ms: int) -> int:
         """Estimated H/s at ``now_ms``: the work of the last window, with the start estimate
         standing in for the part of the window before the worker joined (and all of it until

@@ -224,6 +224,12 @@ class JobFeed:
         new = self._vardiff.on_tick(now_ms)
         return b"" if new is None else self.change_difficulty(new, now_ms)
 
+    def clock_jumped(self, delta_ms: int) -> None:
+        """The clock jumped ``delta_ms`` forward: vardiff's timers move with it (see
+        ``Vardiff.shift``); jobs keep their times (the chain's clock is the jumped one)."""
+        if self._vardiff is not None:
+            self._vardiff.shift(delta_ms)
+
     def next_tick_ms(self) -> int | None:
         """When ``on_tick`` should next run (``None``: no vardiff or no job yet)."""
         if self._vardiff is None or self.current is None:

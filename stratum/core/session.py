@@ -237,6 +237,12 @@ class ServerSession:
         vardiff = self._feed.next_tick_ms()
         return deadline if vardiff is None else min(deadline, vardiff)
 
+    def clock_jumped(self, delta_ms: int) -> None:
+        """The clock jumped ``delta_ms`` forward (market time advanced): the timers that
+        measure the peer (idle, vardiff) move with it, as the peer was not silent for it."""
+        self._last_useful_ms += delta_ms
+        self._feed.clock_jumped(delta_ms)
+
     def _idle_deadline_ms(self) -> int:
         if self.state is SessionState.CONNECTED:
             return self._last_useful_ms + self.config.subscribe_timeout_ms

@@ -178,6 +178,14 @@ class EmulatedChain:
         self._next_block_ms = found_at + self.block_interval_ms
         return True
 
+    def find_block(self, now_ms: int) -> ChainTip:
+        """The network finds a block now (an operator's ``admin.block.new``): the tip moves
+        one up at ``now_ms`` and the next block is one interval later. Returns the new tip."""
+        self.advance(now_ms)
+        self._tip = self._make_tip(self._tip.height + 1, now_ms)
+        self._next_block_ms = now_ms + self.block_interval_ms
+        return self._tip
+
     def subsidy(self, height: int) -> int:
         """The block subsidy in satoshi at ``height``."""
         halvings = height // self.halving_interval

@@ -113,6 +113,12 @@ class Vardiff:
         self._window_start_ms = now_ms
         self._next_tick_ms = now_ms + self._config.retarget_period_ms
 
+    def shift(self, delta_ms: int) -> None:
+        """Move the window and the next tick ``delta_ms`` later: the clock jumped (an
+        operator advanced market time), which is no time the miner spent hashing."""
+        self._window_start_ms += delta_ms
+        self._next_tick_ms += delta_ms
+
     def on_share(self, *, share_difficulty: float, now_ms: int) -> float | None:
         """Count one accepted share; returns the new difficulty if it should change."""
         self._shares += share_difficulty / self._difficulty

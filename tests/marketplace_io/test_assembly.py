@@ -107,7 +107,10 @@ async def test_one_clock_drives_the_engine_the_bridges_stratum_and_the_api(
         async with httpx.AsyncClient() as http:
             api = Api(node, http, creds)
             # The API: server.time and the objects it creates.
-            assert (await api.call("server.time"))["result"] == {"time_ms": T0}
+            assert (await api.call("server.time"))["result"] == {
+                "time_ms": T0,
+                "market_time_ms": T0,
+            }
             clock.advance(5_000)
             await api.call("account.deposit", {"amount": "1"}, signed_at=clock.wall_ms())
             order = (await api.call("order.create", ORDER, signed_at=clock.wall_ms()))["result"]
@@ -143,7 +146,10 @@ async def test_signing_reads_wall_time_and_the_market_reads_market_time(tmp_path
         async with httpx.AsyncClient() as http:
             api = Api(node, http, creds)
             # Clients sync their signing clock to server.time: that is wall time.
-            assert (await api.call("server.time"))["result"] == {"time_ms": T0}
+            assert (await api.call("server.time"))["result"] == {
+                "time_ms": T0,
+                "market_time_ms": T0 + DAY_MS,
+            }
             assert (await api.call("account.deposit", {"amount": "1"}, signed_at=T0))["result"]
             early = await api.call("account.balance", signed_at=T0 + DAY_MS)
             assert early["error"]["code"] == 4008  # signed with market time: refused

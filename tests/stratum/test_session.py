@@ -482,3 +482,24 @@ def test_session_never_crashes_on_arbitrary_input(chunks: list[bytes]) -> None:
             if outcome.start_work:
                 session.send_job(JOB, NOW)
         session.tick(NOW + 1)
+
+
+def test_a_jump_of_the_clock_is_no_silence_of_the_peer() -> None:
+    config = StratumConfig(
+        start_difficulty=1e-6, min_difficulty=1e-9, max_difficulty=1.0, vardiff_retarget_s=30
+    ).session_config()
+    session = ServerSession(conn_id=1, config=config, extranonces=ExtranonceAllocator(), now_ms=NOW)
+    feed(session, "mining.subscribe", [])
+    feed(session, "mining.authorize", ["a.w", ""])
+    session.send_job(JOB, NOW)
+    vardiff_tick = session.next_deadline_ms()
+    assert vardiff_tick == NOW + 30_000  # vardiff's retarget comes before the idle timeout
+    day = 86_400_000
+    session.clock_jumped(day)
+    assert session.next_deadline_ms() == vardiff_tick + day
+    # A day of market time later the peer has been silent for as long as before the jump.
+    assert session.tick(NOW + day + 29_999) is None
+    assert session.difficulty == 1e-6
+    outcome = session.tick(NOW + day + 600_000)
+    assert outcome is not None
+    assert outcome.close is CloseReason.IDLE_TIMEOUT

@@ -159,3 +159,16 @@ def test_script_num() -> None:
     assert script_num(1) == b"\x01"
     assert script_num(0x80) == b"\x80\x00"
     assert script_num(840_000) == (840_000).to_bytes(3, "little")
+
+
+def test_a_block_found_on_demand_moves_the_tip_and_the_next_block() -> None:
+    chain = EmulatedChain(algorithm=Algorithm.SHA256D, block_interval_ms=600_000, now_ms=0)
+    stream = JobStream("o-1", chain=chain)
+    first = stream.next_job(1_000)
+    tip = chain.find_block(2_000)
+    assert tip.height == first.height + 1
+    assert chain.next_block_ms == 602_000  # one interval after the block found now
+    second = stream.next_job(3_000)
+    assert second.clean_jobs
+    assert second.height == tip.height
+    assert second.prevhash != first.prevhash

@@ -1,0 +1,139 @@
+"""``admin.time.advance``: move market time forward and run everything that falls due.
+
+Theory of operation
+-------------------
+Market time is the wall clock plus a journaled offset (``marketplace.clock``,
+``core.market_time``). To advance it by ``S`` seconds from ``now`` to ``target``, the
+``TimeMachine`` steps through the due times in between, in order, and at each one
+(``_step``):
+
+1. pins the clock there (``Clock.pin``): every event of the step, and anything else that
+   happens meanwhile (a miner's share), carries exactly that time; the jump listeners shift
+   the peer timers (Stratum sessions, the fleet's speed estimates) by the jump;
+2. runs one command through the engine: the new offset (``MarketTime.advance``, so a crash
+   after this step restarts at or after this time, never before) and the market's work due
+   then (``MarketScheduler.run_due``: order ends, a due settlement).
+
+The due times are the ends of active orders (each one stepped to exactly) and, first, a
+settlement of spend that was waiting when the advance began; later settlements ride along
+with the next step (they are due whenever the interval has passed), so the number of steps is
+bounded by the number of orders however long the advance, even with miners submitting all the
+while. The last step is the target itself. Then the work whose latest instance is all that
+matters runs once: each bridge brings its emulated chain up to the target and pushes one new
+job (``MarketWorkSource.catch_up``, clean if a block was found), and the allocation is
+rebalanced. Price-down windows and statistics buckets are comparisons with the clock and need
+no step. The advance answers once all of it is journaled; the clock then runs on from the
+target (``Clock.release``).
+
+One advance runs at a time, shielded from cancellation: half an advance would leave the clock
+pinned in the past of its own events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import structlog
+import trio
+
+from marketplace.bridge import MarketWorkSource
+from marketplace.clock import Clock
+from marketplace.core.errors import InvalidArgument
+from marketplace.core.market_time import MarketTime
+from marketplace.engine import Engine
+from marketplace.scheduler import MarketScheduler
+
+#: The longest advance one call may ask for (control.md: up to 400 days).
+MAX_ADVANCE_S: Final = 400 * 86_400
+
+log = structlog.get_logger("marketplace.control")
+
+
+class TimeMachine:
+    """Advances a node's market time (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        engine: Engine,
+        market_time: MarketTime,
+        scheduler: MarketScheduler,
+        bridges: Sequence[MarketWorkSource] = (),
+    ) -> None:
+        if engine.components.get(market_time.component) is not market_time:
+            raise ValueError("the engine does not journal this market time")
+        self._clock = clock
+        self._engine = engine
+        self._market_time = market_time
+        self._scheduler = scheduler
+        self._bridges = list(bridges)
+        self._lock = trio.Lock()
+
+    def add_bridge(self, bridge: MarketWorkSource) -> None:
+        """Catch ``bridge`` up at the end of every advance."""
+        self._bridges.append(bridge)
+
+    async def advance(self, seconds: float) -> int:
+        """Move market time ``seconds`` forward, running everything due in between in time
+        order, durably; return the market time reached (ms). Raises ``InvalidArgument`` unless
+        0 < seconds <= 400 days, ``JournalError`` if the journal failed (fatal for the node)."""
+        if not 0 < seconds <= MAX_ADVANCE_S:
+            raise InvalidArgument(
+                f"seconds must be more than 0 and at most {MAX_ADVANCE_S} (400 days)",
+                {"field": "seconds"},
+            )
+        with trio.CancelScope(shield=True):
+            async with self._lock:
+                reached = await self._advance(round(seconds * 1000))
+        return reached
+
+    async def _advance(self, delta_ms: int) -> int:
+        clock, scheduler = self._clock, self._scheduler
+        started = trio.current_time()
+        start = clock.now_ms()
+        target = start + delta_ms
+        steps = 0
+        try:
+            at = start
+            settlement = scheduler.settlement_due_ms()
+            if settlement is not None and settlement <= target:
+                at = await self._step(max(at, settlement))
+                steps += 1
+            while (end := scheduler.next_end_ms()) is not None and end <= target:
+                at = await self._step(max(at, end))
+                steps += 1
+            await self._step(target)
+            steps += 1
+            pushed = sum(bridge.catch_up() for bridge in self._bridges)
+            await self._engine.execute(scheduler.rebalance)
+        finally:
+            clock.release()
+        reached = clock.now_ms()
+        log.info(
+            "time.advanced",
+            seconds=delta_ms / 1000,
+            market_time_ms=reached,
+            offset_ms=clock.offset_ms,
+            steps=steps,
+            jobs_pushed=pushed,
+            wall_s=round(trio.current_time() - started, 4),
+        )
+        return reached
+
+    async def _step(self, due_ms: int) -> int:
+        """Pin market time at ``due_ms`` (or now, if the wall clock already passed it) and
+        run, as one command, the new offset and the market's work due then; the time pinned."""
+        clock, market_time, scheduler = self._clock, self._market_time, self._scheduler
+        time_ms = max(due_ms, clock.now_ms())
+        clock.pin(time_ms)
+
+        def command() -> None:
+            # At least the current offset; more so that wall + offset is this step's time.
+            offset = max(market_time.offset_ms, time_ms - clock.wall_ms())
+            market_time.advance(offset_ms=offset, time_ms=time_ms)
+            scheduler.run_due(time_ms)
+
+        await self._engine.execute(command)
+        return time_ms
