@@ -57,9 +57,12 @@ import trio
 from marketplace.accounts import (
     Bootstrap,
     Components,
+    KeyEnded,
     answer_inbox,
     bootstrap_account,
+    issue_operator_key,
     recover_account_key,
+    revoke_operator_key,
 )
 from marketplace.api.app import ApiSettings, build_app
 from marketplace.api.server import serve_api
@@ -191,6 +194,15 @@ class Core:
         return await recover_account_key(
             self.components, account=account, now_ms=self.clock.now_ms()
         )
+
+    async def issue_operator_key(self) -> Bootstrap:
+        """A new operator key, durably, now (``accounts.issue_operator_key``)."""
+        return await issue_operator_key(self.components, now_ms=self.clock.now_ms())
+
+    async def revoke_operator_key(self, key_id: str) -> None:
+        """End the operator key ``key_id`` now, durably. Raises ``NotFound`` unless it is an
+        active operator key."""
+        await revoke_operator_key(self.components, key_id=key_id, now_ms=self.clock.now_ms())
 
 
 @asynccontextmanager
@@ -435,12 +447,15 @@ async def _serve_inbox(
 
 async def _answer(core: Core, body: bytes) -> Answer:
     try:
-        issued = await answer_inbox(body, components=core.components, now_ms=core.clock.now_ms())
+        answer = await answer_inbox(body, components=core.components, now_ms=core.clock.now_ms())
     except (MarketError, msgspec.DecodeError) as exc:
         log.warning("operator.refused", error=str(exc))
         return Answer(result=None, error=str(exc))
-    log.info("operator.key_issued", account=issued.account_id, key=issued.key_id)
-    return Answer(result=msgspec.json.encode(issued).decode(), error=None)
+    if isinstance(answer, KeyEnded):
+        log.info("operator.key_revoked", key=answer.key_id)
+    else:
+        log.info("operator.key_issued", account=answer.account_id, key=answer.key_id)
+    return Answer(result=msgspec.json.encode(answer).decode(), error=None)
 
 
 def _write_ports(path: str, ports: dict[str, object]) -> None:

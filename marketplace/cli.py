@@ -1,10 +1,11 @@
 """``hashmarket``: the one console script (also ``python -m marketplace``).
 
 Sub-commands (see ``../shared/spec/cli.md``): ``serve``, ``account create``, ``account key``
-(a recovery key, security.md), ``demo``,
-``worker`` (the CPU miner, same as ``python -m workers``), and the API client commands
-(``market``, ``account balance|ledger|deposit|withdraw``, ``order``, ``key``). Heavy modules are
-imported only by the sub-command that needs them, so ``hashmarket --help`` stays instant.
+(a recovery key, security.md), ``demo``, ``worker`` (the CPU miner, same as ``python -m
+workers``), ``operator-key create|revoke`` (control.md), and the API client commands
+(``market``, ``account balance|ledger|deposit|withdraw``, ``order``, ``key``, and the
+operator's ``admin``). Heavy modules are imported only by the sub-command that needs them, so
+``hashmarket --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     worker_cli.add_arguments(worker)
     worker.set_defaults(handler=_worker)
 
+    operator_key = sub.add_parser(
+        "operator-key", help="operator: keys for the admin.* methods of serve --control"
+    )
+    keys = operator_key.add_subparsers(dest="operator_key_command", required=True)
+    create = keys.add_parser("create", help="issue an operator key and print it (JSON)")
+    revoke = keys.add_parser("revoke", help="end an operator key now")
+    revoke.add_argument("key_id", metavar="ID", help="the operator key's id")
+    for leaf in (create, revoke):
+        _add_db_arguments(leaf)
+        leaf.set_defaults(handler=_operator_key)
+
     # `account` holds both the operator's `create` and the API client's commands.
     client_cli.add_client_commands(sub, operator_commands={"account": _add_account_operator})
     return parser
@@ -65,9 +77,13 @@ def _add_account_operator(account_sub: argparse._SubParsersAction) -> None:  # t
     for name, help_text, handler in commands:
         command = account_sub.add_parser(name, help=help_text)
         command.add_argument("name", help="account name: 1-64 of A-Z a-z 0-9 _ -")
-        command.add_argument("--db", default=None, help="SQLite file (default ./hashmarket.db)")
-        command.add_argument("--config", default=None, help="TOML settings file")
+        _add_db_arguments(command)
         command.set_defaults(handler=handler)
+
+
+def _add_db_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=None, help="SQLite file (default ./hashmarket.db)")
+    parser.add_argument("--config", default=None, help="TOML settings file")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -99,6 +115,12 @@ def _account_key(args: argparse.Namespace) -> int:
     from marketplace.operator import main_account_key
 
     return main_account_key(args)
+
+
+def _operator_key(args: argparse.Namespace) -> int:
+    from marketplace.operator import main_operator_key
+
+    return main_operator_key(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""``hashmarket account create`` and ``account key``: work whether or not a node serves the db.
+"""``hashmarket account create|key`` and ``operator-key create|revoke``: with or without a node.
 
 Theory of operation
 -------------------
@@ -10,8 +10,8 @@ first tries to take that lock (``assembly.run_offline``):
   through its own engine (durably) and releases the lock;
 - it does not: a node owns the database, and only that node may change its state (it holds the
   state in memory). The command goes to the node's operator inbox (``storage.inbox``) as an
-  ``AccountCreate`` or ``AccountKey``; the node runs it through its engine and answers
-  ``KeyIssued``.
+  ``AccountCreate``, ``AccountKey``, ``OperatorKeyCreate`` or ``OperatorKeyRevoke``; the node
+  runs it through its engine and answers ``KeyIssued`` (``KeyEnded``).
 
 The inbox never holds a secret: the node answers with the key id and version, and the command
 derives the secret itself from the master key file next to the database (``<db>.key``).
@@ -25,12 +25,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
+from typing import TypeVar
 
 import msgspec
 
-from marketplace.accounts import AccountCreate, AccountKey, Bootstrap, InboxCommand, KeyIssued
+from marketplace.accounts import (
+    AccountCreate,
+    AccountKey,
+    Bootstrap,
+    InboxCommand,
+    KeyEnded,
+    KeyIssued,
+    OperatorKeyCreate,
+    OperatorKeyRevoke,
+)
 from marketplace.assembly import Core, run_offline
 from marketplace.clock import Clock
 from marketplace.config import NodeConfig, load_config
@@ -60,9 +70,32 @@ def account_key(config: NodeConfig, name: str, *, timeout_s: float = 30.0) -> di
     return _issue(config, AccountKey(name), Core.recover_key, timeout_s=timeout_s)
 
 
+def operator_key_create(config: NodeConfig, *, timeout_s: float = 30.0) -> dict[str, str]:
+    """Issue a key of the ``operator`` account with the single scope ``operator``; return
+    ``{"key_id", "secret"}``. Works with or without a node serving the database. Raises
+    ``TimeoutError`` if a serving node does not answer within ``timeout_s``."""
+    try:
+        made = run_offline(config, Core.issue_operator_key)
+        key_id, secret = made.key_id, made.secret
+    except NodeBusy:
+        issued = _via_inbox(config, OperatorKeyCreate(), KeyIssued, timeout_s=timeout_s)
+        key_id, secret = issued.key_id, _with_secret(config, issued)["secret"]
+    return {"key_id": key_id, "secret": secret}
+
+
+def operator_key_revoke(config: NodeConfig, key_id: str, *, timeout_s: float = 30.0) -> None:
+    """End the operator key ``key_id`` now. Works with or without a node serving the database.
+    Raises ``MarketError`` unless it is an active operator key, ``TimeoutError`` if a serving
+    node does not answer within ``timeout_s``."""
+    try:
+        run_offline(config, partial(Core.revoke_operator_key, key_id=key_id))
+    except NodeBusy:
+        _via_inbox(config, OperatorKeyRevoke(key_id), KeyEnded, timeout_s=timeout_s)
+
+
 def _issue(
     config: NodeConfig,
-    command: InboxCommand,
+    command: AccountCreate | AccountKey,
     run: Callable[[Core, str], Awaitable[Bootstrap]],
     *,
     timeout_s: float,
@@ -70,7 +103,8 @@ def _issue(
     try:
         return run_offline(config, partial(_offline, run=run, name=command.name))
     except NodeBusy:
-        return _via_inbox(config, command, timeout_s=timeout_s)
+        issued = _via_inbox(config, command, KeyIssued, timeout_s=timeout_s)
+        return _with_secret(config, issued)
 
 
 async def _offline(
@@ -80,16 +114,25 @@ async def _offline(
     return {"account_id": made.account_id, "key_id": made.key_id, "secret": made.secret}
 
 
-def _via_inbox(config: NodeConfig, command: InboxCommand, *, timeout_s: float) -> dict[str, str]:
-    storage = Storage(config.db)
-    inbox = storage.inbox
+A = TypeVar("A", KeyIssued, KeyEnded)
+
+
+def _via_inbox(
+    config: NodeConfig, command: InboxCommand, answer: type[A], *, timeout_s: float
+) -> A:
+    """Leave ``command`` in the serving node's inbox and wait for its ``answer``."""
+    inbox = Storage(config.db).inbox
     submitted = inbox.submit(msgspec.json.encode(command), created_ms=Clock().wall_ms())
-    answer = inbox.wait(submitted, timeout_s=timeout_s)
-    if answer.error is not None:
-        raise MarketError(answer.error)
-    assert answer.result is not None
-    issued = msgspec.json.decode(answer.result, type=KeyIssued)
-    keyring = open_keyring(storage.key_path, create=False)
+    done = inbox.wait(submitted, timeout_s=timeout_s)
+    if done.error is not None:
+        raise MarketError(done.error)
+    assert done.result is not None
+    return msgspec.json.decode(done.result, type=answer)
+
+
+def _with_secret(config: NodeConfig, issued: KeyIssued) -> dict[str, str]:
+    """The key the node issued, with its secret derived from the master key file."""
+    keyring = open_keyring(Storage(config.db).key_path, create=False)
     return {
         "account_id": issued.account_id,
         "key_id": issued.key_id,
@@ -97,11 +140,10 @@ def _via_inbox(config: NodeConfig, command: InboxCommand, *, timeout_s: float) -
     }
 
 
-def _main(args: argparse.Namespace, issue: Callable[[NodeConfig, str], dict[str, str]]) -> int:
+def _main(args: argparse.Namespace, run: Callable[[NodeConfig], Mapping[str, object]]) -> int:
     configure_logging("json", level="warning")
     try:
-        config = load_config(args)
-        result = issue(config, args.name)
+        result = run(load_config(args))
     except (MarketError, ValueError, TimeoutError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -112,10 +154,22 @@ def _main(args: argparse.Namespace, issue: Callable[[NodeConfig, str], dict[str,
 def main_account_create(args: argparse.Namespace) -> int:
     """``hashmarket account create NAME [--db FILE]``: print one JSON object (exit 1 and
     "error: account exists" for a name that has keys)."""
-    return _main(args, account_create)
+    return _main(args, lambda config: account_create(config, args.name))
 
 
 def main_account_key(args: argparse.Namespace) -> int:
     """``hashmarket account key NAME [--db FILE]``: mint a recovery key, print one JSON
     object (exit 1 for no such account)."""
-    return _main(args, account_key)
+    return _main(args, lambda config: account_key(config, args.name))
+
+
+def main_operator_key(args: argparse.Namespace) -> int:
+    """``hashmarket operator-key create|revoke ID [--db FILE]``: print one JSON object."""
+    if args.operator_key_command == "create":
+        return _main(args, operator_key_create)
+
+    def revoke(config: NodeConfig) -> dict[str, object]:
+        operator_key_revoke(config, args.key_id)
+        return {"ok": True, "key_id": args.key_id}
+
+    return _main(args, revoke)

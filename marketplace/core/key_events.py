@@ -28,9 +28,16 @@ class Scope(StrEnum):
     TRADE = "trade"
     WITHDRAW = "withdraw"
     KEYS = "keys"
+    #: The ``admin.*`` methods of a node serving with ``--control`` (control.md). Only keys of
+    #: the reserved ``OPERATOR_ACCOUNT`` have it, and they have nothing else.
+    OPERATOR = "operator"
 
 
-ALL_SCOPES: Final = tuple(Scope)
+#: Every scope an account's key may have (an account's first key has them all).
+ALL_SCOPES: Final = (Scope.READ, Scope.TRADE, Scope.WITHDRAW, Scope.KEYS)
+
+#: The reserved account of the operator's keys: not a buyer or seller, it holds the fees.
+OPERATOR_ACCOUNT: Final = "operator"
 
 
 class KeyState(StrEnum):

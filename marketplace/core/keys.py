@@ -41,6 +41,7 @@ from marketplace.core.eventsourced import EventSourced
 from marketplace.core.idempotency import IdempotencyRecords, Recorded, RecordKey
 from marketplace.core.key_events import (
     ALL_SCOPES,
+    OPERATOR_ACCOUNT,
     IssuedKey,
     KeyCreated,
     KeyEvent,
@@ -126,7 +127,22 @@ def _check_scopes(scopes: Iterable[Scope]) -> tuple[Scope, ...]:
             ) from None
     if not chosen:
         raise InvalidArgument("a key needs at least one scope", {"field": "scopes"})
-    return tuple(s for s in ALL_SCOPES if s in chosen)
+    return tuple(s for s in Scope if s in chosen)
+
+
+def _check_scope_owner(account: str, scopes: tuple[Scope, ...]) -> None:
+    """The operator scope is the reserved operator account's, and its keys have no other."""
+    if account == OPERATOR_ACCOUNT:
+        if scopes != (Scope.OPERATOR,):
+            raise InvalidArgument(
+                f"the {OPERATOR_ACCOUNT} account's keys have the operator scope alone",
+                {"field": "scopes", "allowed": Scope.OPERATOR.value},
+            )
+    elif Scope.OPERATOR in scopes:
+        raise InvalidArgument(
+            f"the operator scope is for the {OPERATOR_ACCOUNT} account's keys alone",
+            {"field": "scopes", "allowed": ",".join(ALL_SCOPES)},
+        )
 
 
 class KeyRing(EventSourced[KeyEvent]):
@@ -197,7 +213,9 @@ class KeyRing(EventSourced[KeyEvent]):
         now_ms: int,
     ) -> IssuedKey:
         """Issue a key for ``account``. Raises ``InvalidArgument`` for a bad account name,
-        label (1-64 printable characters), scope list or an expiry not in the future."""
+        label (1-64 printable characters), scope list (the ``operator`` scope belongs to the
+        ``operator`` account alone, and its keys have no other) or an expiry not in the
+        future."""
         check_account_name(account)
         if (
             not isinstance(label, str)
@@ -208,6 +226,7 @@ class KeyRing(EventSourced[KeyEvent]):
                 f"label must be 1-{_LABEL_MAX} printable characters", {"field": "label"}
             )
         chosen = _check_scopes(scopes)
+        _check_scope_owner(account, chosen)
         if expires_ms is not None and expires_ms <= now_ms:
             raise InvalidArgument("expiry must be in the future", {"field": "expires_in_s"})
         return self._issue(

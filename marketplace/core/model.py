@@ -16,11 +16,12 @@ from typing import NamedTuple
 import msgspec
 
 from marketplace.core.errors import InvalidArgument
+from marketplace.core.key_events import OPERATOR_ACCOUNT
 from marketplace.core.money import UNIT_HS
 from stratum.core.shares import Algorithm
 
-#: The account that receives the marketplace fees.
-FEE_ACCOUNT = "__market__"
+#: The account that receives the marketplace fees: the operator's (control.md).
+FEE_ACCOUNT = OPERATOR_ACCOUNT
 
 
 class OrderType(StrEnum):

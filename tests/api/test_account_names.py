@@ -10,7 +10,7 @@ from marketplace.api.auth import Authenticator
 from marketplace.api.errors import RpcError
 from marketplace.api.ratelimit import RateLimiter
 from marketplace.core.errors import InvalidArgument, InvalidState
-from marketplace.core.key_events import Scope
+from marketplace.core.key_events import OPERATOR_ACCOUNT, Scope
 from marketplace.core.keys import KeyRing
 from marketplace.core.names import check_account_name
 from stratum.core.errors import StratumError
@@ -21,7 +21,7 @@ from tests.marketplace_core.helpers import make_market
 NAMES = st.one_of(
     st.text(alphabet="ab_-Z9", max_size=70),
     st.text(max_size=8),
-    st.sampled_from(["a" * 64, "a" * 65, "a" * 128, "a b", "a.b", "é", "", "__market__"]),
+    st.sampled_from(["a" * 64, "a" * 65, "a" * 128, "a b", "a.b", "é", "", "operator"]),
 )
 
 
@@ -38,7 +38,9 @@ def market_accepts(name: str) -> bool:
 def keyring_accepts(name: str) -> bool:
     keys = KeyRing(master_key=b"m" * 32, new_key_id=lambda: "k-1")
     try:
-        keys.create_key(account=name, label="x", scopes=[Scope.READ], expires_ms=None, now_ms=0)
+        # The operator account's keys have the operator scope alone (control.md).
+        scope = Scope.OPERATOR if name == OPERATOR_ACCOUNT else Scope.READ
+        keys.create_key(account=name, label="x", scopes=[scope], expires_ms=None, now_ms=0)
     except InvalidArgument:
         return False
     return True

@@ -10,6 +10,7 @@ import pytest
 from marketplace.core.errors import InvalidArgument, NotFound
 from marketplace.core.key_events import (
     ALL_SCOPES,
+    OPERATOR_ACCOUNT,
     KeyCreated,
     KeyExpirySet,
     KeyRevoked,
@@ -225,3 +226,31 @@ def test_a_snapshot_taken_before_the_move_restores_and_encodes_the_same() -> Non
     recalled = restored.recall(("k-1", "r1", 0), now_ms=T0 + 4)
     assert recalled is not None
     assert recalled.result == b'{"id":"o-000001"}'
+
+
+def test_the_operator_scope_is_the_operator_accounts_alone() -> None:
+    keys = ring()
+    operator = keys.create_key(
+        account=OPERATOR_ACCOUNT, label="op", scopes=[Scope.OPERATOR], expires_ms=None, now_ms=T0
+    )
+    assert operator.key.scopes == (Scope.OPERATOR,)
+    assert Scope.OPERATOR not in ALL_SCOPES  # an account's first key never has it
+    refusals = [
+        ("alice", [Scope.OPERATOR]),
+        ("alice", [Scope.READ, Scope.OPERATOR]),
+        (OPERATOR_ACCOUNT, [Scope.READ]),
+        (OPERATOR_ACCOUNT, [Scope.OPERATOR, Scope.TRADE]),
+        (OPERATOR_ACCOUNT, ALL_SCOPES),
+    ]
+    for account, scopes in refusals:
+        with pytest.raises(InvalidArgument, match="operator") as info:
+            keys.create_key(account=account, label="x", scopes=scopes, expires_ms=None, now_ms=T0)
+        assert info.value.data["field"] == "scopes"
+    assert len(keys.drain_events()) == 1
+    # Rotation keeps the scope; revocation ends it.
+    successor = keys.rotate_key(
+        account=OPERATOR_ACCOUNT, key_id=operator.key.key_id, grace_ms=0, now_ms=T0
+    )
+    assert successor.key.scopes == (Scope.OPERATOR,)
+    keys.revoke_key(account=OPERATOR_ACCOUNT, key_id=successor.key.key_id, now_ms=T0)
+    assert keys.list_keys(OPERATOR_ACCOUNT, now_ms=T0 + 1) == []

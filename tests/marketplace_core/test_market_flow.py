@@ -80,7 +80,7 @@ def test_budget_completion_pays_only_what_is_left() -> None:
     market.settle(now_ms=100_000)
     assert market.balance("buyer") == Balance(available_msat=BTC - amount, escrowed_msat=0)
     assert market.balance("seller").available_msat == amount - amount * 200 // 10_000
-    assert market.balance("__market__").available_msat == amount * 200 // 10_000
+    assert market.balance("operator").available_msat == amount * 200 // 10_000
     core.check()
 
 
@@ -108,7 +108,7 @@ def test_settlement_splits_by_work_across_sellers_and_periods() -> None:
     pool = spent - fee
     alice = market.balance("alice").available_msat
     bob = market.balance("bob").available_msat
-    assert alice + bob + market.balance("__market__").available_msat == spent
+    assert alice + bob + market.balance("operator").available_msat == spent
     assert abs(alice - pool * 30 / 93) <= 1
     assert abs(bob - pool * 63 / 93) <= 1
     bobs = {(v.name): v for v in views.workers_of("bob", now_ms=10_000)}
@@ -286,7 +286,7 @@ def test_replay_rebuilds_identical_state() -> None:
     check_market(replica)
     # Its views see nobody connected: no workers, so no speed now; the history is the same.
     replica_views = MarketViews(replica, Fleet(config=config))
-    for account in ["buyer", "s0", "s1", "__market__"]:
+    for account in ["buyer", "s0", "s1", "operator"]:
         assert replica.balance(account) == market.balance(account)
         assert replica.ledger(account, limit=10**6) == market.ledger(account, limit=10**6)
         assert replica_views.workers_of(account, now_ms=200_002) == [

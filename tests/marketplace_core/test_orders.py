@@ -332,7 +332,7 @@ def test_accounts_deposit_withdraw() -> None:
     with pytest.raises(InvalidState):
         market.create_account(account="a", now_ms=0)
     with pytest.raises(InvalidState):
-        market.create_account(account="__market__", now_ms=0)
+        market.create_account(account="operator", now_ms=0)
     with pytest.raises(InvalidArgument):
         market.create_account(account="", now_ms=0)
     with pytest.raises(RuleViolation):

@@ -259,7 +259,7 @@ class MarketMachine(RuleBasedStateMachine):
     @invariant()
     def money_is_conserved(self) -> None:
         self.core.check()
-        accounts = [*BUYERS, *SELLERS, "__market__"]
+        accounts = [*BUYERS, *SELLERS, "operator"]
         held = 0
         for account in accounts:
             if self.market.has_account(account):
@@ -280,7 +280,7 @@ class MarketMachine(RuleBasedStateMachine):
             )
         credits = sum(
             e.amount_msat
-            for account in [*SELLERS, "__market__"]
+            for account in [*SELLERS, "operator"]
             if self.market.has_account(account)
             for e in self.market.ledger(account, limit=10**9)
             if e.kind in (LedgerKind.EARNING, LedgerKind.FEE)
@@ -310,7 +310,7 @@ class MarketMachine(RuleBasedStateMachine):
         fleet, its views show no workers and so no speed now, and the same history."""
         check_market(replica)
         replica_views = MarketViews(replica, Fleet(config=CONFIG))
-        for account in [*BUYERS, *SELLERS, "__market__"]:
+        for account in [*BUYERS, *SELLERS, "operator"]:
             assert replica.has_account(account) == self.market.has_account(account)
             if replica.has_account(account):
                 assert replica.balance(account) == self.market.balance(account)
@@ -331,7 +331,7 @@ class MarketMachine(RuleBasedStateMachine):
         spent = sum(v.spent_msat for a in BUYERS for v in self.views.list_orders(account=a))
         credits = sum(
             e.amount_msat
-            for account in [*SELLERS, "__market__"]
+            for account in [*SELLERS, "operator"]
             if self.market.has_account(account)
             for e in self.market.ledger(account, limit=10**9)
             if e.kind in (LedgerKind.EARNING, LedgerKind.FEE)
