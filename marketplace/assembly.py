@@ -41,9 +41,10 @@ takes the snapshot and commits before the journal closes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -64,11 +65,15 @@ from marketplace.accounts import (
     recover_account_key,
     revoke_operator_key,
 )
+from marketplace.api.admin import AdminApi, Control
 from marketplace.api.app import ApiSettings, build_app
 from marketplace.api.server import serve_api
 from marketplace.bridge import MarketWorkSource
-from marketplace.clock import Clock
+from marketplace.clock import Clock, JumpListener
 from marketplace.config import NodeConfig
+from marketplace.control.advance import TimeMachine
+from marketplace.control.faults import Faults
+from marketplace.control.workers import Workers
 from marketplace.core.errors import MarketError
 from marketplace.core.fleet import Fleet
 from marketplace.core.keys import KeyRing
@@ -172,6 +177,8 @@ class Core:
     scheduler: MarketScheduler
     #: How many journal events the restore replayed (0 after a clean shutdown's snapshot).
     replayed: int
+    #: Told how far market time jumped, with the fleet (the node's Stratum servers).
+    jump_listeners: list[JumpListener] = field(default_factory=list)
 
     @property
     def views(self) -> MarketViews:
@@ -242,7 +249,13 @@ async def open_core(
         replayed = await engine.restore()
         # Market time resumes where the journal left it (wall clock plus the last offset).
         clock.follow(market_time)
-        clock.add_jump_listener(fleet.clock_jumped)
+        listeners: list[JumpListener] = [fleet.clock_jumped]
+
+        def jumped(delta_ms: int) -> None:
+            for listener in listeners:
+                listener(delta_ms)
+
+        clock.add_jump_listener(jumped)
         log.info(
             "node.restored", db=config.db, events=replayed, market_offset_ms=market_time.offset_ms
         )
@@ -260,9 +273,10 @@ async def open_core(
                 engine=engine,
                 scheduler=timers,
                 replayed=replayed,
+                jump_listeners=listeners,
             )
         finally:
-            clock.remove_jump_listener(fleet.clock_jumped)
+            clock.remove_jump_listener(jumped)
 
 
 def run_offline(
@@ -298,6 +312,8 @@ class Node:
     stratum_ports: dict[Algorithm, int] = field(default_factory=dict)
     servers: list[StratumServer] = field(default_factory=list)
     bridges: list[MarketWorkSource] = field(default_factory=list)
+    #: What the operator methods act on (``serve --control`` only).
+    control: Control | None = None
     _stopping: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -367,16 +383,50 @@ async def start_market_stratum(
     *,
     background: trio.Nursery,
     front: trio.Nursery,
+    conn_ids: Iterator[int] | None = None,
 ) -> tuple[MarketWorkSource, StratumServer]:
     """One algorithm's market on Stratum: its bridge (job pushes, in ``background``) and its
-    server (in ``front``, where it runs until its own ``shutdown``), on the core's clock.
-    Raises ``OSError`` if the listener cannot bind."""
+    server (in ``front``, where it runs until its own ``shutdown``), on the core's clock;
+    ``conn_ids`` numbers the connections (one counter for a node's listeners). Raises
+    ``OSError`` if the listener cannot bind."""
     bridge = MarketWorkSource(scheduler=core.scheduler, config=config, clock=core.clock)
     await background.start(bridge.run)
     server: StratumServer = await front.start(
-        partial(serve_stratum, config=bridge.config, work_source=bridge, clock=core.clock.now_ms)
+        partial(
+            serve_stratum,
+            config=bridge.config,
+            work_source=bridge,
+            clock=core.clock.now_ms,
+            conn_ids=conn_ids,
+        )
     )
     return bridge, server
+
+
+def make_control(node: Node) -> Control:
+    """What the operator methods act on (``serve --control``): market time over the core's
+    engine, scheduler and the node's bridges, its Stratum servers' workers, faults."""
+    core = node.core
+    workers = Workers(fleet=core.fleet, clock=core.clock)
+    for server in node.servers:
+        workers.add_server(server)
+    return Control(
+        clock=core.clock,
+        engine=core.engine,
+        market=core.market,
+        time=TimeMachine(
+            clock=core.clock,
+            engine=core.engine,
+            market_time=core.market_time,
+            scheduler=core.scheduler,
+            bridges=node.bridges,
+        ),
+        workers=workers,
+        faults=Faults(workers),
+        bridges={bridge.algorithm: bridge for bridge in node.bridges},
+        stratum_host=core.config.host,
+        stratum_ports=dict(node.stratum_ports),
+    )
 
 
 async def _serve(
@@ -384,6 +434,7 @@ async def _serve(
 ) -> None:
     """The node's services until ``stop`` (then in order) or cancellation."""
     core, config = node.core, node.core.config
+    conn_ids = itertools.count(1)
     # ``background`` serves the engine's users that take no work in themselves; ``front``
     # holds everything that does, so that leaving it means nothing new can arrive.
     async with trio.open_nursery() as background:
@@ -391,12 +442,23 @@ async def _serve(
         async with trio.open_nursery() as front:
             for algorithm in Algorithm:
                 bridge, server = await start_market_stratum(
-                    core, stratum_config(config, algorithm), background=background, front=front
+                    core,
+                    stratum_config(config, algorithm),
+                    background=background,
+                    front=front,
+                    conn_ids=conn_ids,
                 )
                 assert server.port is not None
                 node.bridges.append(bridge)
                 node.servers.append(server)
                 node.stratum_ports[algorithm] = server.port
+                # A jump of market time is no silence of a connected miner (clock.py).
+                core.jump_listeners.append(server.clock_jumped)
+            admin = None
+            if config.control:
+                node.control = make_control(node)
+                await background.start(node.control.faults.run)
+                admin = AdminApi(node.control)
             app = build_app(
                 market=core.market,
                 fleet=core.fleet,
@@ -405,6 +467,7 @@ async def _serve(
                 executor=core.engine,
                 settings=api_settings(config, stratum_ports=node.stratum_ports, base=api),
                 clock=core.clock,
+                admin=admin,
             )
             node.api_port = await front.start(
                 partial(

@@ -3,9 +3,10 @@
 
 Theory of operation
 -------------------
-The API's calls are one table (``marketplace.client_calls.ApiCalls``) that both clients
-inherit: each row builds a ``Request`` from the API's own params Structs
-(``marketplace.api.wire``) and hands it to the client's ``call``. Everything else is one
+The API's calls are one table (``marketplace.client_calls.ApiCalls``, and the operator's
+``marketplace.admin_calls.AdminCalls`` beside it) that both clients inherit: each row builds a
+``Request`` from the API's own params Structs (``marketplace.api.wire``) and hands it to the
+client's ``call``. Everything else is one
 sans-I/O core too (``_Core``): it signs a request (``marketplace.api.signing``, the server's
 code), decodes answers into the API's result Structs, raising the one exception type
 ``ApiError(code, message, data)`` for every refusal, transport failure or unexpected HTTP
@@ -32,9 +33,11 @@ from typing import Any, Final, NamedTuple, TypeVar
 import httpx
 import msgspec
 
+from marketplace.admin_calls import AdminCalls
 from marketplace.api import wire
 from marketplace.api.signing import sign_headers
 from marketplace.client_calls import ApiCalls, Request
+from marketplace.core.key_events import OPERATOR_ACCOUNT
 
 T = TypeVar("T")
 
@@ -84,6 +87,17 @@ class Credentials(NamedTuple):
         if not (account and key_id and secret):
             return None
         return cls(account, key_id, secret)
+
+    @classmethod
+    def operator_from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials | None:
+        """An operator key (account ``operator``) from ``HASHMARKET_OPERATOR_KEY_ID`` and
+        ``HASHMARKET_OPERATOR_SECRET``, or ``None`` if either is missing."""
+        env = os.environ if environ is None else environ
+        key_id = env.get("HASHMARKET_OPERATOR_KEY_ID")
+        secret = env.get("HASHMARKET_OPERATOR_SECRET")
+        if not (key_id and secret):
+            return None
+        return cls(OPERATOR_ACCOUNT, key_id, secret)
 
 
 class _ErrorObject(msgspec.Struct, frozen=True):
@@ -224,8 +238,9 @@ def _http_client(factory: Callable[..., H], url: str, timeout_s: float, transpor
         raise ApiError(TRANSPORT_ERROR, f"bad API URL {url!r}: {exc}") from None
 
 
-class _Client(ApiCalls):
-    """What both clients share besides the call table: the core and its clock offset."""
+class _Client(ApiCalls, AdminCalls):
+    """What both clients share besides the call tables (the buyer API's and the operator's):
+    the core and its clock offset."""
 
     def __init__(self, credentials: Credentials | None) -> None:
         self._core = _Core(credentials=credentials)

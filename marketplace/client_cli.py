@@ -1,12 +1,15 @@
-"""The API client commands of ``hashmarket`` (``market``, ``account``, ``order``, ``key``;
-``account 2fa ...`` and ``account address ...`` one level deeper).
+"""The API client commands of ``hashmarket`` (``market``, ``account``, ``order``, ``key``,
+and the operator's ``admin``; ``account 2fa ...``, ``account address ...`` and ``admin fault
+...`` one level deeper).
 
-Each leaf command is a row of the call table (``marketplace.client_calls.ApiCalls``, where its
-name, help and arguments are declared), run by one handler that builds a ``MarketClient`` from
-flags or the environment (``HASHMARKET_URL``, ``HASHMARKET_ACCOUNT``, ``HASHMARKET_KEY_ID``,
-``HASHMARKET_SECRET``), prints the result as a readable table (or JSON with ``--json``) and
-returns the exit status: 0 on success, 1 on a refused call (the API's code and message on
-stderr).
+Each leaf command is a row of a call table (``marketplace.client_calls.ApiCalls``,
+``marketplace.admin_calls.AdminCalls``, where its name, help and arguments are declared), run
+by one handler that builds a ``MarketClient`` from flags or the environment
+(``HASHMARKET_URL``, ``HASHMARKET_ACCOUNT``, ``HASHMARKET_KEY_ID``, ``HASHMARKET_SECRET``; for
+``admin``, the account ``operator`` and ``HASHMARKET_OPERATOR_KEY_ID``,
+``HASHMARKET_OPERATOR_SECRET``), prints the result as a readable table (or JSON with
+``--json``) and returns the exit status: 0 on success, 1 on a refused call (the API's code and
+message on stderr).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from marketplace.admin_calls import admin_rows
 from marketplace.client import DEFAULT_URL, ApiError, Credentials, MarketClient
 from marketplace.client_calls import ApiCall, rows
+from marketplace.core.key_events import OPERATOR_ACCOUNT
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -34,22 +39,27 @@ _GROUPS: Final = (
     ("account", "balances, ledger, faucet, withdrawals"),
     ("order", "place and manage orders"),
     ("key", "API keys"),
+    ("admin", "operator (serve --control): market time, blocks, workers, rules, faults"),
 )
 #: Sub-groups (``GROUP SUB NAME``), in the same way.
 _SUBGROUPS: Final = (
     ("account 2fa", "two-factor authentication (TOTP)"),
     ("account address", "withdrawal addresses"),
+    ("admin fault", "injected faults: set, clear, list"),
 )
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(*, operator: bool = False) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection (flags win over the environment)")
     group.add_argument("--url", default=None, help=f"API URL (HASHMARKET_URL; {DEFAULT_URL})")
-    group.add_argument("--account", default=None, help="account id (HASHMARKET_ACCOUNT)")
-    group.add_argument("--key-id", default=None, help="API key id (HASHMARKET_KEY_ID)")
-    group.add_argument("--secret", default=None, help="API key secret (HASHMARKET_SECRET)")
+    env = "HASHMARKET_OPERATOR_" if operator else "HASHMARKET_"
+    if not operator:
+        group.add_argument("--account", default=None, help="account id (HASHMARKET_ACCOUNT)")
+    group.add_argument("--key-id", default=None, help=f"API key id ({env}KEY_ID)")
+    group.add_argument("--secret", default=None, help=f"API key secret ({env}SECRET)")
     group.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common.set_defaults(operator=operator)
     return common
 
 
@@ -63,7 +73,7 @@ def add_client_commands(
     ``handler=run_client_command`` and ``row`` (the table's row).
     ``operator_commands[group](group_subparsers)`` may add more leaves to a group (the lead
     adds ``account create``)."""
-    common = _common()
+    commons = {False: _common(), True: _common(operator=True)}
     extra = operator_commands or {}
     groups = {}
     for group, help_text in _GROUPS:
@@ -77,9 +87,10 @@ def add_client_commands(
         groups[path] = parser.add_subparsers(
             dest=f"{parent}_{name}_command", required=True, metavar="COMMAND"
         )
-    for row in rows():
+    for row in [*rows(), *admin_rows()]:
         if row.cli is None:
             continue
+        common = commons[row.cli.group.split()[0] == "admin"]
         leaf = groups[row.cli.group].add_parser(row.cli.name, help=row.cli.help, parents=[common])
         leaf.set_defaults(handler=run_client_command, row=row)
         for cli_arg in row.cli.args:
@@ -89,6 +100,10 @@ def add_client_commands(
 
 
 def _credentials(args: argparse.Namespace, env: Mapping[str, str]) -> Credentials | None:
+    if args.operator:
+        key_id = args.key_id or env.get("HASHMARKET_OPERATOR_KEY_ID")
+        secret = args.secret or env.get("HASHMARKET_OPERATOR_SECRET")
+        return Credentials(OPERATOR_ACCOUNT, key_id, secret) if key_id and secret else None
     account = args.account or env.get("HASHMARKET_ACCOUNT")
     key_id = args.key_id or env.get("HASHMARKET_KEY_ID")
     secret = args.secret or env.get("HASHMARKET_SECRET")

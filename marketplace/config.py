@@ -37,6 +37,8 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     scrypt_port: int = 3334
     db: str = "./hashmarket.db"
     faucet: bool = False
+    #: The operator methods (``admin.*``), market time and faults of control.md.
+    control: bool = False
     ports_file: str | None = None
     #: Both algorithms at once (``None``: each algorithm's own setting or default).
     start_difficulty: float | None = None
@@ -116,6 +118,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="allow account.deposit (emulated money)",
     )
+    parser.add_argument(
+        "--control",
+        action="store_const",
+        const=True,
+        default=None,
+        help="operator methods (admin.*): market time, workers, rules, faults (for tests)",
+    )
     for name, kind, text in _FLAGS:
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
 
@@ -167,7 +176,7 @@ def load_config(
         merged.update(_per_algorithm({key.replace("-", "_"): v for key, v in table.items()}))
     if args is not None:
         flags = {}
-        for name in [*(f[0] for f in _FLAGS), "faucet"]:
+        for name in [*(f[0] for f in _FLAGS), "faucet", "control"]:
             value = getattr(args, name, None)
             if value is not None:
                 flags[name] = value

@@ -11,7 +11,13 @@ disconnected; nobody ever waits for it. An exception escaping a connection is lo
 closes that connection only. Every connection logs one ``conn.closed`` summary.
 
 ``Connection`` is the ``MinerLink`` a ``WorkSource`` gets: ``push_job`` never blocks, and the
-marketplace may also ``show_message``, ``reconnect``, ``change_extranonce`` or ``close``.
+marketplace may also ``show_message``, ``reconnect``, ``change_extranonce``, ``set_difficulty``,
+``close`` or ``drop``.
+
+Injected faults (``stratum.faults``, set as ``StratumServer.faults``) are asked where they
+act: before a line goes out (junk before it; a latency that holds it back, in order, in a
+queue of its own drained by a task started on first use), before a job is sent (a stall
+withholds it), and by the session before a valid share is accepted (answered stale instead).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import math
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +43,7 @@ from stratum.core.registries import ExtranonceAllocator, JobIds, SubmittedShares
 from stratum.core.session import Outcome, ServerSession
 from stratum.core.shares import Algorithm
 from stratum.core.states import CloseReason, SessionState
+from stratum.faults import JUNK_LINE, LinkFaults
 
 Clock = Callable[[], int]
 
@@ -85,6 +93,9 @@ class Connection:
             job_ids=server.job_ids,
             submitted=server.submitted,
         )
+        self.session.veto_share = self._veto_share
+        #: When the connection opened, on trio's clock.
+        self.opened_at = trio.current_time()
         self.reason: CloseReason | None = None
         self.bytes_sent = 0
         self._send_channel, self._receive_channel = trio.open_memory_channel[bytes](
@@ -98,6 +109,11 @@ class Connection:
         self._linked = False
         self._reader_scope = trio.CancelScope()
         self._scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        # Lines held back by an injected latency (due time, bytes), oldest first.
+        self._delayed: deque[tuple[float, bytes]] = deque()
+        self._delayer_started = False
+        self._delay_wakeup = trio.Event()
 
     # ----------------------------------------------------------------------- MinerLink
 
@@ -135,7 +151,7 @@ class Connection:
 
     def push_job(self, job: Job) -> None:
         """Queue ``job`` (with ``set_difficulty`` first if needed). Never blocks."""
-        if self.session.state is SessionState.AUTHORIZED:
+        if self.session.state is SessionState.AUTHORIZED and not self._stalled():
             self._send(self.session.send_job(job, self._server.clock()))
 
     def show_message(self, text: str) -> None:
@@ -153,6 +169,17 @@ class Connection:
             self._send(notification_line(Method.RECONNECT, params))
             self.close(CloseReason.KICKED)
 
+    def set_difficulty(self, difficulty: float) -> None:
+        """Set the share difficulty now (vardiff resumes from it) and send it with a job."""
+        if self.session.state is not SessionState.CLOSED:
+            self._send(self.session.set_difficulty(difficulty, self._server.clock()))
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """The address and port the miner reached us at."""
+        host, port = self._stream.socket.getsockname()[:2]
+        return str(host), int(port)
+
     def change_extranonce(self) -> bool:
         """Give the miner a fresh extranonce1 via ``mining.set_extranonce``.
 
@@ -169,6 +196,10 @@ class Connection:
             self.reason = reason
         self._reader_scope.cancel()
 
+    def drop(self) -> None:
+        """Close at once, without flushing anything: an injected fault (the pool vanished)."""
+        self._abort(CloseReason.DROPPED)
+
     # ----------------------------------------------------------------------- tasks
 
     async def run(self) -> None:
@@ -176,11 +207,13 @@ class Connection:
         config = self._server.config
         async with trio.open_nursery() as nursery:
             self._scope = nursery.cancel_scope
+            self._nursery = nursery
             nursery.start_soon(self._writer)
             try:
                 with self._reader_scope:
                     await self._reader()
                 self._flush()
+                self._release_delayed()
                 self._send_channel.close()
                 nursery.cancel_scope.deadline = min(
                     nursery.cancel_scope.deadline, trio.current_time() + config.send_timeout_s
@@ -260,7 +293,8 @@ class Connection:
             )
             job = self._server.work_source.connect(self)
             self._linked = True
-            self._out += self.session.send_job(job, self._server.clock())
+            if not self._stalled():
+                self._out += self.session.send_job(job, self._server.clock())
             log.info("conn.authorized", difficulty=self.session.difficulty)
         self._out += outcome.followups
         if outcome.error is not None and outcome.method != "mining.submit":
@@ -332,6 +366,62 @@ class Connection:
             return
         data = bytes(self._out)
         self._out.clear()
+        faults = self._server.faults
+        if faults is not None:
+            data = self._faulted(faults, data)
+            if not data:
+                return
+        self._write(data)
+
+    # ----------------------------------------------------------------------- faults
+
+    def _veto_share(self) -> bool:
+        faults = self._server.faults
+        return faults is not None and faults.reject_share(self)
+
+    def _stalled(self) -> bool:
+        faults = self._server.faults
+        return faults is not None and faults.stalled(self)
+
+    def _faulted(self, faults: LinkFaults, data: bytes) -> bytes:
+        """``data`` with junk lines injected; ``b""`` when an injected latency holds it back
+        (behind whatever it already holds, so lines keep their order)."""
+        out = bytearray()
+        for line in data.splitlines(keepends=True):
+            if faults.junk_before_line(self):
+                out += JUNK_LINE
+            out += line
+        data = bytes(out)
+        delay = faults.latency_s(self)
+        nursery = self._nursery
+        if (delay <= 0 and not self._delayed) or nursery is None or self._fd < 0:
+            return data
+        self._delayed.append((trio.current_time() + delay, data))
+        if not self._delayer_started:
+            self._delayer_started = True
+            nursery.start_soon(self._delayer)
+        self._delay_wakeup.set()
+        return b""
+
+    async def _delayer(self) -> None:
+        """Send each held-back chunk when it is due, in order."""
+        while True:
+            while not self._delayed:
+                self._delay_wakeup = trio.Event()
+                await self._delay_wakeup.wait()
+            due, data = self._delayed[0]
+            await trio.sleep_until(due)
+            if self._delayed and self._delayed[0][1] is data:
+                self._delayed.popleft()
+                self._write(data)
+
+    def _release_delayed(self) -> None:
+        """Closing: what an injected latency still holds goes out now, in order."""
+        while self._delayed:
+            self._write(self._delayed.popleft()[1])
+
+    def _write(self, data: bytes) -> None:
+        """Write ``data`` at once if the writer is idle, else queue it for the writer."""
         if self._fd >= 0 and not self._writer_busy and not self._queued_bytes:
             # The writer is idle and nothing is queued: nothing can come between these bytes
             # and the ones already sent, so write them now and queue only the rest.
@@ -393,6 +483,7 @@ class StratumServer:
         config: StratumConfig,
         work_source: WorkSource,
         clock: Clock | None = None,
+        conn_ids: Iterator[int] | None = None,
     ) -> None:
         if work_source.algorithm is not config.algorithm:
             raise ValueError("work source and config disagree on the algorithm")
@@ -405,9 +496,12 @@ class StratumServer:
         self.job_ids = JobIds(start=secrets.randbits(32))
         self.submitted = SubmittedShares()
         self.stats = ServerStats()
+        #: Injected faults (``stratum.faults``); ``None``: none, at no cost.
+        self.faults: LinkFaults | None = None
         self.port: int | None = None
         self._clock = clock
-        self._ids = itertools.count(1)
+        # Shared between listeners, connection ids are unique in a whole node.
+        self._ids = conn_ids if conn_ids is not None else itertools.count(1)
         self._connections: dict[int, Connection] = {}
         self._shutdown = trio.Event()
 
@@ -528,9 +622,11 @@ async def serve_stratum(
     host: str | None = None,
     port: int | None = None,
     clock: Clock | None = None,
+    conn_ids: Iterator[int] | None = None,
     task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a ``StratumServer`` (``host``/``port`` override the config) until cancelled.
+    """Run a ``StratumServer`` (``host``/``port`` override the config) until cancelled;
+    ``conn_ids`` numbers its connections (default: from 1).
 
     ``task_status.started`` receives the ``StratumServer`` once it listens (its ``port`` set).
     """
@@ -541,7 +637,7 @@ async def serve_stratum(
         overrides["port"] = port
     if overrides:
         config = msgspec.structs.replace(config, **overrides)
-    server = StratumServer(config=config, work_source=work_source, clock=clock)
+    server = StratumServer(config=config, work_source=work_source, clock=clock, conn_ids=conn_ids)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
         task_status.started(server)

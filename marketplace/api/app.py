@@ -37,16 +37,24 @@ account security's record of their refusal:
   request at all) take tokens from a bucket per client address (``public_rate_per_s``,
   ``public_burst``: 4029 beyond), so one peer cannot keep the node busy with 64 KiB batches
   of them.
+
+With ``serve --control`` the service also has an ``Admin`` (``admin.py``): the ``admin.*``
+methods, which need the ``operator`` scope; without one they do not exist (-32601 for any
+key). It brings the API's injected faults (``ApiFaults``): before a request is handled it may
+be held back (latency) or answered HTTP 503 with ``Retry-After`` (changing nothing), and
+signed calls may meet a lower rate limit. Requests signed by an operator key are never faulted,
+nor is ``server.time``, by which every client (the operator's too) finds the clock.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, Protocol
 
 import msgspec
 import structlog
+import trio
 
 from marketplace.api import rpc
 from marketplace.api.auth import Authenticator, Caller, KeyAuthError
@@ -58,6 +66,7 @@ from marketplace.core.errors import MarketError
 from marketplace.core.eventsourced import Executor
 from marketplace.core.fleet import Fleet
 from marketplace.core.idempotency import params_digest
+from marketplace.core.key_events import Scope
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.security import AccountSecurity
@@ -99,6 +108,43 @@ class _Request(NamedTuple):
     log_id: str
 
 
+class ApiFaults(Protocol):
+    """An injected API fault in force (``marketplace.control.faults.ApiTarget``)."""
+
+    def delay_s(self) -> float:
+        """How long to hold a request back."""
+        ...
+
+    def fail(self) -> bool:
+        """Whether to answer this request HTTP 503 (changing nothing)."""
+        ...
+
+    def rate_limiter(self) -> RateLimiter | None:
+        """The rate limit that replaces the default one, if any."""
+        ...
+
+
+class Admin(Protocol):
+    """The operator methods of a node serving with ``--control`` (``admin.AdminApi``)."""
+
+    def knows(self, method: str) -> bool:
+        """Whether ``method`` is an operator method."""
+        ...
+
+    async def call(self, method: str, params: bytes, caller: Caller) -> bytes:
+        """Run it for a caller with the ``operator`` scope; its result as JSON. Raises
+        ``RpcError`` or ``MarketError``."""
+        ...
+
+    def api_faults(self) -> ApiFaults | None:
+        """The API fault in force, if any."""
+        ...
+
+
+#: How long a client is told to wait after an injected 503.
+RETRY_AFTER_S: Final = 1
+
+
 class RpcService:
     """JSON-RPC over one body (see the module doc). Independent of HTTP, for tests."""
 
@@ -113,6 +159,7 @@ class RpcService:
         settings: ApiSettings | None = None,
         clock: Clock | None = None,
         methods: Mapping[str, Method] = METHODS,
+        admin: Admin | None = None,
     ) -> None:
         self._market = market
         self._views = MarketViews(market, fleet)
@@ -122,11 +169,13 @@ class RpcService:
         self._settings = settings or ApiSettings()
         self._clock = clock or Clock()
         self._methods = methods
+        self._admin = admin
         self._auth = Authenticator(
             keyring=keyring,
             window_ms=int(self._settings.auth_window_s * 1000),
             limiter=RateLimiter(rate_per_s=self._settings.rate_per_s, burst=self._settings.burst),
             not_before_ms=self._clock.wall_ms(),
+            rate_override=None if admin is None else self._fault_rate_limit,
         )
         self._public = RateLimiter(
             rate_per_s=self._settings.public_rate_per_s, burst=self._settings.public_burst
@@ -135,6 +184,33 @@ class RpcService:
     @property
     def settings(self) -> ApiSettings:
         return self._settings
+
+    def _fault_rate_limit(self) -> RateLimiter | None:
+        faults = None if self._admin is None else self._admin.api_faults()
+        return None if faults is None else faults.rate_limiter()
+
+    async def injected_failure(self, *, body: bytes, headers: Mapping[bytes, bytes]) -> bool:
+        """Apply the API fault in force to one request (see the module doc): hold it back for
+        its latency; True when it must be answered 503 instead of being handled."""
+        faults = None if self._admin is None else self._admin.api_faults()
+        if faults is None or self._exempt(body=body, headers=headers):
+            return False
+        delay = faults.delay_s()
+        if delay > 0:
+            await trio.sleep(delay)
+        return faults.fail()
+
+    def _exempt(self, *, body: bytes, headers: Mapping[bytes, bytes]) -> bool:
+        """Operator requests are never faulted, nor are clock look-ups (module doc)."""
+        key_id = headers.get(b"x-auth", b"").partition(b":")[0].decode("latin-1")
+        key = self._keyring.get(key_id)
+        if key is not None and Scope.OPERATOR in key.scopes:
+            return True
+        try:
+            parsed = rpc.parse_body(body)
+        except RpcError:
+            return False
+        return all(isinstance(c, rpc.Call) and c.method == "server.time" for c in parsed.items)
 
     async def handle(
         self,
@@ -157,7 +233,8 @@ class RpcService:
         for item in parsed.items:
             if isinstance(item, rpc.Call):
                 method = self._methods.get(item.method)
-                if method is not None and method.scope is not None:
+                admin = self._admin is not None and self._admin.knows(item.method)
+                if admin or (method is not None and method.scope is not None):
                     signed += 1
         public_error = self._take_public(len(parsed.items) - signed, remote)
         caller: Caller | None = None
@@ -256,9 +333,24 @@ class RpcService:
             log.exception("api.internal_error", method=call.method[:64], log_id=log_id)
             raise RpcError(ApiCode.INTERNAL_ERROR, "internal error", {"log_id": log_id}) from None
 
+    def _signed(self, scope: Scope, request: _Request) -> Caller:
+        """The caller of a signed call that needs ``scope``. Raises the request's
+        authentication error, or 4003 when the key lacks the scope."""
+        if request.auth_error is not None:
+            raise request.auth_error
+        caller = request.caller
+        if caller is None:  # authenticate() either returns a caller or raises
+            raise RuntimeError("signed call without a caller")
+        if scope not in caller.scopes:
+            raise RpcError(ApiCode.FORBIDDEN, "key lacks the scope", {"scope": scope.value})
+        return caller
+
     async def _call_inner(self, call: rpc.Call, request: _Request) -> bytes:
         caller, public_error = request.caller, request.public_error
         method = self._methods.get(call.method)
+        if method is None and self._admin is not None and self._admin.knows(call.method):
+            operator = self._signed(Scope.OPERATOR, request)
+            return await self._admin.call(call.method, call.params, operator)
         if (method is None or method.scope is None) and public_error is not None:
             raise public_error
         if method is None:
@@ -266,14 +358,7 @@ class RpcService:
                 ApiCode.METHOD_NOT_FOUND, "method not found", {"method": call.method[:64]}
             )
         if method.scope is not None:
-            if request.auth_error is not None:
-                raise request.auth_error
-            if caller is None:  # authenticate() either returns a caller or raises
-                raise RuntimeError("signed call without a caller")
-            if method.scope not in caller.scopes:
-                raise RpcError(
-                    ApiCode.FORBIDDEN, "key lacks the scope", {"scope": method.scope.value}
-                )
+            caller = self._signed(method.scope, request)
         assert method.decoder is not None
         try:
             params = method.decoder.decode(call.params)
@@ -414,9 +499,18 @@ class ApiApp:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        body = b"".join(chunks)
+        if await self.service.injected_failure(body=body, headers=headers):
+            await _plain(
+                send,
+                503,
+                b"service unavailable (an injected fault); retry later\n",
+                retry_after=RETRY_AFTER_S,
+            )
+            return
         client = scope.get("client")
         answer = await self.service.handle(
-            body=b"".join(chunks),
+            body=body,
             headers=headers,
             query=bytes(scope.get("query_string", b"")),
             remote=None if not client else str(client[0]),
@@ -438,10 +532,14 @@ class ApiApp:
         await send({"type": "http.response.body", "body": answer})
 
 
-async def _plain(send: Send, status: int, text: bytes, *, allow: bool = False) -> None:
+async def _plain(
+    send: Send, status: int, text: bytes, *, allow: bool = False, retry_after: int | None = None
+) -> None:
     headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(text)).encode())]
     if allow:
         headers.append((b"allow", b"POST"))
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": text})
 
@@ -455,10 +553,12 @@ def build_app(
     executor: Executor,
     settings: ApiSettings | None = None,
     clock: Clock | None = None,
+    admin: Admin | None = None,
 ) -> ApiApp:
     """The ASGI app over a market (with its fleet, for the views), key ring and account
     security whose commands ``executor`` runs, on the node's ``clock`` (market time for the
-    market, wall time for signing and the second factor)."""
+    market, wall time for signing and the second factor); with ``admin``, the operator methods
+    and faults of ``serve --control``."""
     return ApiApp(
         RpcService(
             market=market,
@@ -468,5 +568,6 @@ def build_app(
             executor=executor,
             settings=settings,
             clock=clock,
+            admin=admin,
         )
     )

@@ -30,7 +30,7 @@ are on market time, ``now_ms``, like every time the key ring stores (``marketpla
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final, NamedTuple
 
 from marketplace.api.errors import ApiCode, RpcError
@@ -80,10 +80,13 @@ class Authenticator:
         window_ms: int,
         limiter: RateLimiter,
         not_before_ms: int,
+        rate_override: Callable[[], RateLimiter | None] | None = None,
     ) -> None:
         self._keyring = keyring
         self._window_ms = window_ms
         self._limiter = limiter
+        # An injected fault's rate limit (control.md), for every key but the operator's.
+        self._rate_override = rate_override
         self._nonces = NonceStore(window_ms=window_ms)
         self._not_before_ms = not_before_ms
 
@@ -179,13 +182,17 @@ class Authenticator:
                 key_id=key_id,
                 rule=AuthRule.REPLAY,
             )
-        if cost > self._limiter.burst:
+        limiter = self._limiter
+        if self._rate_override is not None and Scope.OPERATOR not in key.scopes:
+            override = self._rate_override()
+            limiter = limiter if override is None else override
+        if cost > limiter.burst:
             raise RpcError(
                 ApiCode.INVALID_REQUEST,
                 "too many signed calls in one batch",
-                {"max_signed_calls": self._limiter.burst},
+                {"max_signed_calls": limiter.burst},
             )
-        retry_after = self._limiter.take(key_id, now_ms=wall_ms, cost=cost)
+        retry_after = limiter.take(key_id, now_ms=wall_ms, cost=cost)
         if retry_after:
             raise RpcError(ApiCode.RATE_LIMITED, "rate limited", {"retry_after_ms": retry_after})
         self._nonces.add(key_id, nonce, request_ms=request_ms, now_ms=wall_ms)

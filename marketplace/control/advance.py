@@ -32,20 +32,17 @@ pinned in the past of its own events.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
 
 import structlog
 import trio
 
+from marketplace.api.admin_wire import MAX_ADVANCE_S
 from marketplace.bridge import MarketWorkSource
 from marketplace.clock import Clock
 from marketplace.core.errors import InvalidArgument
 from marketplace.core.market_time import MarketTime
 from marketplace.engine import Engine
 from marketplace.scheduler import MarketScheduler
-
-#: The longest advance one call may ask for (control.md: up to 400 days).
-MAX_ADVANCE_S: Final = 400 * 86_400
 
 log = structlog.get_logger("marketplace.control")
 

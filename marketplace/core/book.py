@@ -34,13 +34,15 @@ from marketplace.core.events import (
     OrderExpired,
     PriceChanged,
     Refilled,
+    RulesChanged,
     Settled,
     ShareRecorded,
     Withdrawn,
 )
 from marketplace.core.ledger import Ledger
-from marketplace.core.model import LedgerKind, MarketConfig, OrderStatus, SellerKey
+from marketplace.core.model import LedgerKind, MarketConfig, MarketRules, OrderStatus, SellerKey
 from marketplace.core.orders import Order, share_value
+from marketplace.core.rules import changed
 from marketplace.core.settlement import split_spend
 from marketplace.core.stats import Series
 from stratum.core.shares import Algorithm
@@ -54,6 +56,8 @@ class Book:
 
     def __init__(self, *, config: MarketConfig) -> None:
         self.config = config
+        #: The rules in force per market: the config's, with the operator's changes on top.
+        self.rules: dict[Algorithm, MarketRules] = dict(config.markets)
         self.ledger = Ledger()
         self.ledger.open(config.fee_account)
         self.orders: dict[str, Order] = {}  # in creation order
@@ -131,6 +135,8 @@ class Book:
                 self._ended(order, released=released, time_ms=event.time_ms)
             case Settled():
                 self._apply_settled(event)
+            case RulesChanged():
+                self.rules[event.algorithm] = changed(self.rules[event.algorithm], event.change)
 
     def _escrow(self, order: Order, amount_msat: int, *, time_ms: int) -> None:
         self.ledger.post(
@@ -210,7 +216,7 @@ class Book:
         value = share_value(
             price_msat=order.price_msat,
             difficulty=event.difficulty,
-            unit_hs=self.config.markets[order.algorithm].unit_hs,
+            unit_hs=self.rules[order.algorithm].unit_hs,
         )
         charged = order.charge(
             value, seller=seller, work=Fraction(event.difficulty), time_ms=event.time_ms
@@ -230,7 +236,7 @@ class Book:
                 # With no whole msat spent yet, the work stays: the value it made is still in
                 # the order's accrual and is paid, to these sellers, with the next spend.
                 continue
-            rules = self.config.markets[order.algorithm]
+            rules = self.rules[order.algorithm]
             ref = f"{event.settlement_id}/{order.id}"
             split = split_spend(
                 spend_msat=spend,

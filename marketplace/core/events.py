@@ -15,6 +15,7 @@ from __future__ import annotations
 import msgspec
 
 from marketplace.core.model import OrderType
+from marketplace.core.rules import RuleChange
 from stratum.core.shares import Algorithm
 
 
@@ -102,6 +103,14 @@ class Settled(_Event, frozen=True, tag="settled"):
     time_ms: int
 
 
+class RulesChanged(_Event, frozen=True, tag="rules_changed"):
+    """An operator changed some of a market's rules, from now on (``rules.py``)."""
+
+    algorithm: Algorithm
+    change: RuleChange
+    time_ms: int
+
+
 MarketEvent = (
     AccountCreated
     | Deposited
@@ -114,4 +123,5 @@ MarketEvent = (
     | OrderExpired
     | ShareRecorded
     | Settled
+    | RulesChanged
 )

@@ -63,6 +63,7 @@ from marketplace.core.orders import (
     priority_key,
 )
 from marketplace.core.orders import fixed_quote as quote_for
+from marketplace.core.rules import RuleChange, check_change
 from marketplace.core.state import SNAPSHOT_FORMAT, MarketState, export_book, import_book
 from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
@@ -122,8 +123,10 @@ class Market(EventSourced[events.MarketEvent]):
         return self._book
 
     def rules(self, algorithm: Algorithm) -> MarketRules:
-        """The rules of ``algorithm``'s market. Raises ``InvalidArgument`` for no such market."""
-        return self._config.rules(algorithm)
+        """The rules in force in ``algorithm``'s market (the config's, with the operator's
+        changes). Raises ``InvalidArgument`` for no such market."""
+        self._config.rules(algorithm)
+        return self._book.rules[algorithm]
 
     def algorithms(self) -> list[Algorithm]:
         """The markets this marketplace runs."""
@@ -262,6 +265,15 @@ class Market(EventSourced[events.MarketEvent]):
             raise InsufficientBalance(
                 "amount exceeds the available balance", {"available_msat": available}
             )
+
+    def change_rules(self, *, algorithm: Algorithm, change: RuleChange, now_ms: int) -> MarketRules:
+        """Command: change some of ``algorithm``'s rules from now on (``rules.py``); the rules
+        in force after. Raises ``InvalidArgument`` for no such market, no change or a value
+        out of its range."""
+        self.rules(algorithm)
+        check_change(change)
+        self._emit(events.RulesChanged(algorithm=algorithm, change=change, time_ms=now_ms))
+        return self.rules(algorithm)
 
     # ------------------------------------------------------------------ commands: orders
 

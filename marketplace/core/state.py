@@ -21,7 +21,7 @@ import msgspec
 
 from marketplace.core.book import Book
 from marketplace.core.ledger import Ledger, LedgerState
-from marketplace.core.model import MarketConfig, SellerKey
+from marketplace.core.model import MarketConfig, MarketRules, SellerKey
 from marketplace.core.orders import Order, OrderState
 from marketplace.core.stats import Series, SeriesState
 from stratum.core.shares import Algorithm
@@ -59,6 +59,9 @@ class MarketState(msgspec.Struct, frozen=True, kw_only=True):
     settlement_seq: int
     clock_ms: int
     last_settle_ms: int | None
+    #: The rules in force, where an operator changed them (absent in older snapshots, which
+    #: predate rule changes: the config's rules).
+    rules: list[MarketRules] = []
 
 
 def export_book(book: Book) -> MarketState:
@@ -85,6 +88,7 @@ def export_book(book: Book) -> MarketState:
         settlement_seq=book.settlement_seq,
         clock_ms=book.clock_ms,
         last_settle_ms=book.last_settle_ms,
+        rules=[r for a, r in book.rules.items() if r != book.config.markets[a]],
     )
 
 
@@ -123,4 +127,10 @@ def import_book(state: MarketState, *, config: MarketConfig) -> Book:
     book.settlement_seq = state.settlement_seq
     book.clock_ms = state.clock_ms
     book.last_settle_ms = state.last_settle_ms
+    for rules in state.rules:
+        if rules.algorithm not in book.rules:
+            raise ValueError(
+                f"rules of {rules.algorithm} are for a market this config does not run"
+            )
+        book.rules[rules.algorithm] = rules
     return book

@@ -179,6 +179,9 @@ class ServerSession:
             ntime_future_s=config.ntime_future_s,
         )
         self._splitter = LineSplitter(config.max_line_bytes)
+        #: The driver may refuse an otherwise valid share (an injected fault): then it is
+        #: answered 21 stale and reaches the work source as a stale share.
+        self.veto_share: Callable[[], bool] | None = None
         self._now_ms = now_ms  # the latest time the driver gave us
         self._last_useful_ms = now_ms
         self._handlers: dict[Method, _Handler] = {
@@ -261,6 +264,11 @@ class ServerSession:
             return b""
         self._now_ms = max(self._now_ms, now_ms)
         return self._feed.send(job, now_ms)
+
+    def set_difficulty(self, difficulty: float, now_ms: int) -> bytes:
+        """An operator sets the difficulty (vardiff resumes from it): the lines that send it,
+        ``set_difficulty`` and the current template as a new job (nothing before a job)."""
+        return self._feed.change_difficulty(difficulty, now_ms)
 
     def change_extranonce(self, now_ms: int) -> bytes:
         """Move the connection to a fresh extranonce1 with ``mining.set_extranonce``.
@@ -404,6 +412,10 @@ class ServerSession:
             version_mask=self.version_rolling_mask,
             now_ms=now_ms,
         )
+        if verdict.error is None and self.veto_share is not None and self.veto_share():
+            verdict = Verdict(
+                StratumError(StratumErrorCode.STALE), verdict.worker, verdict.sent, verdict.hash_hex
+            )
         if verdict.error is not None:
             out.error = verdict.error
             out.reply = error_line(request_id, verdict.error)

@@ -43,6 +43,8 @@ class CloseReason(enum.StrEnum):
     SEND_TIMEOUT = "send_timeout"
     PEER_GONE = "peer_gone"
     KICKED = "kicked"
+    #: Closed at once, without a flush: an injected fault (the pool vanished).
+    DROPPED = "dropped"
     SHUTDOWN = "shutdown"
     INTERNAL_ERROR = "internal_error"
 

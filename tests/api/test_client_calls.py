@@ -12,7 +12,9 @@ from typing import Any, get_type_hints
 import msgspec
 import pytest
 
+from marketplace.admin_calls import AdminCalls, admin_rows
 from marketplace.api import wire
+from marketplace.api.admin import ADMIN_METHODS
 from marketplace.api.methods import METHODS
 from marketplace.client import (
     TRANSPORT_ERROR,
@@ -41,6 +43,8 @@ SERVER_MODULES = (
     "marketplace.node",
     "marketplace.operator",
     "marketplace.assembly",
+    "marketplace.api.admin",
+    "marketplace.control",
 )
 
 
@@ -75,10 +79,24 @@ def test_the_table_agrees_with_the_server() -> None:
         assert row.mutating == method.mutating, name
 
 
+def test_the_operator_table_agrees_with_the_server() -> None:
+    assert {row.method for row in admin_rows()} == set(ADMIN_METHODS)
+    # Both tables are one client's methods: no name may mean two calls.
+    assert not {r.build.__name__ for r in rows()} & {r.build.__name__ for r in admin_rows()}
+    for row in admin_rows():
+        method = ADMIN_METHODS[row.method]
+        assert get_type_hints(row.build)["return"] == method.params, row.method
+        assert get_type_hints(method.run)["return"] is row.result, row.method
+        assert not row.public, row.method
+        assert row.mutating == method.mutating, row.method
+        assert row.cli is not None
+        assert row.cli.group.split()[0] == "admin"
+
+
 def test_every_row_is_a_documented_method_of_both_clients() -> None:
-    for row in rows():
+    for row in [*rows(), *admin_rows()]:
         name = row.build.__name__
-        assert getattr(ApiCalls, name) is row
+        assert getattr(ApiCalls, name, None) is row or getattr(AdminCalls, name) is row
         for client_type in (MarketClient, AsyncMarketClient):
             method = getattr(client_type.__new__(client_type), name)
             doc = inspect.getdoc(method) or ""

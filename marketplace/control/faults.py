@@ -1,0 +1,226 @@
+"""Injected faults (control.md, "Faults"): seeded, repeatable misbehaviour on cue.
+
+Theory of operation
+-------------------
+``Faults`` is the registry of the faults in force. ``set`` adds one (``admin.fault.set``: a
+``StratumFault`` or an ``ApiFault`` from ``api.admin_wire``), replacing one set before for the
+same target, algorithm and worker; ``clear`` ends them all; ``active`` lists them. Nothing is
+journaled: a restart clears every fault.
+
+Each target is a small class that answers its seam's questions, so a new target (the proxy's
+upstream ``pool``) is one more class and one more ``FaultParams`` member:
+
+- ``stratum`` (``StratumTarget``, ``stratum.faults.LinkFaults``): the servers ask it per
+  connection whether to delay a line (``latency_ms``), put junk before it (``junk_rate``),
+  answer a valid share stale (``reject_rate``) or withhold jobs (``stall``); ``run`` drops the
+  connections that have been open ``drop_after_s`` (or since the fault was set, if later). The
+  servers hold the target only while a Stratum fault is set, so a node with ``--control`` and
+  no fault pays nothing.
+- ``api`` (``ApiTarget``, ``api.app.ApiFaults``): the API asks it whether to hold a request
+  back (``latency_ms``), answer 503 (``error_rate``) and which rate limit applies
+  (``rate_limit``). Requests of operator keys are never faulted (the API checks), so a test
+  can always clear what it set.
+
+Randomness is ``random.Random`` seeded from the fault's ``seed``, one stream per kind of
+decision and per worker name (``"{seed}/{kind}/{worker}"``), so the same seed gives the same
+sequence of decisions for a worker whatever the other workers do, run after run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import structlog
+import trio
+
+from marketplace.api.admin_wire import ApiFault, FaultParams, StratumFault
+from marketplace.api.ratelimit import RateLimiter
+from marketplace.control.workers import Workers, worker_name
+from stratum.core.jobs import MinerLink
+from stratum.core.shares import Algorithm
+from stratum.server import Connection
+
+log = structlog.get_logger("marketplace.faults")
+
+#: How often ``run`` looks for connections to drop while a ``drop_after_s`` fault is set.
+DROP_POLL_S = 0.1
+
+
+class _Streams:
+    """One seeded random stream per (kind of decision, worker)."""
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self._streams: dict[tuple[str, str], random.Random] = {}
+
+    def chance(self, kind: str, worker: str, rate: float | None) -> bool:
+        """True with probability ``rate`` (the stream of ``kind`` and ``worker``)."""
+        if not rate:
+            return False
+        stream = self._streams.get((kind, worker))
+        if stream is None:
+            stream = self._streams[(kind, worker)] = random.Random(f"{self._seed}/{kind}/{worker}")
+        return stream.random() < rate
+
+
+def _worker_of(link: MinerLink) -> str:
+    """The name a connection's decisions are drawn for: its worker, else anonymous."""
+    return f"{link.account}.{link.worker}" if link.account else ""
+
+
+class _StratumFault:
+    """One Stratum fault in force, with its random streams."""
+
+    def __init__(self, params: StratumFault, *, set_at: float) -> None:
+        self.params = params
+        self.set_at = set_at
+        self.streams = _Streams(params.seed)
+
+    def applies(self, link: MinerLink, algorithm: Algorithm | None) -> bool:
+        params = self.params
+        if params.algorithm is not None and params.algorithm is not algorithm:
+            return False
+        if params.worker is None:
+            return True
+        if params.worker.startswith("conn:"):
+            return params.worker == f"conn:{link.conn_id}"
+        return params.worker == _worker_of(link)
+
+
+class StratumTarget:
+    """The Stratum faults in force, as the servers ask them (``stratum.faults.LinkFaults``)."""
+
+    def __init__(self) -> None:
+        self.faults: dict[tuple[Algorithm | None, str | None], _StratumFault] = {}
+
+    def set(self, params: StratumFault, *, set_at: float) -> None:
+        """Inject ``params`` from trio time ``set_at`` (replacing one for the same place)."""
+        self.faults[(params.algorithm, params.worker)] = _StratumFault(params, set_at=set_at)
+
+    def _applying(self, link: MinerLink) -> Iterable[_StratumFault]:
+        algorithm: Algorithm | None = getattr(link, "algorithm", None)
+        return (f for f in self.faults.values() if f.applies(link, algorithm))
+
+    def latency_s(self, link: MinerLink) -> float:
+        return max((f.params.latency_ms or 0 for f in self._applying(link)), default=0) / 1000
+
+    def junk_before_line(self, link: MinerLink) -> bool:
+        worker = _worker_of(link)
+        return any(
+            f.streams.chance("junk", worker, f.params.junk_rate) for f in self._applying(link)
+        )
+
+    def reject_share(self, link: MinerLink) -> bool:
+        worker = _worker_of(link)
+        return any(
+            f.streams.chance("reject", worker, f.params.reject_rate) for f in self._applying(link)
+        )
+
+    def stalled(self, link: MinerLink) -> bool:
+        return any(f.params.stall for f in self._applying(link))
+
+    def due_drops(self, connections: Iterable[Connection], now: float) -> list[Connection]:
+        """The connections a ``drop_after_s`` fault wants closed at trio time ``now``."""
+        due = []
+        for conn in connections:
+            for fault in self._applying(conn):
+                after = fault.params.drop_after_s
+                if after is not None and max(conn.opened_at, fault.set_at) + after <= now:
+                    due.append(conn)
+                    break
+        return due
+
+    @property
+    def drops(self) -> bool:
+        """Whether a ``drop_after_s`` fault is set."""
+        return any(f.params.drop_after_s is not None for f in self.faults.values())
+
+
+class ApiTarget:
+    """The API fault in force, as the API asks it (``api.app.ApiFaults``)."""
+
+    def __init__(self, params: ApiFault) -> None:
+        self.params = params
+        self._streams = _Streams(params.seed)
+        limit = params.rate_limit
+        self._limiter = None if limit is None else RateLimiter(rate_per_s=limit, burst=limit)
+
+    def delay_s(self) -> float:
+        """How long to hold the request back."""
+        return (self.params.latency_ms or 0) / 1000
+
+    def fail(self) -> bool:
+        """Whether to answer this request 503 (and do nothing)."""
+        return self._streams.chance("error", "", self.params.error_rate)
+
+    def rate_limiter(self) -> RateLimiter | None:
+        """The token buckets that replace the default rate limit (``None``: the default)."""
+        return self._limiter
+
+
+class Faults:
+    """The registry of faults in force (see the module doc)."""
+
+    def __init__(self, workers: Workers) -> None:
+        self._workers = workers
+        self._stratum = StratumTarget()
+        self._api: ApiTarget | None = None
+        self._changed = trio.Event()
+
+    @property
+    def api(self) -> ApiTarget | None:
+        """The API fault in force, if any (what the API asks)."""
+        return self._api
+
+    def set(self, fault: FaultParams) -> None:
+        """Start injecting ``fault`` (replacing one set for the same place)."""
+        if isinstance(fault, ApiFault):
+            self._api = ApiTarget(fault)
+        else:
+            self._stratum.set(fault, set_at=trio.current_time())
+        self._attach()
+        log.info("fault.set", **_loggable(fault))
+
+    def clear(self) -> None:
+        """Stop every fault."""
+        self._stratum.faults.clear()
+        self._api = None
+        self._attach()
+        log.info("fault.cleared")
+
+    def active(self) -> list[FaultParams]:
+        """The faults in force, as they were set."""
+        faults: list[FaultParams] = [f.params for f in self._stratum.faults.values()]
+        if self._api is not None:
+            faults.append(self._api.params)
+        return faults
+
+    def _attach(self) -> None:
+        """Give the servers the Stratum target while a Stratum fault is set, else nothing."""
+        target = self._stratum if self._stratum.faults else None
+        for server in self._workers.servers.values():
+            server.faults = target
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Drop connections as ``drop_after_s`` faults say, until cancelled."""
+        task_status.started()
+        while True:
+            if not self._stratum.drops:
+                await self._changed.wait()
+                continue
+            with trio.move_on_after(DROP_POLL_S):
+                await self._changed.wait()
+            now = trio.current_time()
+            for conn in self._stratum.due_drops(self._workers.connections(), now):
+                log.info("fault.dropped", conn=conn.conn_id, worker=worker_name(conn))
+                conn.drop()
+
+
+def _loggable(fault: FaultParams) -> dict[str, Any]:
+    fields = {k: v for k, v in msgspec.structs.asdict(fault).items() if v is not None}
+    return {"target": "api" if isinstance(fault, ApiFault) else "stratum", **fields}
