@@ -493,7 +493,7 @@ async def _serve_inbox(
     core: Core,
     *,
     stopping: trio.Event,
-    poll_s: float = 0.5,
+    poll_s: float = 0.1,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the operator commands left in the inbox, one by one, until ``stopping``."""

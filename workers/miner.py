@@ -381,6 +381,7 @@ class Miner:
                 self._drained.set()
 
     async def _submit_one(self, stats: SlotStats, client: StratumClient, share: Found) -> None:
+        sent = trio.current_time()
         try:
             result = await client.submit(
                 username=stats.username,
@@ -393,9 +394,11 @@ class Miner:
             stats.lost += 1
             log.warning("share.lost", job=share.job_id, error=str(exc) or type(exc).__name__)
             return
+        # How long the pool took to answer: what a slow pool looks like from here.
+        rtt_ms = round((trio.current_time() - sent) * 1000, 1)
         if result.accepted:
             stats.accepted += 1
-            log.debug("share.accepted", job=share.job_id, nonce=share.nonce)
+            log.debug("share.accepted", job=share.job_id, nonce=share.nonce, rtt_ms=rtt_ms)
         else:
             reason = result.reason.value if result.reason else "other"
             stats.rejected[reason] += 1
@@ -404,6 +407,7 @@ class Miner:
                 job=share.job_id,
                 reason=reason,
                 message=result.failure.message if result.failure else None,
+                rtt_ms=rtt_ms,
             )
 
     # ------------------------------------------------------------------ reporting
