@@ -7,7 +7,9 @@ never above ``--max-price``:
 * outbid (target above our price): raise at once (raising is allowed any time);
 * far above the target: lower, but as the market allows (``market.info``): at most
   ``price_down_step_bps`` (10%) of the current price per step, and at most once per
-  ``price_down_interval_s``; so a large gap is closed in several steps.
+  ``price_down_interval_s``; so a large gap is closed in several steps. The interval is the
+  market's time (``server.time``'s ``market_time_ms``), not the bot's: against a test market
+  whose clock an operator advances (control.md), the bot keeps to the market's rule.
 
 Run against a node::
 
@@ -54,7 +56,7 @@ class PriceBot:
         self.min_price = Decimal(0)
         self.step_bps = 1000
         self.interval_s = 600
-        self.last_lowered: float | None = None  # trio.current_time() after our last lowering
+        self.last_lowered_ms: int | None = None  # market time after our last lowering
 
     async def setup(self) -> None:
         info = await self.client.market_info()
@@ -105,10 +107,10 @@ class PriceBot:
             changed = await self.client.set_price(order.id, btc(aim))
             print(f"{head} raise {order.price} -> {changed.price}", flush=True)
         elif aim < price:
-            now = trio.current_time()
+            now_ms = await self.client.market_time()
             wait = 0.0
-            if self.last_lowered is not None:
-                wait = self.last_lowered + self.interval_s + 0.05 - now
+            if self.last_lowered_ms is not None:
+                wait = (self.last_lowered_ms + self.interval_s * 1000 - now_ms) / 1000
             if wait > 0:
                 print(f"{head} hold (next lowering in {wait:.1f}s)", flush=True)
                 return True
@@ -116,11 +118,16 @@ class PriceBot:
             try:
                 changed = await self.client.set_price(order.id, btc(new))
             except ApiError as error:
-                if error.code != 4090:
+                retry_at = error.data.get("retry_at_ms")
+                if error.code != 4090 or not isinstance(retry_at, int):
                     raise
-                print(f"{head} lowering refused: {error.message}", flush=True)
+                # Our clock reading came just before the market's: it says when, exactly.
+                self.last_lowered_ms = retry_at - self.interval_s * 1000
+                print(f"{head} hold (the market says not before {retry_at})", flush=True)
                 return True
-            self.last_lowered = trio.current_time()
+            # The market recorded this lowering at now_ms or a little later: one interval from
+            # now_ms is at worst a little early, and then the market says when (above).
+            self.last_lowered_ms = now_ms
             print(f"{head} lower {order.price} -> {changed.price}", flush=True)
         else:
             print(f"{head} keep", flush=True)

@@ -15,7 +15,9 @@ id and every share is attributable to exactly one order); workers that no order 
   shared group commit) before the server replies ``true``; then an accepted share's work goes
   to the connection's speed estimate (``Fleet.share_accepted``), which is not journaled.
 - ``run``: a new job for every worker at least every ``job_interval_s``, and at once (with
-  ``clean_jobs``) when the emulated chain finds a block.
+  ``clean_jobs``) when the emulated chain finds a block. ``catch_up`` is that step run at once
+  (after an operator's advance of market time: only the latest job and block matter, so once),
+  ``new_block`` makes the chain find a block now (``admin.block.new``).
 
 Everything here runs in the trio thread; ``connect``, ``disconnect`` and the move handler are
 synchronous, so they are atomic with respect to the market and the fleet.

@@ -16,6 +16,10 @@ tick, it rebalances right after any command that changed an order book (it liste
 engine's commits) and soon after ``request_rebalance``. Time is the engine's injected clock,
 and every timer runs on trio's clock, so the scheduler's tests run on ``MockClock`` with an
 in-memory journal, with no thread in sight.
+
+An operator's advance of market time (``marketplace.control.advance``) cannot wait for trio's
+timers: it asks what is due (``next_end_ms``, ``settlement_due_ms``) and runs the same work at
+each due time itself (``run_due``), inside its own commands.
 """
 
 from __future__ import annotations

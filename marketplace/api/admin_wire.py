@@ -75,7 +75,7 @@ class RulesParams(_Params, frozen=True):
     fee_bps: Annotated[int, Meta(ge=0)] | None = None
 
 
-class _Fault(_Params, frozen=True, tag_field="target"):
+class _Fault(_Params, frozen=True, tag_field="target", omit_defaults=True):
     """What every fault names: where it applies (``None``: everywhere) and its seed."""
 
     algorithm: Algorithm | None = None

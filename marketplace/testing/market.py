@@ -296,6 +296,11 @@ class _Base:
         """Whether the node process is alive."""
         return self._launch.running
 
+    @property
+    def operator_credentials(self) -> Credentials:
+        """The operator key ``operator`` signs with (account ``operator``)."""
+        return self._launch.operator_credentials()
+
     def log_lines(self) -> list[str]:
         """The node's log so far, one JSON event per line (every start of it)."""
         path = self._launch.log_path
@@ -376,10 +381,11 @@ class Market(_Base):
         name (``password="d=0.001"``, ``log_level="debug"``)."""
         return self._spawn_worker(user, processes=processes, algorithm=algorithm, options=options)
 
-    def stop(self) -> int | None:
-        """SIGTERM: the graceful shutdown; the exit status (0)."""
+    def stop(self, *, signum: int = signal.SIGTERM) -> int | None:
+        """``signum`` (SIGTERM, or SIGINT as from a terminal): the graceful shutdown; the exit
+        status (0)."""
         launch = self._launch
-        launch.signal(signal.SIGTERM)
+        launch.signal(signum)
         if launch.process is not None:
             try:
                 launch.process.wait(timeout=STOP_TIMEOUT_S)
@@ -470,10 +476,10 @@ class TrioMarket(_Base):
         """As ``Market.worker`` (starting a process does not wait)."""
         return self._spawn_worker(user, processes=processes, algorithm=algorithm, options=options)
 
-    async def stop(self) -> int | None:
+    async def stop(self, *, signum: int = signal.SIGTERM) -> int | None:
         """As ``Market.stop``."""
         launch = self._launch
-        launch.signal(signal.SIGTERM)
+        launch.signal(signum)
         process = launch.process
         if process is None:
             return None

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
 
 from marketplace.client import HTTP_ERROR, ApiError
 from marketplace.testing import Market, Worker
+
+from .test_e2e import wait_for as wait_every
+
+#: The worker logs many events a second: look often.
+wait_for = partial(wait_every, every=0.1)
 
 FAST = {
     # About a share a second from one hashing process, and no job refresh of its own for the
@@ -25,18 +31,6 @@ FAST = {
     "target_share_interval": 1,
     "job_interval": 110,
 }
-
-
-def wait_for(what: str, check: Callable[[], Any], *, timeout: float = 30) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
 def since(worker: Worker, mark: int, name: str) -> list[dict[str, Any]]:

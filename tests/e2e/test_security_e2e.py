@@ -24,7 +24,8 @@ import pytest
 
 from marketplace.api.signing import sign_headers
 from marketplace.core import totp
-from tests.e2e.test_e2e import PY, Cli, serve
+from marketplace.testing import Market
+from tests.e2e.test_e2e import PY, Cli
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,7 @@ def refused(cli: Cli, *args: str) -> str:
     """Run a CLI command that must be refused; its stderr."""
     env = {
         **os.environ,
-        "HASHMARKET_URL": f"http://127.0.0.1:{cli.port}",
+        "HASHMARKET_URL": cli.market.api_url,
         "HASHMARKET_ACCOUNT": cli.made["account_id"],
         "HASHMARKET_KEY_ID": cli.made["key_id"],
         "HASHMARKET_SECRET": cli.made["secret"],
@@ -68,8 +69,8 @@ def now_code(secret: str, steps: int = 0) -> str:
 class Signer:
     """Signed calls made here, so the signatures sent are known."""
 
-    def __init__(self, port: int, made: dict[str, str]) -> None:
-        self.url = f"http://127.0.0.1:{port}/rpc"
+    def __init__(self, market: Market, made: dict[str, str]) -> None:
+        self.url = f"{market.api_url}/rpc"
         self.made = made
         self.signatures: list[str] = []
 
@@ -116,7 +117,8 @@ def leaks(places: dict[str, bytes], secrets: dict[str, str]) -> list[str]:
 def test_account_create_refuses_an_existing_name_and_account_key_recovers(
     tmp_path: Path,
 ) -> None:
-    db = tmp_path / "m.db"
+    market = Market(control=False, directory=tmp_path)
+    db = market.db
     alice = issued("create", "alice", db=db)  # no node: straight on the database
     again = operator("create", "alice", db=db)
     assert (again.returncode, again.stderr.decode()) == (1, "error: account exists\n")
@@ -124,14 +126,14 @@ def test_account_create_refuses_an_existing_name_and_account_key_recovers(
     recovered = issued("key", "alice", db=db)
     assert recovered["account_id"] == "alice"
     assert recovered["key_id"] != alice["key_id"]
-    with serve(tmp_path, db) as (_proc, ports):
+    with market:
         # Through the node's inbox the same rules hold.
         bob = issued("create", "bob", db=db)
         assert operator("create", "bob", db=db).stderr.decode() == "error: account exists\n"
         bob_again = issued("key", "bob", db=db)
         for made in (alice, recovered, bob, bob_again):
-            assert Cli(ports["api"], made)("account", "balance")["available"] == "0.00000000"
-        events = Cli(ports["api"], bob_again)("account", "activity")["events"]
+            assert Cli(market, made)("account", "balance")["available"] == "0.00000000"
+        events = Cli(market, bob_again)("account", "activity")["events"]
         assert [(e["kind"], e["key_id"]) for e in events] == [
             ("key.recovered", None),
             ("key.created", None),
@@ -140,13 +142,14 @@ def test_account_create_refuses_an_existing_name_and_account_key_recovers(
 
 
 def test_nothing_on_disk_or_in_the_log_holds_a_secret(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
+    market = Market(control=False, directory=tmp_path, log_level="debug", address_lock=0)
+    db = market.db
     secrets: dict[str, str] = {}
     alice = issued("create", "alice", db=db)
     secrets["bootstrap secret"] = alice["secret"]
-    with serve(tmp_path, db, "--log-level", "debug", "--address-lock", "0") as (proc, ports):
-        cli = Cli(ports["api"], alice)
-        sign = Signer(ports["api"], alice)
+    with market:
+        cli = Cli(market, alice)
+        sign = Signer(market, alice)
         cli("account", "deposit", "1")
         made = cli("key", "create", "--label", "bot", "--scopes", "read,trade")
         secrets["created key secret"] = made["secret"]
@@ -201,8 +204,7 @@ def test_nothing_on_disk_or_in_the_log_holds_a_secret(tmp_path: Path) -> None:
         }
         assert running["its WAL"] or running["the database"]
         assert leaks(running, secrets) == []
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
+        assert market.stop(signum=signal.SIGTERM) == 0
     stopped = {"the database after the last snapshot": db.read_bytes()}
     assert b"snapshots" in stopped["the database after the last snapshot"]
     stopped["the whole log"] = (tmp_path / "node.log").read_bytes()

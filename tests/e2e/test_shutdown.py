@@ -8,14 +8,14 @@ journal, exit 0.
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
-from .test_e2e import account_create, serve
+from marketplace.testing import Market
+
+from .test_e2e import account_create
 
 SUBSCRIBE = b'{"id": 1, "method": "mining.subscribe", "params": ["shutdown-test/1"]}\n'
 AUTHORIZE = b'{"id": 2, "method": "mining.authorize", "params": ["alice.rig", "x"]}\n'
@@ -37,10 +37,6 @@ def read_until(sock: socket.socket, marker: bytes, *, timeout: float) -> bytes:
     return data
 
 
-def log_events(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
-
-
 def first(events: list[dict[str, Any]], name: str, **match: Any) -> int:
     """The index of the first event ``name`` with the ``match`` fields; fails if none."""
     for index, event in enumerate(events):
@@ -49,24 +45,22 @@ def first(events: list[dict[str, Any]], name: str, **match: Any) -> int:
     raise AssertionError(f"no {name} {match or ''} in the log: {[e['event'] for e in events]}")
 
 
-def test_sigint_stops_accepting_tells_miners_snapshots_and_exits_zero(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
-    with serve(tmp_path, db, "--log-level", "info", tag="node") as (proc, ports):
-        # Journaled through the node's inbox: the shutdown snapshot has something to hold.
-        account_create("alice", db)
-        port = ports["stratum"]["sha256d"]
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as miner:
-            miner.sendall(SUBSCRIBE + AUTHORIZE)
-            assert b"mining.notify" in read_until(miner, b"mining.notify", timeout=10)
-            proc.send_signal(signal.SIGINT)
-            # The server closes the connection itself (after its last lines, if any).
-            rest = read_until(miner, b"\x00never", timeout=15)
-            assert b"\x00never" not in rest
-            assert proc.wait(timeout=20) == 0
-        with socket.socket() as late:  # nothing listens any more
-            late.settimeout(2)
-            assert late.connect_ex(("127.0.0.1", port)) != 0
-    events = log_events(tmp_path / "node.log")
+def test_sigint_stops_accepting_tells_miners_snapshots_and_exits_zero(hashmarket: Market) -> None:
+    # Journaled through the node's inbox: the shutdown snapshot has something to hold.
+    account_create("alice", hashmarket.db)
+    port = hashmarket.stratum_port("sha256d")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as miner:
+        miner.sendall(SUBSCRIBE + AUTHORIZE)
+        assert b"mining.notify" in read_until(miner, b"mining.notify", timeout=10)
+        assert hashmarket.stop(signum=signal.SIGINT) == 0
+        # The server closed the connection (after its last lines, if any): the log below says
+        # it was the server, with reason "shutdown".
+        rest = read_until(miner, b"\x00never", timeout=15)
+        assert b"\x00never" not in rest
+    with socket.socket() as late:  # nothing listens any more
+        late.settimeout(2)
+        assert late.connect_ex(("127.0.0.1", port)) != 0
+    events = hashmarket.events()
     stopping = first(events, "node.stopping", reason="SIGINT")
     shutting_down = first(events, "stratum.shutting_down", connections=1)
     closed = first(events, "conn.closed", worker="alice.rig")

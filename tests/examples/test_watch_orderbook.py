@@ -1,35 +1,24 @@
 from __future__ import annotations
 
-from pathlib import Path
+import time
 
-import trio
-
-from marketplace.client import AsyncMarketClient, Credentials
-from tests.examples.helpers import account_env, run_example, running_node
+from marketplace.testing import Market
+from tests.examples.helpers import run_example
 
 
-async def test_watch_orderbook_prints_book_and_stats_count_times(tmp_path: Path) -> None:
-    with trio.fail_after(60):
-        async with running_node(tmp_path) as node:
-            env = await account_env(node, "buyer")
-            creds = Credentials.from_env(env)
-            async with AsyncMarketClient(env["HASHMARKET_URL"], credentials=creds) as client:
-                await client.deposit("0.10000000")
-                order = await client.create_order(
-                    algorithm="sha256d",
-                    type="standard",
-                    price="0.00123400",
-                    limit="0.05",
-                    amount="0.01000000",
-                )
-            public_env = {
-                k: v for k, v in env.items() if k not in ("HASHMARKET_KEY_ID", "HASHMARKET_SECRET")
-            }
-            started = trio.current_time()
-            out = await run_example(
-                "watch_orderbook.py", ["--interval", "0.5", "--count", "3"], public_env
-            )
-            elapsed = trio.current_time() - started
+def test_watch_orderbook_prints_book_and_stats_count_times(hashmarket: Market) -> None:
+    buyer = hashmarket.buyer("buyer", deposit="0.10000000")
+    order = buyer.client.create_order(
+        algorithm="sha256d", type="standard", price="0.00123400", limit="0.05", amount="0.01"
+    )
+    public = {
+        k: v
+        for k, v in buyer.env(hashmarket.api_url).items()
+        if k not in ("HASHMARKET_KEY_ID", "HASHMARKET_SECRET")
+    }
+    started = time.monotonic()
+    out = run_example("watch_orderbook.py", ["--interval", "0.5", "--count", "3"], public)
+    elapsed = time.monotonic() - started
     lines = out.splitlines()
     rounds = [line for line in lines if line.startswith("=== round")]
     assert [r.split()[2] for r in rounds] == ["1", "2", "3"]

@@ -23,9 +23,9 @@ from marketplace.engine import Engine, SnapshotEnvelope
 from marketplace.scheduler import MarketScheduler
 from marketplace.storage import Journal, Record, open_journal
 from tests.clocks import trio_clock
-from tests.examples.helpers import running_node
 
 from .helpers import BTC, MH, SHA, Running, make_market, make_share, standard_order
+from .test_assembly import serving, settings
 
 MASTER = b"k" * 32
 
@@ -208,13 +208,13 @@ async def test_each_components_state_format_decides_whether_its_snapshot_is_read
 
 async def test_a_node_takes_a_snapshot_when_it_stops(tmp_path: Path) -> None:
     with trio.fail_after(30):
-        async with running_node(tmp_path) as node:
+        async with serving(settings(tmp_path / "m.db")) as node:
             market, engine = node.core.market, node.core.engine
             await engine.execute(lambda: market.create_account(account="b", now_ms=0))
             await engine.execute(lambda: market.deposit(account="b", amount_msat=BTC, now_ms=0))
         balance = market.balance("b")
         with structlog.testing.capture_logs() as logs:
-            async with running_node(tmp_path) as node:
+            async with serving(settings(tmp_path / "m.db")) as node:
                 assert node.core.market.balance("b") == balance
     restores = [e for e in logs if e["event"] == "engine.restored"]
     assert [(e["snapshot_seq"], e["events"]) for e in restores] == [(2, 0)]
