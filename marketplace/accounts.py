@@ -107,24 +107,16 @@ def _check_not_reserved(account: str) -> None:
 async def issue_operator_key(components: Components, *, now_ms: int) -> Bootstrap:
     """A new key of the ``operator`` account with the single scope ``operator``, durably,
     logged in that account's activity as ``key.created``."""
-    keyring, security = components.keyring, components.security
 
     def command() -> Bootstrap:
-        issued = keyring.create_key(
-            account=OPERATOR_ACCOUNT,
+        return _logged_key(
+            components,
+            OPERATOR_ACCOUNT,
+            (Scope.OPERATOR,),
             label="operator",
-            scopes=(Scope.OPERATOR,),
-            expires_ms=None,
-            now_ms=now_ms,
-        )
-        security.record(
-            account=OPERATOR_ACCOUNT,
             kind=ActivityKind.KEY_CREATED,
-            actor=OPERATOR,
-            detail={"key_id": issued.key.key_id, "scopes": Scope.OPERATOR.value},
             now_ms=now_ms,
         )
-        return Bootstrap(OPERATOR_ACCOUNT, issued.key.key_id, issued.secret)
 
     return await components.executor.execute(command)
 
@@ -151,8 +143,21 @@ def _all_scope_key(
     components: Components, account: str, kind: ActivityKind, now_ms: int
 ) -> Bootstrap:
     label = "recovery" if kind is ActivityKind.KEY_RECOVERED else "bootstrap"
+    return _logged_key(components, account, ALL_SCOPES, label=label, kind=kind, now_ms=now_ms)
+
+
+def _logged_key(
+    components: Components,
+    account: str,
+    scopes: tuple[Scope, ...],
+    *,
+    label: str,
+    kind: ActivityKind,
+    now_ms: int,
+) -> Bootstrap:
+    """A key issued by the operator and its activity entry (inside a command)."""
     issued = components.keyring.create_key(
-        account=account, label=label, scopes=ALL_SCOPES, expires_ms=None, now_ms=now_ms
+        account=account, label=label, scopes=scopes, expires_ms=None, now_ms=now_ms
     )
     components.security.record(
         account=account,

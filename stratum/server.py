@@ -27,7 +27,6 @@ import math
 import os
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,7 +42,7 @@ from stratum.core.registries import ExtranonceAllocator, JobIds, SubmittedShares
 from stratum.core.session import Outcome, ServerSession
 from stratum.core.shares import Algorithm
 from stratum.core.states import CloseReason, SessionState
-from stratum.faults import JUNK_LINE, LinkFaults
+from stratum.faults import JUNK_LINE, HeldLines, LinkFaults
 
 Clock = Callable[[], int]
 
@@ -110,10 +109,7 @@ class Connection:
         self._reader_scope = trio.CancelScope()
         self._scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
-        # Lines held back by an injected latency (due time, bytes), oldest first.
-        self._delayed: deque[tuple[float, bytes]] = deque()
-        self._delayer_started = False
-        self._delay_wakeup = trio.Event()
+        self._held = HeldLines(self._write)  # what an injected latency holds back
 
     # ----------------------------------------------------------------------- MinerLink
 
@@ -213,7 +209,7 @@ class Connection:
                 with self._reader_scope:
                     await self._reader()
                 self._flush()
-                self._release_delayed()
+                self._held.release()
                 self._send_channel.close()
                 nursery.cancel_scope.deadline = min(
                     nursery.cancel_scope.deadline, trio.current_time() + config.send_timeout_s
@@ -393,32 +389,14 @@ class Connection:
             out += line
         data = bytes(out)
         delay = faults.latency_s(self)
-        nursery = self._nursery
-        if (delay <= 0 and not self._delayed) or nursery is None or self._fd < 0:
+        held, nursery = self._held, self._nursery
+        if (delay <= 0 and not held) or nursery is None or self._fd < 0:
             return data
-        self._delayed.append((trio.current_time() + delay, data))
-        if not self._delayer_started:
-            self._delayer_started = True
-            nursery.start_soon(self._delayer)
-        self._delay_wakeup.set()
+        if not held.started:
+            held.started = True
+            nursery.start_soon(held.run)
+        held.hold(data, delay_s=max(delay, 0.0))
         return b""
-
-    async def _delayer(self) -> None:
-        """Send each held-back chunk when it is due, in order."""
-        while True:
-            while not self._delayed:
-                self._delay_wakeup = trio.Event()
-                await self._delay_wakeup.wait()
-            due, data = self._delayed[0]
-            await trio.sleep_until(due)
-            if self._delayed and self._delayed[0][1] is data:
-                self._delayed.popleft()
-                self._write(data)
-
-    def _release_delayed(self) -> None:
-        """Closing: what an injected latency still holds goes out now, in order."""
-        while self._delayed:
-            self._write(self._delayed.popleft()[1])
 
     def _write(self, data: bytes) -> None:
         """Write ``data`` at once if the writer is idle, else queue it for the writer."""
