@@ -4,29 +4,27 @@ Theory of operation
 -------------------
 Market time is the wall clock plus a journaled offset (``marketplace.clock``,
 ``core.market_time``). To advance it by ``S`` seconds from ``now`` to ``target``, the
-``TimeMachine`` steps through the due times in between, in order, and at each one
-(``_step``):
-
-1. pins the clock there (``Clock.pin``): every event of the step, and anything else that
-   happens meanwhile (a miner's share), carries exactly that time; the jump listeners shift
-   the peer timers (Stratum sessions, the fleet's speed estimates) by the jump;
-2. runs one command through the engine: the new offset (``MarketTime.advance``, so a crash
-   after this step restarts at or after this time, never before) and the market's work due
-   then (``MarketScheduler.run_due``: order ends, a due settlement).
+``TimeMachine`` runs one command through the engine that steps through the due times in
+between, in order, and at each one (``_run_at``) pins the clock there (``Clock.pin``: every
+event of the step carries exactly that time, and the jump listeners shift the peer timers,
+Stratum sessions and the fleet's speed estimates, by the jump) and runs the market's work due
+then (``MarketScheduler.run_due``: order ends, a due settlement); after the last step it
+records the new offset (``MarketTime.advance``). The command is synchronous, so nothing else
+happens between the steps, and its events are one commit: a crash leaves the advance whole or
+not at all, and a day or a year costs one commit, not one per step.
 
 The due times are the ends of active orders (each one stepped to exactly) and, first, a
-settlement of spend that was waiting when the advance began; later settlements ride along
-with the next step (they are due whenever the interval has passed), so the number of steps is
-bounded by the number of orders however long the advance, even with miners submitting all the
-while. The last step is the target itself. Then the work whose latest instance is all that
-matters runs once: each bridge brings its emulated chain up to the target and pushes one new
-job (``MarketWorkSource.catch_up``, clean if a block was found), and the allocation is
-rebalanced. Price-down windows and statistics buckets are comparisons with the clock and need
-no step. The advance answers once all of it is journaled; the clock then runs on from the
-target (``Clock.release``).
+settlement of spend that was waiting when the advance began; later settlements are due
+whenever the interval has passed and ride along with the next step, so the number of steps is
+bounded by the number of orders however long the advance. The last step is the target itself.
+Then the work whose latest instance is all that matters runs once: each bridge brings its
+emulated chain up to the target and pushes one new job (``MarketWorkSource.catch_up``, clean if
+a block was found), and the allocation is rebalanced. Price-down windows and statistics buckets
+are comparisons with the clock and need no step. The advance answers once all of it is
+journaled; the clock then runs on from the target (``Clock.release``).
 
-One advance runs at a time, shielded from cancellation: half an advance would leave the clock
-pinned in the past of its own events.
+One advance runs at a time, shielded from cancellation: one cancelled between its command and
+the release would leave the clock pinned.
 """
 
 from __future__ import annotations
@@ -87,50 +85,47 @@ class TimeMachine:
         return reached
 
     async def _advance(self, delta_ms: int) -> int:
-        clock, scheduler = self._clock, self._scheduler
+        clock, scheduler, market_time = self._clock, self._scheduler, self._market_time
         started = trio.current_time()
-        start = clock.now_ms()
-        target = start + delta_ms
-        steps = 0
-        try:
-            at = start
-            settlement = scheduler.settlement_due_ms()
-            if settlement is not None and settlement <= target:
-                at = await self._step(max(at, settlement))
-                steps += 1
+        target = clock.now_ms() + delta_ms
+        steps: list[int] = []
+
+        def command() -> int:
+            # Synchronous from the first step to the last: nothing else happens in between,
+            # and all of it is journaled in one commit, or none of it.
+            due = scheduler.settlement_due_ms()
+            if due is not None and due <= target:
+                steps.append(self._run_at(due))
             while (end := scheduler.next_end_ms()) is not None and end <= target:
-                at = await self._step(max(at, end))
-                steps += 1
-            await self._step(target)
-            steps += 1
+                steps.append(self._run_at(end))
+            reached = self._run_at(target)
+            steps.append(reached)
+            # At least the current offset; more, so that wall + offset is the time reached.
+            offset = max(market_time.offset_ms, reached - clock.wall_ms())
+            market_time.advance(offset_ms=offset, time_ms=reached)
+            return reached
+
+        try:
+            reached = await self._engine.execute(command)
             pushed = sum(bridge.catch_up() for bridge in self._bridges)
             await self._engine.execute(scheduler.rebalance)
         finally:
             clock.release()
-        reached = clock.now_ms()
         log.info(
             "time.advanced",
             seconds=delta_ms / 1000,
             market_time_ms=reached,
             offset_ms=clock.offset_ms,
-            steps=steps,
+            steps=len(steps),
             jobs_pushed=pushed,
             wall_s=round(trio.current_time() - started, 4),
         )
-        return reached
+        return clock.now_ms()
 
-    async def _step(self, due_ms: int) -> int:
-        """Pin market time at ``due_ms`` (or now, if the wall clock already passed it) and
-        run, as one command, the new offset and the market's work due then; the time pinned."""
-        clock, market_time, scheduler = self._clock, self._market_time, self._scheduler
-        time_ms = max(due_ms, clock.now_ms())
-        clock.pin(time_ms)
-
-        def command() -> None:
-            # At least the current offset; more so that wall + offset is this step's time.
-            offset = max(market_time.offset_ms, time_ms - clock.wall_ms())
-            market_time.advance(offset_ms=offset, time_ms=time_ms)
-            scheduler.run_due(time_ms)
-
-        await self._engine.execute(command)
+    def _run_at(self, due_ms: int) -> int:
+        """Pin market time at ``due_ms`` (or now, if it is later) and run the market's work due
+        then (inside the advance's command); the time pinned."""
+        time_ms = max(due_ms, self._clock.now_ms())
+        self._clock.pin(time_ms)
+        self._scheduler.run_due(time_ms)
         return time_ms

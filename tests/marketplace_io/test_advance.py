@@ -158,12 +158,13 @@ async def test_steps_in_time_order_and_bounded_by_the_orders() -> None:
         for order_id in ids
     }
     assert ended == {ids[i]: T0 + durations[i] * 1000 for i in range(3)}
-    # One step per end plus the target, each one command: an offset and what ended.
+    # One step per end plus the target, all in one command: what ended, then the offset.
     new = run.journal.entries[journaled:]
-    assert [e.component for e in new] == ["market", "clock"] * 3 + ["clock"]
-    times = [MarketTime.decode_event(e.body).time_ms for e in new if e.component == "clock"]
-    assert times == sorted(times)
-    assert times[-1] == T0 + MAX_ADVANCE_S * 1000
+    assert [e.component for e in new] == ["market"] * 3 + ["clock"]
+    ended_at = [Market.decode_event(e.body).time_ms for e in new[:3]]
+    assert ended_at == sorted(ended_at)
+    (advanced,) = [MarketTime.decode_event(e.body) for e in new[3:]]
+    assert advanced.time_ms == T0 + MAX_ADVANCE_S * 1000
 
 
 async def test_bad_seconds_are_refused_and_change_nothing() -> None:
