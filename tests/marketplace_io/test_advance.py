@@ -117,7 +117,9 @@ async def test_a_day_ends_a_24h_order_settles_and_journals_the_offset() -> None:
     for _ in range(3):
         share = make_share(key, source=order_id, time_ms=engine.now_ms(), difficulty=0.001)
         await engine.execute(lambda s=share: market.record_share(s, order_id=order_id))
+        fleet.share_accepted(worker=key, difficulty=0.001, time_ms=share.time_ms)  # as the bridge
     speed = fleet.worker_speed(key, now_ms=engine.now_ms())
+    assert speed > MH  # the shares count
 
     reached = await run.machine.advance(86_400 + 60)
 
