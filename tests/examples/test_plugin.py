@@ -3,12 +3,11 @@ factory, and ``--hashmarket-keep`` keeping a failed test's market directory (onl
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.examples.helpers import run_pytest
 
 USER_TESTS = """
 def test_two_markets(hashmarket_factory):
@@ -26,16 +25,7 @@ def test_a_failure(hashmarket):
 
 def test_keep_keeps_the_failed_tests_directory_only(tmp_path: Path) -> None:
     (tmp_path / "test_users.py").write_text(USER_TESTS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "PYTHONPATH"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--hashmarket-keep"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = run_pytest(tmp_path, "-rA", "--hashmarket-keep")
     out = done.stdout
     assert done.returncode == 1, out[-3000:]
     assert "1 failed, 1 passed" in out

@@ -5,13 +5,10 @@ point)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.examples.helpers import EXAMPLES, ROOT
+from tests.examples.helpers import EXAMPLES, ROOT, run_pytest
 
 USER_TEST = EXAMPLES / "test_price_bot.py"
 
@@ -21,16 +18,7 @@ def test_a_users_test_of_their_bot_passes_outside_the_repository(tmp_path: Path)
     shutil.copy(USER_TEST, tmp_path / "test_mybot.py")
     for name in ("price_bot.py", "_common.py"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "PYTHONPATH"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mybot.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = run_pytest(tmp_path, "-q", "test_mybot.py")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "1 passed" in done.stdout
 
