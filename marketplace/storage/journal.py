@@ -20,22 +20,36 @@ place in the same queue and is stored in table ``snapshots`` under the seq of th
 before it, in the same transaction as the events around it: it holds exactly the state those
 events made. Only the newest snapshot is kept; events are never deleted.
 
-The queue is bounded (``max_pending`` records): ``wait_capacity``/``append`` wait for room. A
-failed transaction is rolled back and fails every ticket of its batch with ``JournalError``;
-the writer then stops and raises, because the in-memory state of whoever enqueued those records
-no longer matches the disk (a disk error or a bug is ours: it must be loud). Shutdown
-(``close`` or cancellation) commits everything already queued before the writer returns.
+The queue is bounded (``max_pending`` records): ``wait_capacity``/``append`` wait for room.
+Shutdown (``close`` or cancellation) commits everything already queued before the writer
+returns.
+
+A failed transaction is rolled back, and what happens next depends on why it failed:
+
+- **The store** (``sqlite3.OperationalError``: the disk is full, an I/O error, the database
+  locked past ``busy_timeout_s``, the file gone): a state, not a bug. Every ticket of the batch
+  and every ticket queued behind it (their records were made on top of the failed ones) fails
+  with ``StorageFault``, and the journal refuses records (``StorageFault``) until ``probe``
+  gets a write through. The writer keeps running. Whoever enqueued must put its memory back to
+  what the journal holds (the engine does: ``marketplace.engine``).
+- **Anything else** (a constraint, a bug): every waiter of the batch gets ``JournalError``, and
+  the writer stops and raises: memory no longer matches the disk and we do not know why.
+
+A snapshot is written in its own transaction, right after the events of its batch committed:
+one that cannot be written (too big for the disk that is left) is logged
+(``journal.snapshot_failed``), the previous snapshot stays, and the events are unaffected.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import structlog
 import trio
@@ -72,6 +86,27 @@ class Synchronous(StrEnum):
 class JournalError(Exception):
     """The journal could not store (or read) records. Raised to every waiter of a failed
     commit, to appenders after the journal stopped, and for a file of an unknown schema."""
+
+
+class StorageFault(JournalError):
+    """The store could not take a write now (disk full, I/O error, locked, connection lost):
+    a state the journal is in until ``probe`` succeeds, not a bug. ``cause`` says what the
+    store answered (``"database or disk is full"``)."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"storage unavailable: {cause}")
+        self.cause = cause
+
+
+def is_storage_fault(error: BaseException) -> bool:
+    """Whether SQLite's ``error`` is the store failing (full, I/O, locked, cannot open) rather
+    than a bug (a constraint, misuse, corruption)."""
+    return isinstance(error, sqlite3.OperationalError)
+
+
+def _cause(error: BaseException) -> str:
+    name = getattr(error, "sqlite_errorname", None)
+    return f"{error} ({name})" if name else str(error)
 
 
 class Record(NamedTuple):
@@ -125,19 +160,26 @@ class Ticket:
     async def wait(self) -> range:
         """Wait until the records are durable; return their sequence numbers.
 
-        Raises ``JournalError`` if their transaction failed or the journal stopped first.
-        Cancelling the wait does not withdraw the records: they are still written.
+        Raises ``StorageFault`` if the store failed their transaction (or one before it),
+        ``JournalError`` if it failed otherwise or the journal stopped first. Cancelling the
+        wait does not withdraw the records: they are still written.
         """
         await self._done.wait()
+        if isinstance(self._error, StorageFault):
+            raise StorageFault(self._error.cause) from self._error
         if self._error is not None:
             raise JournalError(str(self._error)) from self._error
         return range(self.first_seq, self.first_seq + len(self.records))
 
 
-def _connect(path: str, synchronous: Synchronous) -> sqlite3.Connection:
+def _connect(
+    path: str, synchronous: Synchronous, busy_timeout_s: float = 5.0
+) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False because
     # trio's worker threads are pooled; the writer task serialises every use.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
+    )
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -173,6 +215,7 @@ class Journal:
         synchronous: Synchronous = Synchronous.FULL,
         max_pending: int = 65_536,
         max_batch: int = 8_192,
+        busy_timeout_s: float = 5.0,
     ) -> None:
         if max_pending < 1 or max_batch < 1:
             raise ValueError("max_pending and max_batch must be positive")
@@ -180,6 +223,8 @@ class Journal:
         self.synchronous = Synchronous(synchronous)
         self.max_pending = max_pending
         self.max_batch = max_batch
+        #: How long a write waits for another connection's lock before it is a fault.
+        self.busy_timeout_s = busy_timeout_s
         self._queue: deque[Ticket] = deque()
         self._queued_records = 0
         self._wakeup = trio.Event()
@@ -188,6 +233,7 @@ class Journal:
         self._running = False
         self._closing = False
         self._failure: BaseException | None = None
+        self._fault: StorageFault | None = None
         self._stopped = trio.Event()
         self._last_seq = 0
         #: Transactions committed and records written since ``run`` started (for tests and
@@ -207,7 +253,14 @@ class Journal:
         """Whether ``append_nowait`` would raise ``trio.WouldBlock`` now."""
         return self._queued_records >= self.max_pending
 
+    @property
+    def fault(self) -> StorageFault | None:
+        """The store's failure the journal is in (``None``: it takes records)."""
+        return self._fault
+
     def _check_open(self) -> None:
+        if self._fault is not None:
+            raise StorageFault(self._fault.cause)
         if self._failure is not None:
             raise JournalError(f"the journal failed: {self._failure}") from self._failure
         if self._closing or self._stopped.is_set():
@@ -218,7 +271,8 @@ class Journal:
         comes without an intervening checkpoint. A checkpoint only when it has to wait (the
         hot path, one durable share, then checkpoints once: in ``Ticket.wait``).
 
-        Raises ``JournalError`` if the journal failed or was closed.
+        Raises ``StorageFault`` while the store is failing, ``JournalError`` if the journal
+        failed or was closed.
         """
         while True:
             self._check_open()
@@ -231,7 +285,8 @@ class Journal:
 
         Synchronous: the records' place in the journal is fixed when this returns. Await the
         ticket's ``wait()`` for durability. Raises ``trio.WouldBlock`` if the queue is full,
-        ``JournalError`` if the journal failed or was closed.
+        ``StorageFault`` while the store is failing, ``JournalError`` if the journal failed or
+        was closed.
         """
         self._check_open()
         if self.full:
@@ -281,8 +336,9 @@ class Journal:
         """Open the file and write batches until ``close``; started with ``nursery.start``.
 
         Returns after committing everything queued once closed (or cancelled: the final
-        flush is shielded). Raises ``JournalError`` (chained to the SQLite error) after a
-        failed commit, once every waiter of that batch has been failed.
+        flush is shielded). A storage fault is a state, not an exception (see the module doc);
+        raises ``JournalError`` (chained to the SQLite error) after a commit that failed for
+        another reason, once every waiter of that batch has been failed.
         """
         if self._running or self._stopped.is_set():
             raise RuntimeError("a Journal runs once")
@@ -330,7 +386,9 @@ class Journal:
         """
         if self._conn is not None or self._stopped.is_set():
             raise RuntimeError("the journal is already open (or was closed)")
-        conn = await trio.to_thread.run_sync(_connect, self.path, self.synchronous)
+        conn = await trio.to_thread.run_sync(
+            _connect, self.path, self.synchronous, self.busy_timeout_s
+        )
         self._conn = conn
         self._last_seq = await trio.to_thread.run_sync(self._max_seq)
         log.info(
@@ -358,24 +416,44 @@ class Journal:
             # Shielded: the batch has left the queue, so it must be committed (or failed)
             # even if we are being cancelled; a commit in a thread cannot be interrupted anyway.
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._commit, batch, first)
+                snapshot_error = await trio.to_thread.run_sync(self._commit, batch, first)
         except Exception as exc:
-            self._failure = exc
-            log.error("journal.commit_failed", path=self.path, records=count, error=repr(exc))
+            if not is_storage_fault(exc):
+                self._failure = exc
+                log.error("journal.commit_failed", path=self.path, records=count, error=repr(exc))
+                for ticket in batch:
+                    ticket._fail(exc)
+                raise JournalError(f"commit of {count} records failed: {exc}") from exc
+            fault = self._fault = StorageFault(_cause(exc))
+            queued = len(self._queue)
+            log.error(
+                "journal.commit_failed",
+                path=self.path,
+                records=count,
+                queued_behind=queued,
+                cause=fault.cause,
+            )
             for ticket in batch:
-                ticket._fail(exc)
-            raise JournalError(f"commit of {count} records failed: {exc}") from exc
+                ticket._fail(fault)
+            self._fail_all(fault)
+            self._room.unpark_all()
+            return
         seq = first
         for ticket in batch:
-            ticket._resolve(seq)
+            if ticket.snapshot is not None and snapshot_error is not None:
+                ticket._fail(snapshot_error)
+            else:
+                ticket._resolve(seq)
             seq += len(ticket.records)
         self._last_seq = seq - 1
         self.commits += 1
         self.records_written += count
         self._room.unpark_all()
 
-    def _commit(self, batch: list[Ticket], first: int) -> None:
-        """Runs in a worker thread: one transaction for the whole batch."""
+    def _commit(self, batch: list[Ticket], first: int) -> sqlite3.Error | None:
+        """Runs in a worker thread: one transaction for the batch's events, then one for its
+        snapshot, if any. Raises what the events' transaction raised; returns what the
+        snapshot's did (the events are committed either way)."""
         conn = self._conn
         assert conn is not None
         rows = []
@@ -387,21 +465,58 @@ class Journal:
                 seq += 1
             if ticket.snapshot is not None:
                 snapshot = (seq - 1, ticket.snapshot.time_ms, ticket.snapshot.body)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(
-                "INSERT INTO events (seq, component, time_ms, body) VALUES (?, ?, ?, ?)", rows
+        if rows:
+            _transaction(
+                conn,
+                ("INSERT INTO events (seq, component, time_ms, body) VALUES (?, ?, ?, ?)", rows),
             )
-            if snapshot is not None:
-                conn.execute("DELETE FROM snapshots")
-                conn.execute(
-                    "INSERT INTO snapshots (seq, time_ms, body) VALUES (?, ?, ?)", snapshot
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        if snapshot is None:
+            return None
+        try:
+            # The new snapshot replaces the old in one transaction: a failed one leaves the old.
+            _transaction(
+                conn,
+                ("DELETE FROM snapshots", [()]),
+                ("INSERT INTO snapshots (seq, time_ms, body) VALUES (?, ?, ?)", [snapshot]),
+            )
+        except sqlite3.Error as exc:
+            # A snapshot is a cache: the old one stays, the journal is not at fault.
+            log.error("journal.snapshot_failed", path=self.path, seq=snapshot[0], cause=_cause(exc))
+            return exc
+        return None
+
+    async def probe(self) -> None:
+        """Try one small write (a row of ``meta``) and re-read the last sequence number; if it
+        commits, the journal takes records again (``fault`` is cleared). A failed commit may
+        have reached the disk after all (an I/O error after the write): the sequence continues
+        from what the file holds, and ``last_seq`` says so.
+
+        Raises ``StorageFault`` while the store still fails, ``JournalError`` if the journal
+        is closed or failed for another reason.
+        """
+        if self._failure is not None or self._closing or self._stopped.is_set():
+            self._check_open()
+        try:
+            with trio.CancelScope(shield=True):
+                last_seq = await trio.to_thread.run_sync(self._probe_write)
+        except sqlite3.Error as exc:
+            if not is_storage_fault(exc):
+                raise JournalError(f"probe failed: {exc}") from exc
+            raise StorageFault(_cause(exc)) from exc
+        if last_seq != self._last_seq:
+            log.warning("journal.failed_commit_was_durable", seq=self._last_seq, last_seq=last_seq)
+        self._last_seq = last_seq
+        self._fault = None
+        self._room.unpark_all()
+
+    def _probe_write(self) -> int:
+        conn = self._conn
+        assert conn is not None
+        stamp = str(int(time.time() * 1000))
+        _transaction(
+            conn, ("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [("probe_ms", stamp)])
+        )
+        return self._max_seq()
 
     def _fail_all(self, error: BaseException) -> None:
         while self._queue:
@@ -440,6 +555,20 @@ class Journal:
                 await trio.to_thread.run_sync(conn.close)
 
 
+def _transaction(conn: sqlite3.Connection, *steps: tuple[str, Sequence[tuple[Any, ...]]]) -> None:
+    """Each step's statement for each of its rows, in one write transaction, committed; rolled
+    back if anything fails."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, rows in steps:
+            conn.executemany(sql, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _connect_reader(path: str) -> sqlite3.Connection:
     # Creates the schema on a new file too (the reader may come first, e.g. ``restore``).
     return _connect(path, Synchronous.NORMAL)
@@ -466,14 +595,22 @@ async def open_journal(
     synchronous: Synchronous = Synchronous.FULL,
     max_pending: int = 65_536,
     max_batch: int = 8_192,
+    busy_timeout_s: float = 5.0,
 ) -> AsyncIterator[Journal]:
     """Run a ``Journal`` for the duration of the block; on exit (even by cancellation, once
     the block's own cleanup is done), flush and close it.
 
-    Raises ``JournalError`` (from the block's exit) if a commit failed. An exception the block
+    Raises ``JournalError`` (from the block's exit) if a commit failed for another reason than
+    the store (a storage fault is a state: see the module doc). An exception the block
     raises comes out as itself, not in a group (the writer's nursery is an inner detail).
     """
-    journal = Journal(path, synchronous=synchronous, max_pending=max_pending, max_batch=max_batch)
+    journal = Journal(
+        path,
+        synchronous=synchronous,
+        max_pending=max_pending,
+        max_batch=max_batch,
+        busy_timeout_s=busy_timeout_s,
+    )
     await journal.open()
     try:
         async with trio.open_nursery() as nursery:

@@ -16,6 +16,7 @@ from marketplace.storage import (
     Journal,
     JournalError,
     Record,
+    StorageFault,
     Synchronous,
     open_journal,
 )
@@ -129,6 +130,9 @@ async def test_failed_commit_reaches_every_waiter_of_its_batch(tmp_path: Path) -
                 nursery.start_soon(wait, i)
     assert len(errors) == 3
     assert all("poisoned" in str(e) for e in errors)
+    # A constraint is a bug, not the store failing: the writer stopped, it is no fault state.
+    assert not any(isinstance(e, StorageFault) for e in errors)
+    assert journal.fault is None
     with pytest.raises(JournalError, match="failed"):
         journal.append_nowait([rec(5)])
     # The transaction was rolled back: only the record from before is stored.

@@ -1,0 +1,135 @@
+"""The SQLite journal under storage faults: a failed write is a state (``StorageFault``), not a
+stopped writer; ``probe`` brings it back; a snapshot that cannot be written leaves the events
+alone. On real SQLite: a lock held past the busy timeout, a trigger, and (as root) a full
+tmpfs."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from marketplace.storage import (
+    Entry,
+    Journal,
+    JournalError,
+    Record,
+    StorageFault,
+    open_journal,
+)
+
+from .diskfull import Filler, small_filesystem
+
+
+def rec(i: int, size: int = 8) -> Record:
+    return Record("market", i, f"body-{i}".encode().ljust(size, b"."))
+
+
+async def read_all(path: Path) -> list[Entry]:
+    return [entry async for entry in Journal(path).replay()]
+
+
+async def settle(tickets: list[object]) -> list[str]:
+    """Wait for every ticket; 'ok' or the exception's class name, in order."""
+    results: list[str] = []
+    for ticket in tickets:
+        try:
+            await ticket.wait()  # type: ignore[attr-defined]
+        except JournalError as exc:
+            results.append(type(exc).__name__)
+        else:
+            results.append("ok")
+    return results
+
+
+async def test_a_lock_held_past_the_timeout_fails_the_batch_and_all_behind_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    with trio.fail_after(20):
+        async with open_journal(path, busy_timeout_s=0.05) as journal:
+            await journal.append([rec(1)])
+            blocker = sqlite3.connect(path, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+            first = journal.append_nowait([rec(2)])
+            # The writer takes this batch and waits for the lock in its thread ...
+            await trio.testing.wait_all_tasks_blocked()
+            behind = [journal.append_nowait([rec(3)]), journal.append_nowait([rec(4)])]
+            assert await settle([first, *behind]) == ["StorageFault"] * 3
+            fault = journal.fault
+            assert fault is not None
+            assert "locked" in fault.cause
+            # A state: records are refused, the writer is still there.
+            with pytest.raises(StorageFault, match="locked"):
+                journal.append_nowait([rec(5)])
+            with pytest.raises(StorageFault):
+                await journal.wait_capacity()
+            with pytest.raises(StorageFault, match="locked"):
+                await journal.probe()
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            await journal.probe()
+            assert journal.fault is None
+            assert list(await journal.append([rec(6)])) == [2]
+    # Only what was acknowledged is stored, and the sequence has no hole.
+    assert [(e.seq, e.body[:6]) for e in await read_all(path)] == [(1, b"body-1"), (2, b"body-6")]
+
+
+async def test_a_snapshot_that_cannot_be_written_leaves_the_events_and_the_old_snapshot(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    with trio.fail_after(10):
+        async with open_journal(path) as journal:
+            journal.append_nowait([rec(1)])
+            await journal.append_snapshot_nowait(b"old", time_ms=1).wait()
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "CREATE TRIGGER no_room BEFORE INSERT ON snapshots WHEN NEW.body = x'6e6577' "
+                "BEGIN SELECT RAISE(ABORT, 'no room for the snapshot'); END"
+            )
+        async with open_journal(path) as journal:
+            events = journal.append_nowait([rec(2), rec(3)])
+            snapshot = journal.append_snapshot_nowait(b"new", time_ms=2)
+            after = journal.append_nowait([rec(4)])
+            assert await settle([events, snapshot, after]) == ["ok", "JournalError", "ok"]
+            assert journal.fault is None
+            assert list(await journal.append([rec(5)])) == [5]
+            stored = await journal.latest_snapshot()
+    assert stored is not None
+    assert (stored.seq, stored.body) == (1, b"old")
+    assert [e.seq for e in await read_all(path)] == [1, 2, 3, 4, 5]
+
+
+async def test_a_full_filesystem_is_a_fault_until_space_is_freed(tmp_path: Path) -> None:
+    with small_filesystem(tmp_path / "fs", size="2m") as folder:
+        path = folder / "j.db"
+        filler = Filler(folder)
+        acknowledged: list[int] = []
+        with trio.fail_after(60):
+            async with open_journal(path) as journal:
+                await journal.append([rec(0, 512)])
+                acknowledged.append(0)
+                filler.fill()
+                fault: StorageFault | None = None
+                # WAL space already allocated may take a few commits; bounded.
+                for i in range(1, 5000):
+                    try:
+                        await journal.append([rec(i, 2048)])
+                    except StorageFault as exc:
+                        fault = exc
+                        break
+                    acknowledged.append(i)
+                assert fault is not None, "the full disk never failed a commit"
+                assert "full" in fault.cause
+                with pytest.raises(StorageFault):
+                    await journal.probe()
+                filler.free()
+                await journal.probe()
+                await journal.append([rec(10_000, 512)])
+                acknowledged.append(10_000)
+        stored = [int(e.body.split(b"-")[1].rstrip(b".")) for e in await read_all(path)]
+    assert stored == acknowledged
