@@ -19,12 +19,18 @@ the events after it. A snapshot is a cache of the fold, never the truth: the eve
 journal, and a snapshot that cannot be read is ignored in favour of a full replay. Snapshots are
 JSON (msgspec), because exact charge accumulators and statistics totals are integers of any
 size. Ephemeral state (connections, allocation) is not in them, as it is not in the events.
+
+Rebuilding in place: when the journal could not store a batch, the events it held are in memory
+but not on disk. The driver then builds an empty twin (``blank``), folds the journal into it and
+lets the live component ``become`` the twin in one synchronous step: everything that holds a
+reference to the component (the API, the bridges, the views) sees the journal's state at once,
+and never a half-rebuilt one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar
 
 import msgspec
 
@@ -102,6 +108,23 @@ class EventSourced(Generic[E]):
         """Become the component that exported ``state``. Only on a fresh component (no event
         applied yet); raises ``RuntimeError`` otherwise."""
         raise NotImplementedError
+
+    def blank(self) -> Self:
+        """A new component of this class and configuration with no event applied (what a
+        restart starts from). Raises ``NotImplementedError`` for a component that cannot be
+        rebuilt in place."""
+        raise NotImplementedError
+
+    def become(self, other: Self) -> None:
+        """Take ``other``'s whole state in place (a ``blank`` twin into which the journal was
+        folded); ``other`` must not be used afterwards. Raises ``TypeError`` for a component
+        of another class, ``RuntimeError`` while either has events not yet drained (they would
+        be lost from the journal's view)."""
+        if type(other) is not type(self):
+            raise TypeError(f"{type(self).__name__} cannot become a {type(other).__name__}")
+        if self._outbox or other._outbox:
+            raise RuntimeError("become with events not yet drained")
+        self.__dict__.update(other.__dict__)
 
     def encode_state(self) -> bytes:
         """``export_state()`` as JSON bytes."""

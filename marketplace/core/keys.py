@@ -164,6 +164,7 @@ class KeyRing(EventSourced[KeyEvent]):
         self._master_key = check_master_key(master_key)
         self._new_key_id = new_key_id
         self._used_interval_ms = used_interval_ms
+        self._idempotency_ttl_ms = idempotency_ttl_ms
         self._keys: dict[str, _Key] = {}
         self._keys_of: dict[str, list[_Key]] = {}
         self._live_used: dict[str, int] = {}  # ephemeral
@@ -334,6 +335,16 @@ class KeyRing(EventSourced[KeyEvent]):
         )
 
     # ------------------------------------------------------------------ snapshots
+
+    def blank(self) -> KeyRing:
+        """A key ring with this one's master key and settings and no key (see
+        ``EventSourced``)."""
+        return KeyRing(
+            master_key=self._master_key,
+            new_key_id=self._new_key_id,
+            used_interval_ms=self._used_interval_ms,
+            idempotency_ttl_ms=self._idempotency_ttl_ms,
+        )
 
     def export_state(self) -> KeyRingState:
         """The durable state (see ``EventSourced``); live last-used times are not in it."""

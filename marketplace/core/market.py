@@ -435,6 +435,10 @@ class Market(EventSourced[events.MarketEvent]):
         """Fold one event into the state (deterministic; see ``book.py``)."""
         self._book.apply(event)
 
+    def blank(self) -> Market:
+        """A market under this one's config with no event applied (see ``EventSourced``)."""
+        return Market(config=self._config)
+
     def export_state(self) -> MarketState:
         """The durable state (see ``EventSourced``); connections and allocation are not in it."""
         return export_book(self._book)

@@ -79,6 +79,10 @@ class MarketTime(EventSourced[TimeAdvanced]):
         self._offset_ms = max(self._offset_ms, event.offset_ms)
         self._time_ms = max(self._time_ms, event.time_ms)
 
+    def blank(self) -> MarketTime:
+        """Market time as a new node starts it, offset 0 (see ``EventSourced``)."""
+        return MarketTime()
+
     def export_state(self) -> MarketTimeState:
         """The durable state (see ``EventSourced``)."""
         return MarketTimeState(offset_ms=self._offset_ms, time_ms=self._time_ms)

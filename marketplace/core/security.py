@@ -28,6 +28,7 @@ times and the addresses' locks included, on market time (``now_ms``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -124,9 +125,20 @@ class AccountSecurity(EventSourced[SecurityEvent]):
         self._key = hmac.new(root, b"hashmarket account security", hashlib.sha256).digest()
         self._new_id = new_id
         self._address_lock_ms = address_lock_ms
+        self._clear()
+
+    def _clear(self) -> None:
         self._factors: dict[str, Factor] = {}
         self._addresses = AddressBook()
         self._activity = ActivityLog()
+
+    def blank(self) -> AccountSecurity:
+        """A twin with this one's derived key, id source and address lock, and no event
+        applied (see ``EventSourced``)."""
+        twin = copy.copy(self)
+        EventSourced.__init__(twin)
+        twin._clear()
+        return twin
 
     # ------------------------------------------------------------------ queries
 
