@@ -27,6 +27,18 @@ the newest snapshot, if every component can read it (the envelope names each com
 ``state_format``), and replays only the events after it; otherwise (no snapshot, one of
 another format, a component that cannot snapshot) it replays the whole journal, which gives the
 same state, only slower.
+
+Storage faults (``marketplace.durability``): when the journal fails a batch with
+``StorageFault`` (the disk is full...), the events of that batch and of every batch queued
+behind it are in memory but not on disk. Every caller waiting on them gets
+``StorageUnavailable``, the engine's ``health`` goes to ``RESTORING`` and refuses commands, and
+``run`` (the engine's service) puts memory back to exactly what the journal holds: it folds the
+newest snapshot and the events after it into ``blank`` twins of the components, as a restart
+would, and lets each component ``become`` its twin in one synchronous step, then tells the
+rebuild listeners (the scheduler rebalances the fleet against the restored book). Reads are
+served again (``DEGRADED``); ``run`` probes the store on the retry schedule and, once a write
+gets through, commands run again (``HEALTHY``). A snapshot that cannot be written is the
+journal's business alone: it never degrades the engine.
 """
 
 from __future__ import annotations
@@ -42,7 +54,8 @@ import trio
 
 from marketplace.clock import Clock
 from marketplace.core.eventsourced import EventSourced
-from marketplace.storage import Entry, JournalError, Record, Snapshot
+from marketplace.durability import RetryPolicy, StorageHealth, StorageState, StorageUnavailable
+from marketplace.storage import Entry, JournalError, Record, Snapshot, StorageFault
 
 T = TypeVar("T")
 
@@ -62,6 +75,10 @@ class JournalPort(Protocol):
 
     ``append_nowait`` and ``append_snapshot_nowait`` are synchronous, so the engine enqueues in
     the same atomic step as the command; records are stored in the order they were enqueued.
+    A store that cannot take a batch fails it and every batch queued behind it with
+    ``StorageFault``, refuses records with ``StorageFault`` until ``probe`` gets a write
+    through, and reads (``replay``, ``latest_snapshot``) raise ``StorageFault`` when the
+    store cannot be read. A snapshot that cannot be written fails its own receipt only.
     """
 
     @property
@@ -70,7 +87,8 @@ class JournalPort(Protocol):
         ...
 
     async def wait_capacity(self) -> None:
-        """Wait until the queue has room. Raises ``JournalError`` if the journal stopped."""
+        """Wait until the queue has room. Raises ``StorageFault`` while the store fails,
+        ``JournalError`` if the journal stopped."""
         ...
 
     def append_nowait(self, records: Sequence[Record]) -> Receipt:
@@ -89,6 +107,11 @@ class JournalPort(Protocol):
         """Every stored event with a seq above ``after``, in order."""
         ...
 
+    async def probe(self) -> None:
+        """Try one write; once it commits, records are taken again. Raises ``StorageFault``
+        while the store still fails."""
+        ...
+
 
 class Committed(NamedTuple):
     """One event a command emitted, now durable, as the commit listeners hear it."""
@@ -99,6 +122,9 @@ class Committed(NamedTuple):
 
 #: Called after every command that journaled events, with those events in order.
 CommitListener = Callable[[list[Committed]], None]
+
+#: Called after the components were rebuilt from the journal (``Engine.rebuild``).
+RebuildListener = Callable[[], None]
 
 #: Layout of the snapshot envelope itself; each component's state has its own format.
 _ENVELOPE_FORMAT: Final = 1
@@ -123,6 +149,7 @@ class Engine:
         components: Sequence[EventSourced[Any]],
         journal: JournalPort,
         clock: Clock | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._components: dict[str, EventSourced[Any]] = {}
         for component in components:
@@ -133,7 +160,11 @@ class Engine:
         self._journal = journal
         self._clock = clock or Clock()
         self._listeners: list[CommitListener] = []
+        self._rebuild_listeners: list[RebuildListener] = []
         self._restored = False
+        #: Whether the store takes writes now (see ``marketplace.durability``).
+        self.health = StorageHealth(retry)
+        self._durable_seq = 0  # the last seq a restore or rebuild folded in
         #: Events journaled since start (excluding replay), for logs and tests.
         self.events_journaled = 0
         self._events_at_snapshot = 0
@@ -172,6 +203,11 @@ class Engine:
         """Stop calling ``listener``. Raises ``ValueError`` if it was not added."""
         self._listeners.remove(listener)
 
+    def add_rebuild_listener(self, listener: RebuildListener) -> None:
+        """Call ``listener()`` right after the components were rebuilt from the journal (in
+        the same synchronous step, so it sees the restored state first)."""
+        self._rebuild_listeners.append(listener)
+
     # ------------------------------------------------------------------ restore
 
     async def restore(self) -> int:
@@ -180,22 +216,13 @@ class Engine:
         awaited once before ``execute``.
 
         Raises ``RuntimeError`` if called twice, ``JournalError`` for a journal
-        naming a component this engine does not run, ``msgspec.DecodeError`` for a body its
-        component cannot decode.
+        naming a component this engine does not run (``StorageFault`` for one that cannot be
+        read), ``msgspec.DecodeError`` for a body its component cannot decode.
         """
         if self._restored:
             raise RuntimeError("restore runs once, before any command")
-        counts: dict[str, int] = dict.fromkeys(self._components, 0)
         started = time.perf_counter()
-        after = await self._load_snapshot()
-        async for entry in self._journal.replay(after=after):
-            component = self._components.get(entry.component)
-            if component is None:
-                raise JournalError(
-                    f"journal seq {entry.seq} names unknown component {entry.component!r}"
-                )
-            component.apply(component.decode_event(entry.body))
-            counts[entry.component] += 1
+        after, counts = await self._fold(self._components)
         for component in self._components.values():
             # apply() never queues, but a component built with seed commands might have.
             leftover = component.drain_events()
@@ -214,7 +241,55 @@ class Engine:
         )
         return total
 
-    async def _load_snapshot(self) -> int:
+    async def rebuild(self) -> int:
+        """Put every component back to exactly what the journal holds (see the module doc):
+        the newest snapshot and the events after it folded into ``blank`` twins, which the
+        components then ``become`` in one synchronous step; the rebuild listeners are told in
+        that step. Returns how many events were replayed.
+
+        Raises ``StorageFault`` if the journal cannot be read (nothing changed), as
+        ``restore`` otherwise; ``RuntimeError`` before ``restore``.
+        """
+        if not self._restored:
+            raise RuntimeError("await engine.restore() before a rebuild")
+        started = time.perf_counter()
+        twins = {name: component.blank() for name, component in self._components.items()}
+        after, counts = await self._fold(twins)
+        # From here on no checkpoint: nobody sees a half-rebuilt set of components.
+        for name, component in self._components.items():
+            component.become(twins[name])
+        for listener in list(self._rebuild_listeners):
+            listener()
+        total = sum(counts.values())
+        log.warning(
+            "engine.rebuilt",
+            snapshot_seq=after or None,
+            events=total,
+            last_seq=self._durable_seq,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        return total
+
+    async def _fold(
+        self, components: Mapping[str, EventSourced[Any]]
+    ) -> tuple[int, dict[str, int]]:
+        """The newest usable snapshot and the events after it, applied to ``components``
+        (fresh); (the snapshot's seq, events applied per component). Sets ``_durable_seq``."""
+        counts: dict[str, int] = dict.fromkeys(components, 0)
+        after = last = await self._load_snapshot(components)
+        async for entry in self._journal.replay(after=after):
+            component = components.get(entry.component)
+            if component is None:
+                raise JournalError(
+                    f"journal seq {entry.seq} names unknown component {entry.component!r}"
+                )
+            component.apply(component.decode_event(entry.body))
+            counts[entry.component] += 1
+            last = entry.seq
+        self._durable_seq = last
+        return after, counts
+
+    async def _load_snapshot(self, components: Mapping[str, EventSourced[Any]]) -> int:
         """Import the newest snapshot if every component reads it; the seq it covers (0:
         none, replay everything)."""
         if not self._can_snapshot():
@@ -230,12 +305,12 @@ class Engine:
             # Decode every state before importing any, so a bad one leaves all fresh.
             states = {
                 name: component.decode_state(envelope.states[name])
-                for name, component in self._components.items()
+                for name, component in components.items()
             }
         except (msgspec.DecodeError, ValueError) as error:
             log.warning("engine.snapshot_ignored", seq=stored.seq, error=str(error)[:200])
             return 0
-        for name, component in self._components.items():
+        for name, component in components.items():
             component.import_state(states[name])
         return stored.seq
 
@@ -247,12 +322,13 @@ class Engine:
 
     def snapshot(self) -> bool:
         """Queue a snapshot of every component behind the events journaled so far (durable
-        with the next commit); False when a component cannot snapshot. Synchronous, so the
-        state it encodes is exactly the one those events made. Raises ``RuntimeError`` before
-        ``restore``, ``JournalError`` if the journal is closed or failed."""
+        with the next commit); False when a component cannot snapshot or the store is failing.
+        Synchronous, so the state it encodes is exactly the one those events made. Raises
+        ``RuntimeError`` before ``restore``, ``JournalError`` if the journal is closed or
+        failed for another reason than the store."""
         if not self._restored:
             raise RuntimeError("await engine.restore() before taking a snapshot")
-        if not self._can_snapshot():
+        if not self._can_snapshot() or not self.health.ready:
             return False
         started = time.perf_counter()
         states = {
@@ -263,7 +339,12 @@ class Engine:
             format=_ENVELOPE_FORMAT, states=states, formats=self._state_formats()
         )
         body = msgspec.json.encode(envelope)
-        self._journal.append_snapshot_nowait(body, time_ms=self._clock.now_ms())
+        try:
+            self._journal.append_snapshot_nowait(body, time_ms=self._clock.now_ms())
+        except StorageFault as fault:
+            # The store failed a batch and its waiters have not run yet: memory is ahead.
+            self._storage_failed(fault)
+            return False
         self._events_at_snapshot = self.events_journaled
         log.info(
             "engine.snapshot",
@@ -302,30 +383,88 @@ class Engine:
         a command that emitted nothing before raising journals nothing (one that did, by a
         bug, has its events journaled anyway so the journal keeps matching memory). After a
         command that emitted events, once they are durable, the commit listeners hear them.
-        Raises ``RuntimeError`` before ``restore``, ``JournalError`` if the commit failed.
+        Raises ``StorageUnavailable`` without running ``fn`` while the store is failing, and
+        after running it if the store failed its events (which memory then drops, see the
+        module doc); ``RuntimeError`` before ``restore``; ``JournalError`` if the commit
+        failed for another reason.
         """
         if not self._restored:
             raise RuntimeError("await engine.restore() before executing commands")
         await trio.lowlevel.checkpoint_if_cancelled()
-        await self._journal.wait_capacity()
-        # From here to append_nowait: no checkpoint, so nothing else runs in between.
         try:
-            result = fn()
-        except BaseException:
-            records, _ = self._drain()
-            if records:
-                log.error("engine.command_failed_after_emitting", events=len(records))
-                ticket = self._journal.append_nowait(records)
-                self.events_journaled += len(records)
-                await ticket.wait()
-            raise
-        records, committed = self._drain()
-        if records:
-            ticket = self._journal.append_nowait(records)
-            self.events_journaled += len(records)
-            await ticket.wait()
-            for listener in list(self._listeners):
-                listener(committed)
-        else:
-            await trio.lowlevel.checkpoint()
+            if not self.health.ready:
+                raise self.health.unavailable()
+            await self._journal.wait_capacity()
+            if not self.health.ready:  # the wait for room was a checkpoint
+                raise self.health.unavailable()
+            # From here to append_nowait: no checkpoint, so nothing else runs in between.
+            try:
+                result = fn()
+            except BaseException:
+                records, _ = self._drain()
+                if records:
+                    log.error("engine.command_failed_after_emitting", events=len(records))
+                    await self._journal_records(records)
+                raise
+            records, committed = self._drain()
+            if not records:
+                await trio.lowlevel.checkpoint()
+                return result
+            await self._journal_records(records)
+        except StorageFault as fault:
+            raise self._storage_failed(fault) from fault
+        for listener in list(self._listeners):
+            listener(committed)
         return result
+
+    async def _journal_records(self, records: list[Record]) -> None:
+        ticket = self._journal.append_nowait(records)
+        self.events_journaled += len(records)
+        await ticket.wait()
+
+    def _storage_failed(self, fault: StorageFault) -> StorageUnavailable:
+        """The store failed events that memory holds: ``RESTORING`` (``run`` rebuilds); the
+        refusal for the caller."""
+        self.health.failed(fault.cause)
+        return self.health.unavailable()
+
+    # ------------------------------------------------------------------ storage faults
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep memory equal to the journal through storage faults, until cancelled (see the
+        module doc): after a failed batch, rebuild the components from the journal, then try
+        the store on the retry schedule until a write gets through. Started with
+        ``nursery.start`` after ``restore``. Raises ``RuntimeError`` before ``restore``, and
+        what a rebuild raises other than ``StorageFault`` (a journal this engine cannot read
+        is a bug)."""
+        if not self._restored:
+            raise RuntimeError("await engine.restore() before running the engine")
+        task_status.started()
+        health = self.health
+        while True:
+            await health.wait_failed()
+            await self._recover()
+
+    async def _recover(self) -> None:
+        health = self.health
+        while not health.ready:
+            if health.state is StorageState.RESTORING:
+                try:
+                    await self.rebuild()
+                except StorageFault as fault:
+                    health.retry_failed(fault.cause)
+                    await trio.sleep(health.next_delay_s())
+                    continue
+                health.restored()
+                continue
+            await trio.sleep(health.next_delay_s())
+            try:
+                await self._journal.probe()
+            except StorageFault as fault:
+                health.retry_failed(fault.cause)
+                continue
+            if self._journal.last_seq != self._durable_seq:
+                # The failed commit reached the disk after all: memory must hold it too.
+                health.failed(health.cause or "journal ahead of memory")
+                continue
+            health.recovered()

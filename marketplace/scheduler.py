@@ -20,6 +20,13 @@ in-memory journal, with no thread in sight.
 An operator's advance of market time (``marketplace.control.advance``) cannot wait for trio's
 timers: it asks what is due (``next_end_ms``, ``settlement_due_ms``) and runs the same work at
 each due time itself (``run_due``), inside its own commands.
+
+While the store is failing (``marketplace.durability``) a settle or an expire is refused with
+``StorageUnavailable``; the step is skipped and comes again at its next period, so nothing is
+lost (unsettled work carries over, an expired order expires at the next try). The rebalance
+is ephemeral and goes on. When the engine rebuilt the market from the journal, orders the
+failed batches had made or changed are back as the journal has them: the scheduler rebalances
+at once, in the same step, so the fleet holds no worker for an order the market does not have.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from marketplace.core.events import AccountCreated, Deposited, Settled, ShareRec
 from marketplace.core.fleet import Fleet
 from marketplace.core.market import Market
 from marketplace.core.model import Assignment
+from marketplace.durability import StorageUnavailable
 from marketplace.engine import Committed, Engine
 from stratum.core.shares import Algorithm
 
@@ -80,6 +88,7 @@ class MarketScheduler:
         self._listeners: list[RebalanceListener] = []
         self._rebalance_wanted = trio.Event()
         engine.add_commit_listener(self._on_commit)
+        engine.add_rebuild_listener(self._on_rebuild)
 
     @property
     def engine(self) -> Engine:
@@ -125,6 +134,9 @@ class MarketScheduler:
                 for listener in list(self._listeners):
                     listener(alg, moves)
         return moved
+
+    def _on_rebuild(self) -> None:
+        self.rebalance()
 
     def _on_commit(self, events: list[Committed]) -> None:
         name = self._market.component
@@ -185,9 +197,10 @@ class MarketScheduler:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Settle, expire, rebalance and snapshot periodically until cancelled; started with
-        ``nursery.start`` after ``engine.restore``. Raises ``RuntimeError`` before ``restore``
-        and whatever a step raises (a ``JournalError`` is fatal: memory no longer matches
-        disk)."""
+        ``nursery.start`` after ``engine.restore``. A step the failing store refuses is skipped
+        until its next period. Raises ``RuntimeError`` before ``restore`` and whatever else a
+        step raises (a ``JournalError`` other than the store failing is fatal: memory no
+        longer matches disk)."""
         if not self._engine.restored:
             raise RuntimeError("await engine.restore() before running the scheduler")
         settle_s = self._config.settle_interval_s
@@ -211,13 +224,20 @@ class MarketScheduler:
             with trio.move_on_after(interval):
                 await self._rebalance_wanted.wait()
             self._rebalance_wanted = trio.Event()
-            await self._engine.execute(self.rebalance)
+            try:
+                await self._engine.execute(self.rebalance)
+            except StorageUnavailable:
+                self.rebalance()  # ephemeral: it needs no store
 
 
 async def _every(interval_s: float, step: Callable[[], Awaitable[Any]]) -> None:
-    """Run ``step`` every ``interval_s`` of trio time from now, until cancelled."""
+    """Run ``step`` every ``interval_s`` of trio time from now, until cancelled; a step the
+    failing store refuses waits for its next period."""
     deadline = trio.current_time()
     while True:
         deadline += interval_s
         await trio.sleep_until(deadline)
-        await step()
+        try:
+            await step()
+        except StorageUnavailable as refused:
+            log.debug("scheduler.step_skipped", step=step.__name__, cause=refused.cause)

@@ -45,14 +45,16 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 import structlog
 import trio
+
+T = TypeVar("T")
 
 SCHEMA_VERSION: Final = 1
 
@@ -310,10 +312,11 @@ class Journal:
         return ticket
 
     async def latest_snapshot(self) -> Snapshot | None:
-        """The newest stored snapshot, or ``None``. Reads with its own connection."""
-        conn = await trio.to_thread.run_sync(_connect_reader, self.path)
+        """The newest stored snapshot, or ``None``. Reads with its own connection. Raises
+        ``StorageFault`` if the store cannot be read."""
+        conn = await _read(_connect_reader, self.path)
         try:
-            row = await trio.to_thread.run_sync(_read_snapshot, conn)
+            row = await _read(_read_snapshot, conn)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(conn.close)
@@ -539,12 +542,13 @@ class Journal:
         """Yield every stored event with ``seq > after`` in order, as ``Entry(seq, component,
         body)``. Reads with its own connection, a chunk at a time in a worker thread, so it
         works before ``run``, during it and after it. Raises ``JournalError`` for a file of
-        another schema, ``sqlite3.Error`` if the file cannot be read."""
-        conn = await trio.to_thread.run_sync(_connect_reader, self.path)
+        another schema, ``StorageFault`` if the store cannot be read now, ``sqlite3.Error`` for
+        a file that is no database."""
+        conn = await _read(_connect_reader, self.path)
         try:
             last = after
             while True:
-                rows = await trio.to_thread.run_sync(_read_chunk, conn, last, chunk)
+                rows = await _read(_read_chunk, conn, last, chunk)
                 for seq, component, body in rows:
                     yield Entry(seq, component, bytes(body))
                 if len(rows) < chunk:
@@ -553,6 +557,16 @@ class Journal:
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(conn.close)
+
+
+async def _read(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread; a store that cannot be read is a ``StorageFault``."""
+    try:
+        return await trio.to_thread.run_sync(fn, *args)
+    except sqlite3.Error as exc:
+        if not is_storage_fault(exc):
+            raise
+        raise StorageFault(_cause(exc)) from exc
 
 
 def _transaction(conn: sqlite3.Connection, *steps: tuple[str, Sequence[tuple[Any, ...]]]) -> None:

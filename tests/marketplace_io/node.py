@@ -80,6 +80,7 @@ async def open_node(
         open_core(settings, scheduler=scheduler_config) as core,
         trio.open_nursery() as nursery,
     ):
+        await nursery.start(core.engine.run)
         await nursery.start(core.scheduler.run)
         bridge, server = await start_market_stratum(
             core, config or stratum_config(), background=nursery, front=nursery
