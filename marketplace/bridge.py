@@ -13,7 +13,9 @@ id and every share is attributable to exactly one order); workers that no order 
 - ``record_share(share)``: ``await engine.execute(market.record_share(share, order_id=...))``
   with the order taken from the job's ``source``, so the share is journaled (one record in a
   shared group commit) before the server replies ``true``; then an accepted share's work goes
-  to the connection's speed estimate (``Fleet.share_accepted``), which is not journaled.
+  to the connection's speed estimate (``Fleet.share_accepted``), which is not journaled. While
+  the store fails the engine refuses (``StorageUnavailable``) and the miner is answered
+  ``[20, "storage unavailable, retry"]`` (``ShareNotRecorded``); it keeps its jobs.
 - ``run``: a new job for every worker at least every ``job_interval_s``, and at once (with
   ``clean_jobs``) when the emulated chain finds a block. ``catch_up`` is that step run at once
   (after an operator's advance of market time: only the latest job and block matter, so once),
@@ -34,14 +36,17 @@ import trio
 from marketplace.clock import Clock
 from marketplace.core.errors import MarketError
 from marketplace.core.model import Assignment, WorkerKey
+from marketplace.durability import StorageUnavailable
 from marketplace.scheduler import MarketScheduler
 from stratum.config import StratumConfig
-from stratum.core.jobs import Job, MinerLink, Share
+from stratum.core.jobs import Job, MinerLink, Share, ShareNotRecorded
 from stratum.core.shares import HASHES_PER_DIFF1, Algorithm
 from stratum.core.templates import EmulatedChain, JobStream
 
 #: Tag of the stream idle workers mine on (order ids look like ``o-000001``, never this).
 IDLE_TAG: Final = "idle"
+#: What a miner is told for a share submitted while the store fails (with code 20).
+STORAGE_UNAVAILABLE: Final = "storage unavailable, retry"
 
 log = structlog.get_logger("marketplace.bridge")
 
@@ -146,7 +151,8 @@ class MarketWorkSource:
 
     async def record_share(self, share: Share) -> None:
         """Journal the share (charged to the order of its job, if any) and return once it is
-        durable. Raises ``JournalError`` if the journal failed (fatal for the node)."""
+        durable. Raises ``ShareNotRecorded`` while the store fails, ``JournalError`` if the
+        journal failed otherwise (fatal for the node)."""
         market = self._market
         order_id = order_of(share.source)
 
@@ -158,7 +164,10 @@ class MarketWorkSource:
                     log.warning("bridge.bad_account", account=share.account[:64])
             market.record_share(share, order_id=order_id)
 
-        await self._engine.execute(command)
+        try:
+            await self._engine.execute(command)
+        except StorageUnavailable as refused:
+            raise ShareNotRecorded(STORAGE_UNAVAILABLE) from refused
         if not share.accepted:
             return
         key = self._keys.get(share.conn_id)

@@ -2,7 +2,9 @@
 
 Each accepted connection gets one nursery with one reader and one writer task. The reader feeds
 the sans-I/O session and carries out its outcomes in order (record the share, then queue the
-reply, then the first job or vardiff follow-ups). The writer owns the socket, so lines never
+reply, then the first job or vardiff follow-ups); a share the work source cannot record
+(``ShareNotRecorded``: its storage is failing) is answered with that refusal instead, and the
+connection goes on. The writer owns the socket, so lines never
 interleave: bytes to send go to it through one bounded queue, except when it is idle with
 nothing queued, when they are written at once with one non-blocking send (a reply then costs
 no task switch) and only what the kernel did not take is queued. If the queue grows past
@@ -36,7 +38,7 @@ import structlog
 import trio
 
 from stratum.config import StratumConfig
-from stratum.core.jobs import Job, Share, WorkSource
+from stratum.core.jobs import Job, Share, ShareNotRecorded, WorkSource
 from stratum.core.messages import Method, notification_line
 from stratum.core.registries import ExtranonceAllocator, JobIds, SubmittedShares
 from stratum.core.session import Outcome, ServerSession
@@ -65,6 +67,8 @@ class ServerStats:
     connections_total: int = 0
     shares_accepted: int = 0
     shares_rejected: dict[str, int] = field(default_factory=dict)
+    #: Submits the work source could not record (its storage failing), answered with its refusal.
+    shares_not_recorded: int = 0
     closed: dict[str, int] = field(default_factory=dict)
 
 
@@ -277,6 +281,11 @@ class Connection:
             self._in_batch = False
             try:
                 await self._record(outcome.share)
+            except ShareNotRecorded as refused:
+                # The miner hears why and may send it again; the connection and its jobs go on.
+                self.session.share_not_recorded(outcome, refused.message)
+                self._server.stats.shares_not_recorded += 1
+                log.debug("share.not_recorded", message=refused.message)
             finally:
                 self._in_batch = True
         elif outcome.refused_submit is not None:
@@ -308,11 +317,11 @@ class Connection:
         return False
 
     async def _record(self, share: Share) -> None:
+        await self._server.work_source.record_share(share)
         if share.accepted:
             self._server.stats.shares_accepted += 1
         else:
             self._count_rejected(share.reason or "other", worker=share.worker)
-        await self._server.work_source.record_share(share)
 
     def _count_rejected(self, reason: str, *, worker: str | None = None) -> None:
         stats = self._server.stats

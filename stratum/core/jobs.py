@@ -14,7 +14,9 @@ together with the difficulty in force, so vardiff can re-send the same template 
 and shares for older ids are still checked at the difficulty they were sent with.
 
 Every share the server checks, accepted or rejected, goes to ``WorkSource.record_share`` before
-the miner sees the reply; when that returns, an accepted share is durable.
+the miner sees the reply; when that returns, an accepted share is durable. A work source that
+cannot record a share now (its storage is failing) raises ``ShareNotRecorded``: the miner is
+answered with its message instead of ``true``, and the connection goes on.
 
 Everything in this module is a value or a Protocol: no I/O.
 """
@@ -64,6 +66,17 @@ class Share(msgspec.Struct, frozen=True, kw_only=True):
     hash_hex: str = ""
 
 
+class ShareNotRecorded(Exception):
+    """``WorkSource.record_share`` could not record the share now (the work source's storage is
+    failing). The server answers the submit ``[20, message]``, counts it neither accepted nor
+    rejected (so not toward the rejects-in-a-row limit either), forgets it was seen (the miner
+    may send it again) and keeps the connection and its jobs."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class MinerLink(Protocol):
     """What a work source may do with one connection the server holds."""
 
@@ -108,5 +121,6 @@ class WorkSource(Protocol):
         ...
 
     async def record_share(self, share: Share) -> None:
-        """Take one checked share. On return an accepted share is durable."""
+        """Take one checked share. On return an accepted share is durable. Raises
+        ``ShareNotRecorded`` when it cannot be recorded now."""
         ...

@@ -42,14 +42,17 @@ from stratum.core.shares import Algorithm, hash_to_int, pow_hash
 class Verdict(msgspec.Struct, frozen=True):
     """What checking one submission found; ``error`` is ``None`` for an accepted share.
 
-    ``worker``, ``sent`` and ``hash_hex`` are what the pipeline had learned when it stopped.
-    (A Struct, not a frozen dataclass: one is made per submit, and this is the faster kind.)
+    ``worker``, ``sent`` and ``hash_hex`` are what the pipeline had learned when it stopped;
+    ``seen_key`` is the share's key in ``sent.seen`` once the duplicate check remembered it
+    (so a share that could not be recorded can be forgotten again). (A Struct, not a frozen
+    dataclass: one is made per submit, and this is the faster kind.)
     """
 
     error: StratumError | None
     worker: Worker | None = None
     sent: SentJob | None = None
     hash_hex: str = ""
+    seen_key: bytes = b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,8 +115,9 @@ class SharePipeline:
         digest = pow_hash(self.algorithm, header)
         hash_hex = digest[::-1].hex()
         if hash_to_int(digest) > sent.target:
-            return Verdict(StratumError(StratumErrorCode.LOW_DIFFICULTY), worker, sent, hash_hex)
-        return Verdict(None, worker, sent, hash_hex)
+            low = StratumError(StratumErrorCode.LOW_DIFFICULTY)
+            return Verdict(low, worker, sent, hash_hex, key)
+        return Verdict(None, worker, sent, hash_hex, key)
 
     def share(
         self,

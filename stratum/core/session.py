@@ -10,7 +10,9 @@ in the order the driver must carry it out:
 1. ``share``: a checked submission; the driver awaits ``WorkSource.record_share`` first, so the
    reply the miner sees means the share is durable. A submit the connection's state refuses
    (before subscribe or authorize) has no worker to attribute: it is no share, only
-   ``refused_submit`` (its reason) for the driver's counters;
+   ``refused_submit`` (its reason) for the driver's counters. If the work source cannot record
+   the share, the driver calls ``share_not_recorded`` before it sends anything: the reply
+   becomes that refusal and the submit counts for nothing;
 2. ``reply``: the response line (empty for lines that get none);
 3. ``start_work``: the connection's first worker just authorized; the driver asks its
    ``WorkSource.connect`` for the first job and sends ``send_job(job, now_ms)``;
@@ -82,6 +84,7 @@ from stratum.core.pipeline import SharePipeline, Verdict
 from stratum.core.registries import ExtranonceAllocator, JobIds, SubmittedShares
 from stratum.core.shares import Algorithm
 from stratum.core.states import CloseReason, RefusedInState, SessionState, next_state
+from stratum.core.tally import SubmitTally
 from stratum.core.vardiff import VardiffConfig, round_difficulty
 
 _HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})+")
@@ -158,9 +161,7 @@ class ServerSession:
         self.version_rolling_mask = 0
         self.workers: dict[Worker, str] = {}  # worker -> the username it authorized with
         self.first_worker: Worker | None = None
-        self.accepted = 0
-        self.rejected: dict[str, int] = {}
-        self.consecutive_rejects = 0
+        self.tally = SubmitTally()
         self.close_reason: CloseReason | None = None
         self._extranonces = extranonces
         self._feed = JobFeed(
@@ -329,7 +330,7 @@ class ServerSession:
             outcome.error = error
             outcome.reply = error_line(request_id, error)
             if method is Method.SUBMIT:
-                self._reject(error, now_ms, outcome, verdict=None)
+                self._reject(request_id, Verdict(error), now_ms, outcome)
         if self.state is not SessionState.CONNECTED:
             # Before a successful subscribe nothing counts as useful: a client cannot hold
             # a connection open with configure calls or refused requests.
@@ -337,8 +338,9 @@ class ServerSession:
         rejected = outcome.refused_submit is not None or (
             outcome.share is not None and not outcome.share.accepted
         )
-        if rejected and self.consecutive_rejects > self.config.max_consecutive_rejects:
-            text = f"Too many rejected shares ({self.consecutive_rejects} in a row); goodbye"
+        run = self.tally.consecutive_rejects
+        if rejected and run > self.config.max_consecutive_rejects:
+            text = f"Too many rejected shares ({run} in a row); goodbye"
             outcome.followups += notification_line(Method.SHOW_MESSAGE, [text])
             outcome.close = CloseReason.TOO_MANY_REJECTS
             outcome.detail = text
@@ -419,29 +421,34 @@ class ServerSession:
         if verdict.error is not None:
             out.error = verdict.error
             out.reply = error_line(request_id, verdict.error)
-            self._reject(verdict.error, now_ms, out, verdict=verdict)
+            self._reject(request_id, verdict, now_ms, out)
             return
-        self.accepted += 1
-        self.consecutive_rejects = 0
+        self.tally.accept(request_id, verdict)
         out.share = self._share(verdict, now_ms)
         out.reply = true_line(request_id)
         out.followups += self._feed.on_accepted(out.share.difficulty, now_ms)
 
     # ----------------------------------------------------------------------- helpers
 
-    def _reject(
-        self, error: StratumError, now_ms: int, out: Outcome, *, verdict: Verdict | None
-    ) -> None:
+    def _reject(self, request_id: RequestId, verdict: Verdict, now_ms: int, out: Outcome) -> None:
         """Count a rejected submit; hand a share to the work source only if it has a worker."""
-        reason = error.reason.value
-        self.consecutive_rejects += 1
-        self.rejected[reason] = self.rejected.get(reason, 0) + 1
-        if isinstance(error, RefusedInState):
+        reason = self.tally.reject(request_id, verdict)
+        if isinstance(verdict.error, RefusedInState):
             # Before subscribe or authorize there is no worker to charge or pay: the work
             # source never hears of it (an empty account is no seller), the driver counts it.
             out.refused_submit = reason
             return
-        out.share = self._share(verdict or Verdict(error), now_ms)
+        out.share = self._share(verdict, now_ms)
+
+    def share_not_recorded(self, outcome: Outcome, message: str) -> None:
+        """The work source could not record ``outcome.share``: answer ``[20, message]`` and
+        count the submit for nothing (``tally.take_back``). Raises ``RuntimeError`` unless
+        ``outcome`` carries the last share this session handed out (a driver bug)."""
+        if outcome.share is None:
+            raise RuntimeError("share_not_recorded for an outcome with no share")
+        request_id = self.tally.take_back()
+        outcome.error = StratumError(StratumErrorCode.OTHER, message)
+        outcome.reply = error_line(request_id, outcome.error)
 
     def _share(self, verdict: Verdict, now_ms: int) -> Share:
         first = self.first_worker
@@ -453,6 +460,21 @@ class ServerSession:
             difficulty=self._feed.difficulty,
             now_ms=now_ms,
         )
+
+    @property
+    def accepted(self) -> int:
+        """Shares accepted (and recorded) on this connection (``tally``'s)."""
+        return self.tally.accepted
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Submits rejected on this connection, by reason (``tally``'s)."""
+        return self.tally.rejected
+
+    @property
+    def consecutive_rejects(self) -> int:
+        """Submits rejected since the last accepted share (``tally``'s)."""
+        return self.tally.consecutive_rejects
 
     @property
     def difficulty(self) -> float:
