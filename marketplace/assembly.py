@@ -14,10 +14,14 @@ A node is built in three layers, each made here and nowhere else:
    commands on the market, the key ring and account security,
    restored from the journal, and the ``MarketScheduler`` beside it. An operator command with
    no node running needs nothing more.
-3. **The services** (``run_node``): the scheduler's timers, per algorithm a
-   ``MarketWorkSource`` bridge and its ``StratumServer``, the JSON-RPC API and the operator
-   inbox, started in dependency order with ``nursery.start`` so nothing races. Once every
-   listener is bound the ports go to ``--ports-file``.
+3. **The services** (``run_node``): the engine's storage-fault service (``Engine.run``), the
+   scheduler's timers, per algorithm a ``MarketWorkSource`` bridge and its ``StratumServer``,
+   the JSON-RPC API and the operator inbox, started in dependency order with ``nursery.start``
+   so nothing races. Once every listener is bound the ports go to ``--ports-file``.
+
+While the store fails (``marketplace.durability``), the node stays up: ``Core.health`` says so
+(a readiness probe reads it), the engine puts memory back to the journal's state and retries
+the store, and every service answers with a refusal instead of crashing.
 
 One ``Clock`` (``marketplace.clock``) is made here, or injected by a test, and the same object
 goes to the engine (and through it the scheduler), every bridge, every Stratum server and the
@@ -82,10 +86,11 @@ from marketplace.core.market_time import MarketTime
 from marketplace.core.model import MarketConfig, default_rules
 from marketplace.core.security import AccountSecurity
 from marketplace.core.views import MarketViews
+from marketplace.durability import StorageHealth, StorageUnavailable
 from marketplace.engine import Engine
 from marketplace.masterkey import open_keyring, open_security
 from marketplace.scheduler import MarketScheduler, SchedulerConfig
-from marketplace.storage import Answer, Journal, JournalError, Storage, Synchronous
+from marketplace.storage import Answer, Journal, JournalError, Storage, StorageFault, Synchronous
 from stratum.config import StratumConfig
 from stratum.core.shares import Algorithm
 from stratum.server import StratumServer, serve_stratum
@@ -189,6 +194,11 @@ class Core:
     def components(self) -> Components:
         """What operator commands change, with the engine that journals them."""
         return Components(self.engine, self.market, self.keyring, self.security)
+
+    @property
+    def health(self) -> StorageHealth:
+        """Whether the store takes writes now: ``ready`` is what ``/readyz`` answers."""
+        return self.engine.health
 
     async def create_account(self, account: str) -> Bootstrap:
         """Open ``account`` with its first key, durably, now (``bootstrap_account``; raises
@@ -438,6 +448,7 @@ async def _serve(
     # ``background`` serves the engine's users that take no work in themselves; ``front``
     # holds everything that does, so that leaving it means nothing new can arrive.
     async with trio.open_nursery() as background:
+        await background.start(core.engine.run)
         await background.start(core.scheduler.run)
         async with trio.open_nursery() as front:
             for algorithm in Algorithm:
@@ -468,6 +479,7 @@ async def _serve(
                 settings=api_settings(config, stratum_ports=node.stratum_ports, base=api),
                 clock=core.clock,
                 admin=admin,
+                health=core.health,
             )
             node.api_port = await front.start(
                 partial(
@@ -496,14 +508,18 @@ async def _serve_inbox(
     poll_s: float = 0.1,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the operator commands left in the inbox, one by one, until ``stopping``."""
+    """Run the operator commands left in the inbox, one by one, until ``stopping``. While the
+    store fails, a command stays in the inbox and is run at a later poll."""
     inbox = core.storage.inbox
     await trio.to_thread.run_sync(inbox.create)  # the table exists before we say "started"
     task_status.started()
     while not stopping.is_set():
-        for command_id, body in await trio.to_thread.run_sync(inbox.pending):
-            answer = await _answer(core, body)
-            await trio.to_thread.run_sync(inbox.finish, command_id, answer)
+        try:
+            for command_id, body in await trio.to_thread.run_sync(inbox.pending):
+                answer = await _answer(core, body)
+                await trio.to_thread.run_sync(inbox.finish, command_id, answer)
+        except (StorageUnavailable, StorageFault) as exc:
+            log.warning("operator.inbox_waits", error=str(exc))
         with trio.move_on_after(poll_s):
             await stopping.wait()
 

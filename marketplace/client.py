@@ -47,6 +47,9 @@ TRANSPORT_ERROR: Final = -32000
 #: ``ApiError.code`` for an HTTP status other than 200/204 (``data["status"]``).
 HTTP_ERROR: Final = -32001
 _TIME_WINDOW: Final = 4008
+#: ``ApiError.code`` when the node's store is failing: nothing was done; try again after
+#: ``ApiError.retry_after_ms`` (a mutating call with the same ``X-Request-Id`` is safe).
+SERVICE_UNAVAILABLE: Final = 5030
 
 # The API's objects, under the names a client expects.
 Order = wire.OrderOut
@@ -70,6 +73,13 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.data: dict[str, Any] = dict(data or {})
+
+    @property
+    def retry_after_ms(self) -> int | None:
+        """How long to wait before trying again, for the refusals that say (4029 rate
+        limited, 5030 service unavailable); ``None`` for the others."""
+        value = self.data.get("retry_after_ms")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class Credentials(NamedTuple):

@@ -44,10 +44,18 @@ key). It brings the API's injected faults (``ApiFaults``): before a request is h
 be held back (latency) or answered HTTP 503 with ``Retry-After`` (changing nothing), and
 signed calls may meet a lower rate limit. Requests signed by an operator key are never faulted,
 nor is ``server.time``, by which every client (the operator's too) finds the clock.
+
+While the store fails (``marketplace.durability``), a mutating call is refused with 5030
+"service unavailable" and ``data.retry_after_ms`` (``StorageUnavailable`` from the engine, the
+command not run or its events dropped); reads are answered from memory, which then holds the
+journal's state, except in the moments the engine is putting it back (``health.readable`` is
+false), when they get 5030 too. A key's last use is not journaled then (the next request does),
+nor is an ``auth.failed`` activity entry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, NamedTuple, Protocol
@@ -72,6 +80,7 @@ from marketplace.core.market import Market
 from marketplace.core.security import AccountSecurity
 from marketplace.core.security_events import AuthRule
 from marketplace.core.views import MarketViews
+from marketplace.durability import StorageHealth, StorageUnavailable
 from stratum.core.shares import Algorithm
 
 log = structlog.get_logger("marketplace.api")
@@ -160,8 +169,10 @@ class RpcService:
         clock: Clock | None = None,
         methods: Mapping[str, Method] = METHODS,
         admin: Admin | None = None,
+        health: StorageHealth | None = None,
     ) -> None:
         self._market = market
+        self._health = health
         self._views = MarketViews(market, fleet)
         self._keyring = keyring
         self._security = security
@@ -308,17 +319,21 @@ class RpcService:
         self, account: str, key_id: str, rule: AuthRule, remote: str | None
     ) -> None:
         security, now = self._security, self._clock.now_ms()
-        await self._executor.execute(
-            lambda: security.note_auth_failure(
-                account=account, key_id=key_id, rule=rule, remote=remote, now_ms=now
+        # While the store fails the failure goes unrecorded: the request is refused anyway.
+        with contextlib.suppress(StorageUnavailable):
+            await self._executor.execute(
+                lambda: security.note_auth_failure(
+                    account=account, key_id=key_id, rule=rule, remote=remote, now_ms=now
+                )
             )
-        )
 
     async def _persist_use(self, key_id: str) -> None:
         keyring = self._keyring
         now = self._clock.now_ms()
         if keyring.use_due(key_id, now_ms=now):
-            await self._executor.execute(lambda: keyring.persist_used(key_id, now_ms=now))
+            # While the store fails, a last-used time can wait for a later request.
+            with contextlib.suppress(StorageUnavailable):
+                await self._executor.execute(lambda: keyring.persist_used(key_id, now_ms=now))
 
     async def _call(self, call: rpc.Call, request: _Request) -> bytes:
         """Run one call; its result as JSON. Raises ``RpcError`` for every refusal."""
@@ -328,6 +343,12 @@ class RpcService:
             raise
         except MarketError as exc:
             raise from_market_error(exc) from None
+        except StorageUnavailable as exc:
+            raise RpcError(
+                ApiCode.SERVICE_UNAVAILABLE,
+                "service unavailable",
+                {"retry_after_ms": exc.retry_after_ms},
+            ) from None
         except Exception:
             log_id = request.log_id
             log.exception("api.internal_error", method=call.method[:64], log_id=log_id)
@@ -364,6 +385,9 @@ class RpcService:
             params = method.decoder.decode(call.params)
         except msgspec.DecodeError as exc:
             raise RpcError(ApiCode.INVALID_PARAMS, "invalid params", {"detail": str(exc)}) from None
+        health = self._health
+        if health is not None and not health.readable:
+            raise health.unavailable()
         settings = self._settings
         ctx = CallContext(
             market=self._market,
@@ -554,11 +578,13 @@ def build_app(
     settings: ApiSettings | None = None,
     clock: Clock | None = None,
     admin: Admin | None = None,
+    health: StorageHealth | None = None,
 ) -> ApiApp:
     """The ASGI app over a market (with its fleet, for the views), key ring and account
     security whose commands ``executor`` runs, on the node's ``clock`` (market time for the
     market, wall time for signing and the second factor); with ``admin``, the operator methods
-    and faults of ``serve --control``."""
+    and faults of ``serve --control``; ``health`` (the engine's) says when reads must wait
+    too."""
     return ApiApp(
         RpcService(
             market=market,
@@ -569,5 +595,6 @@ def build_app(
             settings=settings,
             clock=clock,
             admin=admin,
+            health=health,
         )
     )

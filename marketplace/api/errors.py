@@ -47,6 +47,7 @@ class ApiCode(IntEnum):
     INVALID_STATE = 4090
     INSUFFICIENT_BALANCE = 4020
     RULE_VIOLATION = 4220
+    SERVICE_UNAVAILABLE = 5030
 
 
 class RpcError(Exception):

@@ -11,15 +11,20 @@ The inbox never holds a secret: answers name keys, and the operator derives secr
 
 Every call opens its own short-lived connection (with a busy timeout, since the journal writes
 to the same file), so the node side runs in a worker thread and the operator side in plain
-Python.
+Python. On the node's side a store that fails (full, I/O error, locked) is a ``StorageFault``:
+the command stays pending and the node tries it again later.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, NamedTuple
+
+from marketplace.storage.journal import StorageFault, is_storage_fault
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS operator_inbox (
@@ -62,27 +67,36 @@ class Inbox:
         self._connect().close()
 
     def pending(self) -> list[tuple[int, bytes]]:
-        """The commands nobody has answered yet, oldest first, as ``(id, command)``."""
-        conn = self._connect()
-        try:
+        """The commands nobody has answered yet, oldest first, as ``(id, command)``. Raises
+        ``StorageFault`` if the store cannot be read now."""
+        with self._node_side() as conn:
             rows = conn.execute(
                 "SELECT id, command FROM operator_inbox WHERE result IS NULL AND error IS NULL"
                 " ORDER BY id"
             ).fetchall()
-        finally:
-            conn.close()
         return [(int(row[0]), str(row[1]).encode()) for row in rows]
 
     def finish(self, command_id: int, answer: Answer) -> None:
-        """Write back the answer to command ``command_id``."""
-        conn = self._connect()
-        try:
+        """Write back the answer to command ``command_id``. Raises ``StorageFault`` if the
+        store cannot take the write now."""
+        with self._node_side() as conn:
             conn.execute(
                 "UPDATE operator_inbox SET result = ?, error = ? WHERE id = ?",
                 (answer.result, answer.error, command_id),
             )
-        finally:
-            conn.close()
+
+    @contextmanager
+    def _node_side(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = self._connect()
+            try:
+                yield conn
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            if not is_storage_fault(exc):
+                raise
+            raise StorageFault(str(exc)) from exc
 
     # ------------------------------------------------------------------ the operator's side
 
