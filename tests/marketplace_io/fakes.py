@@ -10,9 +10,10 @@ Storage faults, as the SQLite journal has them (``JournalPort``): after ``break_
 records appended are not stored; they form one batch that fails, with everything appended
 behind it, when the first of their receipts is awaited. From then the journal refuses records
 (``StorageFault``) until ``probe`` finds the store mended (``mend_store``). With
-``break_store(lands=True)`` the failed batch is stored all the same (an I/O error after the
-write reached the disk). ``break_snapshots`` fails snapshots only; ``break_reads`` makes
-``replay`` and ``latest_snapshot`` fail.
+``break_store(lands=True)`` the failed batch is stored all the same, seen from the first
+``probe`` that succeeds (a commit whose answer was lost, which the database finished after
+all). ``break_snapshots`` fails snapshots only; ``break_reads`` makes ``replay`` and
+``latest_snapshot`` fail.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class MemoryJournal:
         self.probed_at: list[float] = []
         self._broken: str | None = None
         self._lands = False
+        self._landing: list[Record] = []
         self._snapshots_broken: str | None = None
         self._reads_broken: str | None = None
         self._batch: list[Stored] = []
@@ -70,8 +72,8 @@ class MemoryJournal:
     def break_store(
         self, cause: str = "database or disk is full (injected)", *, lands: bool = False
     ) -> None:
-        """Every write fails with ``cause`` until ``mend_store`` (and is stored anyway if
-        ``lands``)."""
+        """Every write fails with ``cause`` until ``mend_store`` (and is stored anyway, seen
+        from the first ``probe`` that succeeds, if ``lands``)."""
         self._broken = cause
         self._lands = lands
 
@@ -94,8 +96,7 @@ class MemoryJournal:
         self.fault = self.fault or StorageFault(self._batch_cause)
         for receipt in self._batch:
             if self._lands:
-                for record in receipt.records:
-                    self.entries.append(Entry(self.last_seq + 1, record.component, record.body))
+                self._landing.extend(receipt.records)
             receipt.error = StorageFault(self.fault.cause)
             receipt._journal = None
         self._batch = []
@@ -145,6 +146,9 @@ class MemoryJournal:
         self.probed_at.append(trio.current_time())
         if self._broken is not None:
             raise StorageFault(self._broken)
+        for record in self._landing:
+            self.entries.append(Entry(self.last_seq + 1, record.component, record.body))
+        self._landing = []
         self.fault = None
 
     async def latest_snapshot(self) -> Snapshot | None:
