@@ -88,6 +88,7 @@ class StorageHealth:
         self._attempts = 0
         self._next_try: float | None = None
         self._recovered_at: float | None = None
+        self._continued = False
         self._failed = trio.Event()
         self._changes = trio.lowlevel.ParkingLot()
         #: Episodes since start (a store failing again right after recovering continues one).
@@ -133,22 +134,31 @@ class StorageHealth:
     # ------------------------------------------------------------------ changes (the engine's)
 
     def failed(self, cause: str) -> None:
-        """A write failed: ``RESTORING`` (from any state: memory is not the journal's).
-        Logs ``journal.degraded`` when this begins an episode."""
+        """A write failed: ``RESTORING`` (from any state: memory is not the journal's). From
+        ``HEALTHY`` this begins an episode, which the engine's service announces."""
         now = trio.current_time()
         if self._state is StorageState.HEALTHY:
-            recent = self._recovered_at is not None and now - self._recovered_at < self.policy.max_s
-            if not recent:
+            self._continued = (
+                self._recovered_at is not None and now - self._recovered_at < self.policy.max_s
+            )
+            if not self._continued:
                 self._attempts = 0
             self._cause = cause
             self._since = now
             self._next_try = None
             self.episodes += 1
-            log.error(
-                "journal.degraded", cause=cause, episode=self.episodes, continued=recent or None
-            )
             self._failed.set()
         self._set(StorageState.RESTORING)
+
+    def announce(self) -> None:
+        """Log ``journal.degraded`` for the episode that began (from the engine's service, so
+        the line carries no caller's context: the whole node is degraded)."""
+        log.error(
+            "journal.degraded",
+            cause=self._cause,
+            episode=self.episodes,
+            continued=self._continued or None,
+        )
 
     def restored(self) -> None:
         """Memory equals the journal again: ``DEGRADED`` (reads are served)."""

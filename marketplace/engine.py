@@ -443,6 +443,7 @@ class Engine:
         health = self.health
         while True:
             await health.wait_failed()
+            health.announce()
             await self._recover()
 
     async def _recover(self) -> None:

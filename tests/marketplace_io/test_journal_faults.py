@@ -5,6 +5,7 @@ tmpfs."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import trio
 import trio.testing
 
 from marketplace.storage import (
+    Answer,
     Entry,
+    Inbox,
     Journal,
     JournalError,
     Record,
@@ -133,3 +136,21 @@ async def test_a_full_filesystem_is_a_fault_until_space_is_freed(tmp_path: Path)
                 acknowledged.append(10_000)
         stored = [int(e.body.split(b"-")[1].rstrip(b".")) for e in await read_all(path)]
     assert stored == acknowledged
+
+
+async def test_the_operator_inbox_reports_a_full_filesystem_as_a_fault(tmp_path: Path) -> None:
+    with small_filesystem(tmp_path / "fs", size="1m") as folder:
+        inbox = Inbox(folder / "j.db")
+        inbox.create()
+        command_id = inbox.submit(b'{"account": "bob"}', created_ms=1)
+        # The node's journal keeps the database open (and its WAL files with it).
+        with contextlib.closing(sqlite3.connect(folder / "j.db")) as journal:
+            journal.execute("SELECT COUNT(*) FROM operator_inbox").fetchone()
+            filler = Filler(folder)
+            filler.fill()
+            assert inbox.pending() == [(command_id, b'{"account": "bob"}')]  # reads work
+            with pytest.raises(StorageFault, match="full"):
+                inbox.finish(command_id, Answer(result="{}", error=None))
+            filler.free()
+            inbox.finish(command_id, Answer(result="{}", error=None))
+            assert inbox.pending() == []
