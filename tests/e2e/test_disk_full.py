@@ -18,7 +18,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -28,15 +27,14 @@ import pytest
 import trio
 
 from marketplace.client import SERVICE_UNAVAILABLE, ApiError, AsyncMarketClient, Credentials
-from marketplace.core.events import ShareRecorded
-from marketplace.core.fleet import Fleet
-from marketplace.core.invariants import check_market
-from marketplace.core.market import Market
-from marketplace.core.model import LedgerKind, MarketConfig
-from marketplace.core.views import MarketViews
-from marketplace.storage import open_journal
 
 from ..marketplace_io.diskfull import Filler, small_filesystem
+from ..marketplace_io.killcheck import (
+    check_charges,
+    check_exactly_once,
+    journal_shares,
+    share_after_restart,
+)
 from ..marketplace_io.miner import RawMiner, StratumError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,23 +168,6 @@ def events_of(log: Path, name: str) -> list[dict[str, Any]]:
     return found
 
 
-async def replay(db: Path) -> tuple[list[ShareRecorded], Market]:
-    """The market as the database holds it (every event replayed), settled once more."""
-    market = Market(config=MarketConfig(faucet=True))
-    async with open_journal(db) as journal:
-        entries = [e async for e in journal.replay() if e.component == Market.component]
-    events = [Market.decode_event(e.body) for e in entries]
-    for event in events:
-        market.apply(event)
-    market.settle(now_ms=max(market.clock_ms, int(time.time() * 1000)))
-    market.drain_events()
-    return [e for e in events if isinstance(e, ShareRecorded)], market
-
-
-def total(market: Market, account: str, kind: LedgerKind) -> int:
-    return sum(e.amount_msat for e in market.ledger(account, limit=100_000) if e.kind is kind)
-
-
 @pytest.mark.slow
 async def test_the_node_rides_out_a_full_disk_under_load(tmp_path: Path) -> None:
     with small_filesystem(tmp_path / "fs", size="8m") as folder:
@@ -276,34 +257,15 @@ async def test_the_node_rides_out_a_full_disk_under_load(tmp_path: Path) -> None
         # Restart on the same database: it restores and takes new shares.
         proc, ports = await start_node(db, tmp_path, "second")
         try:
-            stream = await trio.open_tcp_stream("127.0.0.1", ports["stratum"]["sha256d"])
-            miner = RawMiner(stream, timeout=5)
-            await miner.login("seller.after")
-            assert await miner.submit("seller.after") is True
-            await stream.aclose()
+            await share_after_restart(ports["stratum"]["sha256d"])
         finally:
             proc.send_signal(signal.SIGKILL)
             with trio.fail_after(10):
                 await proc.wait()
-        shares, market = await replay(db)
+        shares, market = await journal_shares(db)
 
-    names = [s.worker for s in shares if s.accepted]
-    assert sorted(set(names)) == sorted(names), "a share was journaled twice"
-    assert tally.acked <= set(names), (
-        f"lost acknowledged shares: {sorted(tally.acked - set(names))}"
-    )
-    assert not (tally.refused & set(names)), "a refused share was journaled"
-    assert set(names) <= tally.submitted | {"after"}
-    assert "after" in names
+    names = check_exactly_once(shares, acked=tally.acked, submitted=tally.submitted)
     assert tally.refused
-    # The buyer's one order was charged exactly for the shares it got.
-    views = MarketViews(market, Fleet(config=market.config))
-    (stored,) = [o for o in views.list_orders(account="buyer") if o.id == order.id]
-    charged = [s for s in shares if s.accepted and s.order_id == order.id]
+    assert not (tally.refused & set(names)), "a refused share was journaled"
     value = Fraction(TINY) * 10**11 * 2**32 / (10**6 * 86_400)
-    assert stored.spent_msat == int(len(charged) * value)
-    check_market(market)
-    charges = -total(market, "buyer", LedgerKind.CHARGE)
-    earned = total(market, "seller", LedgerKind.EARNING)
-    fees = total(market, market.config.fee_account, LedgerKind.FEE)
-    assert charges == stored.spent_msat == earned + fees
+    check_charges(market, shares, buyer="buyer", order_id=order.id, value=value)

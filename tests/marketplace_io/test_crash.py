@@ -19,15 +19,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from marketplace.core.events import ShareRecorded
 from marketplace.core.fleet import Fleet
-from marketplace.core.invariants import check_market
-from marketplace.core.market import Market
-from marketplace.core.model import LedgerKind, MarketConfig
 from marketplace.core.views import MarketViews
-from marketplace.engine import Engine
-from marketplace.storage import open_journal
 
+from .killcheck import check_charges, check_exactly_once, journal_shares, share_after_restart
 from .miner import RawMiner
 from .node import PRICE, TINY
 
@@ -80,21 +75,6 @@ async def load(
         return  # the node was killed under us
 
 
-async def journal_shares(db: Path) -> tuple[list[ShareRecorded], Market]:
-    """Replay the database into a fresh market (as a restart does); return its shares."""
-    market = Market(config=MarketConfig(faucet=True))
-    async with open_journal(db) as journal:
-        events = [Market.decode_event(e.body) async for e in journal.replay()]
-        engine = Engine(components=[market], journal=journal)
-        await engine.restore()
-        await engine.execute(lambda: market.settle(now_ms=engine.now_ms()))
-    return [e for e in events if isinstance(e, ShareRecorded)], market
-
-
-def total(market: Market, account: str, kind: LedgerKind) -> int:
-    return sum(e.amount_msat for e in market.ledger(account, limit=100_000) if e.kind is kind)
-
-
 @pytest.mark.slow
 async def test_acknowledged_shares_survive_kill_9_exactly_once(tmp_path: Path) -> None:
     db = tmp_path / "node.db"
@@ -123,34 +103,17 @@ async def test_acknowledged_shares_survive_kill_9_exactly_once(tmp_path: Path) -
         # Restart on the same database: it restores and takes new shares.
         proc, port = await start_node(db, tmp_path)
         try:
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-            miner = RawMiner(stream, timeout=10)
-            await miner.login("seller.after")
-            assert await miner.submit("seller.after") is True
-            await stream.aclose()
+            await share_after_restart(port)
         finally:
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
 
         shares, market = await journal_shares(db)
-    names = [s.worker for s in shares if s.accepted]
-    # Exactly once: nothing acknowledged is missing, nothing is there twice, nothing invented.
-    assert sorted(set(names)) == sorted(names), "a share was journaled twice"
-    assert acked <= set(names), f"lost acknowledged shares: {sorted(acked - set(names))}"
-    assert set(names) <= submitted | {"after"}
-    assert "after" in names
+    names = check_exactly_once(shares, acked=acked, submitted=submitted)
     # Only one buyer order existed, seeded once (the restart did not seed again).
     orders = MarketViews(market, Fleet(config=market.config)).list_orders(account="buyer")
     assert len(orders) == 1
     order = orders[0]
-    charged = [s for s in shares if s.accepted and s.order_id == order.id]
-    assert len(charged) == len(names)
+    assert len([s for s in shares if s.accepted and s.order_id == order.id]) == len(names)
     value = Fraction(TINY) * PRICE * 2**32 / (10**6 * 86_400)
-    assert order.spent_msat == int(len(charged) * value)
-    # Balances reconcile: what the buyer was charged went to the seller and the fee account.
-    check_market(market)
-    charges = -total(market, "buyer", LedgerKind.CHARGE)
-    earned = total(market, "seller", LedgerKind.EARNING)
-    fees = total(market, market.config.fee_account, LedgerKind.FEE)
-    assert charges == order.spent_msat == earned + fees
-    assert earned > 0
+    check_charges(market, shares, buyer="buyer", order_id=order.id, value=value)

@@ -48,6 +48,14 @@ async def until(health: StorageHealth, state: StorageState, *, within_s: float =
             await health.wait_changed()
 
 
+async def mended(journal: MemoryJournal, engine: Engine, *, within_s: float = 60) -> None:
+    """Mend the store and wait until the engine has found out; memory is the journal's."""
+    journal.mend_store()
+    await until(engine.health, StorageState.HEALTHY, within_s=within_s)
+    market = engine.components["market"]
+    assert market.encode_state() == (await replayed(journal)).encode_state()
+
+
 def deposit(run: Running, amount_msat: int = 1) -> Callable[[], None]:
     """A command that emits an event (so it reaches the store)."""
     return lambda: run.market.deposit(account="buyer", amount_msat=amount_msat, now_ms=1)
@@ -143,8 +151,7 @@ async def test_the_store_is_retried_on_the_schedule_and_commands_resume_by_thems
             # 1 s, doubling, at most 30 s: tries at 1, 3, 7, 15, 31, 61, 91 s.
             assert gaps == [1, 3, 7, 15, 31, 61, 91]
             assert not engine.health.ready
-            journal.mend_store()
-            await until(engine.health, StorageState.HEALTHY, within_s=31)
+            await mended(journal, engine, within_s=31)
             recovered_at = trio.current_time()
             assert round(recovered_at - failed_at, 3) == 121
             await engine.execute(
@@ -175,8 +182,7 @@ async def test_a_store_that_fails_again_soon_continues_the_schedule(autojump_clo
             journal.probed_at.clear()
             await refused(deposit(run), engine)
             await trio.sleep(0.1)
-            journal.mend_store()
-            await until(engine.health, StorageState.HEALTHY)
+            await mended(journal, engine)
         # The third failure came right after the second recovery: its first try waited 4 s.
         assert [round(t - failed_at, 3) for t in journal.probed_at] == [4]
         assert engine.health.episodes == 3
@@ -185,8 +191,7 @@ async def test_a_store_that_fails_again_soon_continues_the_schedule(autojump_clo
         failed_at = trio.current_time()
         journal.probed_at.clear()
         await refused(deposit(run), engine)
-        journal.mend_store()
-        await until(engine.health, StorageState.HEALTHY)
+        await mended(journal, engine)
         assert [round(t - failed_at, 3) for t in journal.probed_at] == [1]
 
 
@@ -216,9 +221,7 @@ async def test_a_journal_that_cannot_be_read_keeps_reads_refused_until_it_can(
         assert engine.health.state is StorageState.RESTORING
         assert not engine.health.readable
         journal.break_reads(None)
-        journal.mend_store()
-        await until(engine.health, StorageState.HEALTHY)
-        assert run.market.encode_state() == (await replayed(journal)).encode_state()
+        await mended(journal, engine)
 
 
 async def test_a_failed_commit_that_the_store_finished_later_is_in_memory_too(
@@ -236,10 +239,8 @@ async def test_a_failed_commit_that_the_store_finished_later_is_in_memory_too(
         assert "full" in refusal.cause
         await until(engine.health, StorageState.DEGRADED)
         assert journal.last_seq == before
-        journal.mend_store()
-        await until(engine.health, StorageState.HEALTHY)
+        await mended(journal, engine)
         assert run.market.balance("buyer").available_msat == BTC + 9
-        assert run.market.encode_state() == (await replayed(journal)).encode_state()
 
 
 async def test_the_fleet_holds_no_worker_for_an_order_the_rebuild_took_away(
@@ -290,8 +291,7 @@ async def test_the_scheduler_skips_what_the_store_refuses_and_goes_on(
         await trio.sleep(25)  # two settlements and many expiries refused: the node goes on
         assert not [e for e in market.ledger("buyer") if e.kind is LedgerKind.CHARGE]
         assert fleet.assignment(worker) == order.id  # the ephemeral rebalance goes on too
-        journal.mend_store()
-        await until(engine.health, StorageState.HEALTHY)
+        await mended(journal, engine)
         await trio.sleep(10)
         assert [e for e in market.ledger("buyer") if e.kind is LedgerKind.CHARGE]
         nursery.cancel_scope.cancel()

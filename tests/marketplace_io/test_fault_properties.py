@@ -23,12 +23,13 @@ from marketplace.core.events import Deposited, Withdrawn
 from marketplace.core.fleet import Fleet
 from marketplace.core.invariants import check_invariants
 from marketplace.core.market import Market
-from marketplace.core.model import OrderType, WorkerKey
+from marketplace.core.model import WorkerKey
 from marketplace.durability import StorageState, StorageUnavailable
 from marketplace.engine import Engine
 from marketplace.scheduler import MarketScheduler
 from tests.clocks import trio_clock
 
+from ..marketplace_core.helpers import Core, standard
 from ..marketplace_core.test_properties import CONFIG
 from .fakes import MemoryJournal
 from .helpers import MH, SHA, make_share
@@ -50,6 +51,7 @@ class Model:
         self.fleet = Fleet(config=CONFIG)
         self.engine = Engine(components=[self.market], journal=self.journal, clock=trio_clock())
         self.scheduler = MarketScheduler(engine=self.engine, market=self.market, fleet=self.fleet)
+        self.core = Core(CONFIG, market=self.market, fleet=self.fleet)
         self.conns = itertools.count(1)
         self.amounts = itertools.count(1_000_001)  # every deposit and withdrawal its own amount
         self.workers: list[WorkerKey] = []
@@ -87,16 +89,14 @@ class Model:
             amount = draw(st.integers(1_000_000, 50_000_000))
             duration = draw(st.sampled_from([None, 1, 60]))
             return (
-                lambda: m.create_order(
-                    account=buyer,
-                    algorithm=SHA,
-                    type=OrderType.STANDARD,
+                lambda: standard(
+                    self.core,
+                    buyer,
                     price_msat=price,
                     limit_hs=limit,
                     amount_msat=amount,
                     duration_s=duration,
                     now_ms=self.now(),
-                    fleet=self.fleet,
                 ),
                 None,
             )
