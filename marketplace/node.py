@@ -25,7 +25,7 @@ import trio
 from marketplace.assembly import Node, run_node
 from marketplace.clock import Clock
 from marketplace.config import NodeConfig, load_config
-from marketplace.storage import NodeBusy
+from marketplace.storage import NodeBusy, StorageFault
 from stratum.logconfig import configure_logging
 
 log = structlog.get_logger("marketplace.node")
@@ -58,7 +58,8 @@ async def _run_then_leave(
 
 
 def main_serve(args: argparse.Namespace) -> int:
-    """``hashmarket serve``: exit 0 after a signal, 1 on a bad setting or a busy database."""
+    """``hashmarket serve``: exit 0 after a signal, 1 on a bad setting, a busy database or one
+    that cannot be opened (its disk full...)."""
     try:
         config = load_config(args)
     except (ValueError, OSError) as exc:
@@ -68,7 +69,7 @@ def main_serve(args: argparse.Namespace) -> int:
     refused: list[BaseException] = []
     try:
         trio.run(serve_until_signalled, config)
-    except* (NodeBusy, OSError, ValueError) as group:
+    except* (NodeBusy, OSError, ValueError, StorageFault) as group:
         refused.extend(_leaves(group))
     for error in refused:
         print(f"error: {error}", file=sys.stderr)

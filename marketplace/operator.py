@@ -45,8 +45,9 @@ from marketplace.assembly import Core, run_offline
 from marketplace.clock import Clock
 from marketplace.config import NodeConfig, load_config
 from marketplace.core.errors import MarketError
+from marketplace.durability import StorageUnavailable
 from marketplace.masterkey import open_keyring
-from marketplace.storage import NodeBusy, Storage
+from marketplace.storage import JournalError, NodeBusy, Storage
 from stratum.logconfig import configure_logging
 
 
@@ -55,7 +56,8 @@ def account_create(config: NodeConfig, name: str, *, timeout_s: float = 30.0) ->
 
     Works on a database with or without a node serving it. Raises ``MarketError`` for a bad
     name or one that exists, ``TimeoutError`` if a serving node does not answer within
-    ``timeout_s``.
+    ``timeout_s``, ``StorageFault`` or ``StorageUnavailable`` if the database cannot take the
+    change now (its disk is full...).
     """
     return _issue(config, AccountCreate(name), Core.create_account, timeout_s=timeout_s)
 
@@ -144,7 +146,14 @@ def _main(args: argparse.Namespace, run: Callable[[NodeConfig], Mapping[str, obj
     configure_logging("json", level="warning")
     try:
         result = run(load_config(args))
-    except (MarketError, ValueError, TimeoutError, OSError) as exc:
+    except (
+        MarketError,
+        ValueError,
+        TimeoutError,
+        OSError,
+        StorageUnavailable,
+        JournalError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result))

@@ -314,9 +314,9 @@ class Journal:
     async def latest_snapshot(self) -> Snapshot | None:
         """The newest stored snapshot, or ``None``. Reads with its own connection. Raises
         ``StorageFault`` if the store cannot be read."""
-        conn = await _read(_connect_reader, self.path)
+        conn = await _store_call(_connect_reader, self.path)
         try:
-            row = await _read(_read_snapshot, conn)
+            row = await _store_call(_read_snapshot, conn)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(conn.close)
@@ -385,15 +385,14 @@ class Journal:
 
         ``run`` does this itself when needed; calling it first surfaces a bad file as a plain
         exception. Raises ``JournalError`` for a file of another schema version or one that
-        cannot use WAL, ``sqlite3.Error`` for one that is not a database.
+        cannot use WAL, ``StorageFault`` if the store cannot be opened now (full, I/O error,
+        locked), ``sqlite3.Error`` for a file that is not a database.
         """
         if self._conn is not None or self._stopped.is_set():
             raise RuntimeError("the journal is already open (or was closed)")
-        conn = await trio.to_thread.run_sync(
-            _connect, self.path, self.synchronous, self.busy_timeout_s
-        )
+        conn = await _store_call(_connect, self.path, self.synchronous, self.busy_timeout_s)
         self._conn = conn
-        self._last_seq = await trio.to_thread.run_sync(self._max_seq)
+        self._last_seq = await _store_call(self._max_seq)
         log.info(
             "journal.opened",
             path=self.path,
@@ -544,11 +543,11 @@ class Journal:
         works before ``run``, during it and after it. Raises ``JournalError`` for a file of
         another schema, ``StorageFault`` if the store cannot be read now, ``sqlite3.Error`` for
         a file that is no database."""
-        conn = await _read(_connect_reader, self.path)
+        conn = await _store_call(_connect_reader, self.path)
         try:
             last = after
             while True:
-                rows = await _read(_read_chunk, conn, last, chunk)
+                rows = await _store_call(_read_chunk, conn, last, chunk)
                 for seq, component, body in rows:
                     yield Entry(seq, component, bytes(body))
                 if len(rows) < chunk:
@@ -559,8 +558,8 @@ class Journal:
                 await trio.to_thread.run_sync(conn.close)
 
 
-async def _read(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` in a worker thread; a store that cannot be read is a ``StorageFault``."""
+async def _store_call(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread; the store failing is a ``StorageFault``."""
     try:
         return await trio.to_thread.run_sync(fn, *args)
     except sqlite3.Error as exc:

@@ -13,6 +13,8 @@ import pytest
 import trio
 import trio.testing
 
+from marketplace.config import NodeConfig
+from marketplace.operator import account_create
 from marketplace.storage import (
     Answer,
     Entry,
@@ -154,3 +156,23 @@ async def test_the_operator_inbox_reports_a_full_filesystem_as_a_fault(tmp_path:
             filler.free()
             inbox.finish(command_id, Answer(result="{}", error=None))
             assert inbox.pending() == []
+
+
+async def test_a_database_that_cannot_be_opened_on_a_full_filesystem_is_a_fault(
+    tmp_path: Path,
+) -> None:
+    with small_filesystem(tmp_path / "fs", size="1m") as folder:
+        config = NodeConfig(db=str(folder / "node.db"), faucet=True)
+        made = await trio.to_thread.run_sync(account_create, config, "alice")
+        assert made["account_id"] == "alice"
+        filler = Filler(folder)
+        filler.fill()
+        # Nobody holds the database open, so even opening it needs room (its WAL files).
+        with pytest.raises(StorageFault):
+            await trio.to_thread.run_sync(account_create, config, "bob")
+        with trio.fail_after(10), pytest.raises(StorageFault):
+            async with open_journal(config.db):
+                pass
+        filler.free()
+        made = await trio.to_thread.run_sync(account_create, config, "bob")
+        assert made["account_id"] == "bob"
