@@ -121,7 +121,9 @@ def market_config(config: NodeConfig) -> MarketConfig:
 def scheduler_config(config: NodeConfig) -> SchedulerConfig:
     """The periods of the market's background work for this node's settings."""
     return SchedulerConfig(
-        settle_interval_s=config.settle_interval, rebalance_interval_s=config.rebalance_interval
+        settle_interval_s=config.settle_interval,
+        rebalance_interval_s=config.rebalance_interval,
+        history_sample_s=config.history_interval,
     )
 
 

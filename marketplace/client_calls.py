@@ -30,7 +30,7 @@ from typing import Any, Concatenate, Final, Generic, ParamSpec, Protocol, TypeVa
 
 import msgspec
 
-from marketplace.api import wire
+from marketplace.api import wire, wire_history
 from marketplace.core.key_events import Scope
 from marketplace.core.model import OrderStatus, OrderType
 from stratum.core.shares import Algorithm
@@ -245,6 +245,17 @@ def _order_and(param: str) -> tuple[Arg, Arg]:
 
 
 _NO_PARAMS: Final = wire.NoParams()
+_HISTORY_ARGS: Final = (
+    arg("--since", to="since_ms", type=int, default=None, help="ms since the epoch"),
+    arg("--resolution", to="resolution_s", type=int, choices=(60, 300, 3600), default=60),
+)
+H = TypeVar("H", bound=msgspec.Struct)
+
+
+def _history_params(params: type[H], **values: Any) -> H:
+    """``params`` built and checked like the server decodes them (a resolution it would
+    refuse raises ``msgspec.ValidationError`` here)."""
+    return msgspec.convert(values, type=params)
 
 
 class ApiCalls:
@@ -309,7 +320,46 @@ class ApiCalls:
         ``ValueError`` for an unknown algorithm."""
         return wire.AlgorithmParams(algorithm=Algorithm(algorithm))
 
+    @api_call(
+        "market.history",
+        wire_history.MarketHistoryOut,
+        public=True,
+        cli=cli(
+            "market history",
+            "speed, workers, prices and spend per bucket",
+            _ALGORITHM,
+            *_HISTORY_ARGS,
+        ),
+    )
+    def market_history(
+        self, algorithm: Algorithm | str, *, since_ms: int | None = None, resolution_s: int = 60
+    ) -> wire_history.MarketHistoryParams:
+        """``algorithm``'s history, oldest first, one point per ``resolution_s`` (60, 300 or
+        3600) since ``since_ms`` (``MarketHistoryOut``). Raises ``ValueError`` for an unknown
+        algorithm, ``msgspec.ValidationError`` for another resolution."""
+        return _history_params(
+            wire_history.MarketHistoryParams,
+            algorithm=Algorithm(algorithm),
+            since_ms=since_ms,
+            resolution_s=resolution_s,
+        )
+
     # ------------------------------------------------------------------ account
+    @api_call(
+        "account.history",
+        wire_history.AccountHistoryOut,
+        cli=cli("account history", "spend and earnings per bucket", *_HISTORY_ARGS),
+    )
+    def account_history(
+        self, *, since_ms: int | None = None, resolution_s: int = 60
+    ) -> wire_history.AccountHistoryParams:
+        """The account's spend (as a buyer) and earnings (as a seller) per ``resolution_s``
+        bucket since ``since_ms`` (``AccountHistoryOut``). Raises
+        ``msgspec.ValidationError`` for a resolution other than 60, 300 or 3600."""
+        return _history_params(
+            wire_history.AccountHistoryParams, since_ms=since_ms, resolution_s=resolution_s
+        )
+
     @api_call(
         "account.balance", wire.BalanceOut, cli=cli("account balance", "available and escrowed")
     )

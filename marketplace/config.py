@@ -55,6 +55,7 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     block_interval: float = 600.0
     rebalance_interval: float = 5.0
     settle_interval: float = 10.0
+    history_interval: float = 10.0
     auth_window: float = 60.0
     price_down_interval: float = 600.0
     #: Seconds a new withdrawal address waits before withdrawals may use it (market time).
@@ -95,6 +96,11 @@ _FLAGS: tuple[tuple[str, type, str], ...] = (
     ("block_interval", float, "seconds between emulated blocks (default 600)"),
     ("rebalance_interval", float, "seconds between periodic rebalances (default 5)"),
     ("settle_interval", float, "seconds between settlements (default 10)"),
+    (
+        "history_interval",
+        float,
+        "seconds between samples of workers and prices for market.history (default 10; 0 = off)",
+    ),
     ("auth_window", float, "seconds of clock skew a signed request may have (default 60)"),
     ("price_down_interval", float, "seconds between two price decreases (default 600)"),
     (

@@ -5,7 +5,9 @@ Theory of operation
 The ``Engine`` runs commands and journals them, knowing no component in particular; the
 ``MarketScheduler`` knows the market. It drives the market's clock-based work: settling every
 settle interval, expiring orders whose duration is over (each a ``Market`` command, so through
-``Engine.execute``), rebalancing the allocation on a periodic tick, and taking a snapshot every
+``Engine.execute``), rebalancing the allocation on a periodic tick, sampling the allocation
+into the market's history (``sample``: the allocation is ephemeral, so what the history needs
+of it, workers and prices, is journaled as ``MarketSampled``), and taking a snapshot every
 ``snapshot_interval_s`` once ``snapshot_min_events`` events have been journaled since the last
 (the node takes one more on a clean shutdown).
 
@@ -38,10 +40,18 @@ import msgspec
 import structlog
 import trio
 
-from marketplace.core.events import AccountCreated, Deposited, Settled, ShareRecorded, Withdrawn
+from marketplace.core.events import (
+    AccountCreated,
+    Deposited,
+    MarketSampled,
+    Settled,
+    ShareRecorded,
+    Withdrawn,
+)
 from marketplace.core.fleet import Fleet
 from marketplace.core.market import Market
 from marketplace.core.model import Assignment
+from marketplace.core.views import MarketViews
 from marketplace.durability import StorageUnavailable
 from marketplace.engine import Committed, Engine
 from stratum.core.shares import Algorithm
@@ -50,7 +60,14 @@ from stratum.core.shares import Algorithm
 RebalanceListener = Callable[[Algorithm, list[Assignment]], None]
 
 #: Market events that cannot change the allocation (everything else may).
-_ALLOCATION_NEUTRAL: Final = (ShareRecorded, AccountCreated, Deposited, Withdrawn, Settled)
+_ALLOCATION_NEUTRAL: Final = (
+    ShareRecorded,
+    AccountCreated,
+    Deposited,
+    Withdrawn,
+    Settled,
+    MarketSampled,
+)
 
 log = structlog.get_logger("marketplace.scheduler")
 
@@ -62,6 +79,8 @@ class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
     settle_interval_s: float | None = None
     rebalance_interval_s: float = 5.0
     expire_interval_s: float = 1.0
+    #: How often the allocation is sampled into the market's history (0: never).
+    history_sample_s: float = 10.0
     #: How often ``run`` considers a snapshot (0: never) ...
     snapshot_interval_s: float = 60.0
     #: ... and how many events since the last one make it worth taking.
@@ -188,6 +207,28 @@ class MarketScheduler:
         if due is not None and due <= now_ms:
             market.settle(now_ms=now_ms)
 
+    async def sample(self) -> int:
+        """Journal a ``MarketSampled`` of every market whose allocation changed since its
+        minute's last sample (workers, best and fill price); how many were news. The values
+        are read inside the command, so they are the state the event is journaled in."""
+        market, views = self._market, MarketViews(self._market, self._fleet)
+
+        def command() -> int:
+            now = self._engine.now_ms()
+            news = 0
+            for algorithm in market.algorithms():
+                best, fill = views.prices(algorithm)
+                news += market.record_sample(
+                    algorithm,
+                    workers=self._fleet.connected(algorithm),
+                    best_price_msat=best,
+                    fill_price_msat=fill,
+                    now_ms=now,
+                )
+            return news
+
+        return await self._engine.execute(command)
+
     def snapshot_if_due(self) -> bool:
         """Take a snapshot if ``snapshot_min_events`` events were journaled since the last;
         whether one was taken."""
@@ -210,6 +251,8 @@ class MarketScheduler:
             nursery.start_soon(_every, settle_s, self.settle)
             nursery.start_soon(_every, self._config.expire_interval_s, self.expire)
             nursery.start_soon(self._rebalance_loop)
+            if self._config.history_sample_s > 0:
+                nursery.start_soon(_every, self._config.history_sample_s, self.sample)
             if self._config.snapshot_interval_s > 0:
                 nursery.start_soon(_every, self._config.snapshot_interval_s, self._snapshot)
             task_status.started()

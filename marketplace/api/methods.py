@@ -31,7 +31,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
 
-from marketplace.api import rpc, wire
+from marketplace.api import rpc, wire, wire_history
 from marketplace.api.auth import Caller
 from marketplace.api.errors import ApiCode, RpcError
 from marketplace.core.key_events import Scope
@@ -164,7 +164,25 @@ def market_stats(ctx: CallContext, p: wire.AlgorithmParams) -> wire.MarketStatsO
     return wire.market_stats_out(ctx.views.market_stats(p.algorithm, now_ms=ctx.now_ms))
 
 
+def market_history(
+    ctx: CallContext, p: wire_history.MarketHistoryParams
+) -> wire_history.MarketHistoryOut:
+    points = ctx.views.market_history(
+        p.algorithm, resolution_s=p.resolution_s, since_ms=p.since_ms, now_ms=ctx.now_ms
+    )
+    return wire_history.market_history_out(p.algorithm, resolution_s=p.resolution_s, points=points)
+
+
 # ---------------------------------------------------------------------------------- account
+
+
+def account_history(
+    ctx: CallContext, p: wire_history.AccountHistoryParams
+) -> wire_history.AccountHistoryOut:
+    points = ctx.views.account_history(
+        ctx.account, resolution_s=p.resolution_s, since_ms=p.since_ms, now_ms=ctx.now_ms
+    )
+    return wire_history.account_history_out(ctx.account, resolution_s=p.resolution_s, points=points)
 
 
 def account_balance(ctx: CallContext, p: wire.NoParams) -> wire.BalanceOut:
@@ -471,8 +489,10 @@ METHODS: Final[dict[str, Method]] = {
         _method("market.info", None, wire.NoParams, market_info),
         _method("market.orderbook", None, wire.AlgorithmParams, market_orderbook),
         _method("market.stats", None, wire.AlgorithmParams, market_stats),
+        _method("market.history", None, wire_history.MarketHistoryParams, market_history),
         _method("account.balance", _R, wire.NoParams, account_balance),
         _method("account.ledger", _R, wire.LedgerParams, account_ledger),
+        _method("account.history", _R, wire_history.AccountHistoryParams, account_history),
         _method("account.deposit", _T, wire.DepositParams, account_deposit, mutating=True),
         _method(
             "account.withdraw",

@@ -224,6 +224,7 @@ class MarketStatsOut(_Result, frozen=True):
     rejected: dict[str, int]
     active_orders: int
     fixed_price: str
+    rejected_per_s: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class BalanceOut(_Result, frozen=True):
@@ -475,19 +476,25 @@ def orderbook_out(book: OrderBookView) -> OrderBookOut:
     )
 
 
+def per_second(milli: int) -> str:
+    """A rate in thousandths per second as a decimal string (``1500`` -> ``"1.500"``)."""
+    whole, rest = divmod(milli, 1000)
+    return f"{whole}.{rest:03d}"
+
+
 def market_stats_out(stats: MarketStatsView) -> MarketStatsOut:
     alg = stats.algorithm
-    whole, milli = divmod(stats.shares_per_s_milli, 1000)
     return MarketStatsOut(
         algorithm=alg,
         unit=UNIT_NAME[alg],
         workers=stats.workers,
         accepted_speed=_speed(stats.accepted_speed_hs, alg),
-        shares_per_s=f"{whole}.{milli:03d}",
+        shares_per_s=per_second(stats.shares_per_s_milli),
         rejected_speed={r: _speed(s, alg) for r, s in stats.rejected_speed_hs.items()},
         rejected=dict(stats.rejected),
         active_orders=stats.active_orders,
         fixed_price=format_btc(stats.fixed_price_msat),
+        rejected_per_s={r: per_second(n) for r, n in stats.rejected_per_s_milli.items()},
     )
 
 

@@ -29,6 +29,7 @@ from marketplace.core.events import (
     Deposited,
     LimitChanged,
     MarketEvent,
+    MarketSampled,
     OrderCancelled,
     OrderCreated,
     OrderExpired,
@@ -39,12 +40,13 @@ from marketplace.core.events import (
     ShareRecorded,
     Withdrawn,
 )
+from marketplace.core.history import History
 from marketplace.core.ledger import Ledger
 from marketplace.core.model import LedgerKind, MarketConfig, MarketRules, OrderStatus, SellerKey
 from marketplace.core.orders import Order, share_value
 from marketplace.core.rules import changed
 from marketplace.core.settlement import split_spend
-from marketplace.core.stats import Series
+from marketplace.core.stats import Series, share_work
 from stratum.core.shares import Algorithm
 
 #: Longest id or name echoed back in an error.
@@ -69,6 +71,9 @@ class Book:
         self.order_stats: dict[str, Series] = {}
         self.seller_stats: dict[SellerKey, Series] = {}
         self.market_stats: dict[Algorithm, Series] = {a: Series() for a in config.markets}
+        #: Minute and hour buckets per market (``history.py``) and per account (money only).
+        self.market_history: dict[Algorithm, History] = {a: History() for a in config.markets}
+        self.account_history: dict[str, History] = {}
         self.order_seq = 0
         self.withdrawal_seq = 0
         self.settlement_seq = 0
@@ -137,6 +142,17 @@ class Book:
                 self._apply_settled(event)
             case RulesChanged():
                 self.rules[event.algorithm] = changed(self.rules[event.algorithm], event.change)
+            case MarketSampled():
+                history = self.market_history.get(event.algorithm)
+                if history is not None:
+                    history.add_sample(event)
+
+    def _account_history(self, account: str) -> History:
+        """``account``'s history, made on first use (the fold's only writer)."""
+        history = self.account_history.get(account)
+        if history is None:
+            history = self.account_history[account] = History()
+        return history
 
     def _escrow(self, order: Order, amount_msat: int, *, time_ms: int) -> None:
         self.ledger.post(
@@ -201,6 +217,10 @@ class Book:
             accepted=event.accepted,
             reason=reason,
         )
+        history = self.market_history[event.algorithm]
+        history.add_share(
+            time_ms=event.time_ms, work=share_work(event.difficulty), accepted=event.accepted
+        )
         order = None if event.order_id is None else self.orders.get(event.order_id)
         if order is None or order.algorithm is not event.algorithm:
             return
@@ -224,6 +244,10 @@ class Book:
         self.unsettled[order.id] = order
         if charged:
             order_series.add_money(time_ms=event.time_ms, spend_msat=charged)
+            history.add_money(time_ms=event.time_ms, spent_msat=charged)
+            self._account_history(order.account).add_money(
+                time_ms=event.time_ms, spent_msat=charged
+            )
         if not order.active:  # the budget is spent: nothing to release
             del self.active[order.algorithm][order.id]
 
@@ -262,5 +286,11 @@ class Book:
                 self.seller_stats[payout.seller].add_money(
                     time_ms=event.time_ms, earned_msat=payout.amount_msat
                 )
+                self._account_history(payout.seller.account).add_money(
+                    time_ms=event.time_ms, earned_msat=payout.amount_msat
+                )
+            self.market_history[order.algorithm].add_money(
+                time_ms=event.time_ms, fees_msat=split.fee_msat
+            )
             order.mark_settled(fee_carry=split.fee_carry)
         self.unsettled = {}

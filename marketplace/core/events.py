@@ -111,6 +111,17 @@ class RulesChanged(_Event, frozen=True, tag="rules_changed"):
     time_ms: int
 
 
+class MarketSampled(_Event, frozen=True, tag="market_sampled"):
+    """What the allocation looked like (it is not journaled itself): connected workers, the
+    best bid and the fill price (``None``: no such order), for the market's history."""
+
+    algorithm: Algorithm
+    workers: int
+    best_price_msat: int | None
+    fill_price_msat: int | None
+    time_ms: int
+
+
 MarketEvent = (
     AccountCreated
     | Deposited
@@ -124,4 +135,5 @@ MarketEvent = (
     | ShareRecorded
     | Settled
     | RulesChanged
+    | MarketSampled
 )

@@ -186,13 +186,16 @@ class Market(EventSourced[events.MarketEvent]):
         """The price a fixed order gets now: the best served standard price + 10%, at least
         the minimum. Raises ``InvalidArgument`` for no such market."""
         rules = self.rules(algorithm)
+        return quote_for(rules, served_standard_prices=self.served_prices(algorithm, fleet=fleet))
+
+    def served_prices(self, algorithm: Algorithm, *, fleet: FleetFacts) -> list[int]:
+        """The prices of the active standard orders of a market that hold workers."""
         active = self._book.active[algorithm]
-        served = [
+        return [
             active[order_id].price_msat
             for order_id in fleet.served_orders(algorithm)
             if order_id in active and active[order_id].type is OrderType.STANDARD
         ]
-        return quote_for(rules, served_standard_prices=served)
 
     def _free_speed(self, algorithm: Algorithm, *, fleet: FleetFacts, now_ms: int) -> int:
         """The speed a new fixed order may claim: all connected speed minus what fixed orders
@@ -428,6 +431,31 @@ class Market(EventSourced[events.MarketEvent]):
             return
         settlement_id = f"s-{self._book.settlement_seq + 1:06d}"
         self._emit(events.Settled(settlement_id=settlement_id, time_ms=now_ms))
+
+    def record_sample(
+        self,
+        algorithm: Algorithm,
+        *,
+        workers: int,
+        best_price_msat: int | None,
+        fill_price_msat: int | None,
+        now_ms: int,
+    ) -> bool:
+        """Command: journal what the (ephemeral) allocation looks like, for the history;
+        whether it was news (a repeat within the minute emits nothing). Raises
+        ``InvalidArgument`` for no such market."""
+        self.rules(algorithm)
+        event = events.MarketSampled(
+            algorithm=algorithm,
+            workers=workers,
+            best_price_msat=best_price_msat,
+            fill_price_msat=fill_price_msat,
+            time_ms=now_ms,
+        )
+        if not self._book.market_history[algorithm].sample_is_news(event):
+            return False
+        self._emit(event)
+        return True
 
     # ------------------------------------------------------------------ events and snapshots
 

@@ -182,6 +182,8 @@ class MarketStatsView(msgspec.Struct, frozen=True, kw_only=True):
     #: Accepted shares per second, in thousandths (an integer: 1500 = 1.5 shares/s).
     shares_per_s_milli: int
     rejected_speed_hs: dict[str, int]
+    #: Rejected shares per second by reason, in thousandths, over the same window.
+    rejected_per_s_milli: dict[str, int]
     #: Rejected shares by reason over the last 24 h.
     rejected: dict[str, int]
     active_orders: int

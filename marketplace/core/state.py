@@ -20,6 +20,7 @@ from typing import Final
 import msgspec
 
 from marketplace.core.book import Book
+from marketplace.core.history import HistoryState, export_history, import_history
 from marketplace.core.ledger import Ledger, LedgerState
 from marketplace.core.model import MarketConfig, MarketRules, SellerKey
 from marketplace.core.orders import Order, OrderState
@@ -27,7 +28,8 @@ from marketplace.core.stats import Series, SeriesState
 from stratum.core.shares import Algorithm
 
 #: Version of ``MarketState``'s shape (see the module doc).
-SNAPSHOT_FORMAT: Final = 1
+#: 2: the market's and the accounts' history (``history.py``) joined the state.
+SNAPSHOT_FORMAT: Final = 2
 
 
 class OrderRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +56,8 @@ class MarketState(msgspec.Struct, frozen=True, kw_only=True):
     unsettled: list[str]  # order ids, in the order the next settlement takes them
     sellers: list[SellerRecord]
     market_stats: dict[Algorithm, SeriesState]
+    market_history: dict[Algorithm, HistoryState]
+    account_history: dict[str, HistoryState]
     order_seq: int
     withdrawal_seq: int
     settlement_seq: int
@@ -83,6 +87,8 @@ def export_book(book: Book) -> MarketState:
             for key, series in book.seller_stats.items()
         ],
         market_stats={a: series.export_state() for a, series in book.market_stats.items()},
+        market_history={a: export_history(h) for a, h in book.market_history.items()},
+        account_history={a: export_history(h) for a, h in book.account_history.items()},
         order_seq=book.order_seq,
         withdrawal_seq=book.withdrawal_seq,
         settlement_seq=book.settlement_seq,
@@ -122,6 +128,10 @@ def import_book(state: MarketState, *, config: MarketConfig) -> Book:
     for algorithm, saved in state.market_stats.items():
         if algorithm in book.market_stats:
             book.market_stats[algorithm] = Series.from_state(saved)
+    for algorithm, saved_history in state.market_history.items():
+        if algorithm in book.market_history:
+            book.market_history[algorithm] = import_history(saved_history)
+    book.account_history = {a: import_history(h) for a, h in state.account_history.items()}
     book.order_seq = state.order_seq
     book.withdrawal_seq = state.withdrawal_seq
     book.settlement_seq = state.settlement_seq

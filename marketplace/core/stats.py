@@ -231,6 +231,15 @@ class Series:
         buckets, covered = self._window(now_ms, window_ms)
         return sum(b.accepted_shares for b in buckets), covered
 
+    def rejected_shares_in(self, *, now_ms: int, window_ms: int) -> tuple[dict[str, int], int]:
+        """(rejected shares by reason, ms covered) over about the last ``window_ms``."""
+        buckets, covered = self._window(now_ms, window_ms)
+        counts: dict[str, int] = {}
+        for bucket in buckets:
+            for reason, n in bucket.rejected_shares.items():
+                counts[reason] = counts.get(reason, 0) + n
+        return dict(sorted(counts.items())), covered
+
     def rejected_recent(self, *, now_ms: int) -> dict[str, int]:
         """Rejected shares by reason over the last 24 h."""
         counts: dict[str, int] = {}

@@ -18,12 +18,14 @@ default to the latest event time (``Market.clock_ms``).
 from __future__ import annotations
 
 from marketplace.core.fleet import Fleet
+from marketplace.core.history import History, HistoryPoint
 from marketplace.core.market import Market
 from marketplace.core.model import (
     MarketStatsView,
     OrderBookEntry,
     OrderBookView,
     OrderStatus,
+    OrderType,
     OrderView,
     StatPoint,
     WorkerView,
@@ -114,16 +116,47 @@ class MarketViews:
         series = market.book.market_stats[algorithm]
         window = market.config.speed_window_ms
         shares, covered = series.accepted_shares_in(now_ms=now_ms, window_ms=window)
+        rejected, _ = series.rejected_shares_in(now_ms=now_ms, window_ms=window)
         return MarketStatsView(
             algorithm=algorithm,
             workers=self._fleet.connected(algorithm),
             accepted_speed_hs=series.accepted_speed(now_ms=now_ms, window_ms=window),
             shares_per_s_milli=shares * 1_000_000 // covered,
             rejected_speed_hs=series.rejected_speed(now_ms=now_ms, window_ms=window),
+            rejected_per_s_milli={r: n * 1_000_000 // covered for r, n in rejected.items()},
             rejected=series.rejected_recent(now_ms=now_ms),
             active_orders=len(market.book.active[algorithm]),
             fixed_price_msat=market.fixed_quote(algorithm, fleet=self._fleet),
         )
+
+    def prices(self, algorithm: Algorithm) -> tuple[int | None, int | None]:
+        """(best, fill) price of a market now: the highest bid of an active standard order,
+        and the price of the cheapest standard order that receives hash power (what a new bid
+        must beat to be served, as NiceHash's own bot reads it); ``None`` where there is no
+        such order. Raises ``InvalidArgument`` for no such market."""
+        self._market.rules(algorithm)
+        active = self._market.book.active[algorithm]
+        standard = [o for o in active.values() if o.type is OrderType.STANDARD]
+        best = max((o.price_msat for o in standard), default=None)
+        served = self._market.served_prices(algorithm, fleet=self._fleet)
+        return best, min(served, default=None)
+
+    def market_history(
+        self, algorithm: Algorithm, *, resolution_s: int, since_ms: int | None, now_ms: int
+    ) -> list[HistoryPoint]:
+        """A market's history buckets (``History.points``). Raises ``InvalidArgument`` for
+        no such market, ``ValueError`` for an unknown resolution."""
+        self._market.rules(algorithm)
+        history = self._market.book.market_history[algorithm]
+        return history.points(resolution_s=resolution_s, since_ms=since_ms, now_ms=now_ms)
+
+    def account_history(
+        self, account: str, *, resolution_s: int, since_ms: int | None, now_ms: int
+    ) -> list[HistoryPoint]:
+        """An account's money per bucket: spent as a buyer, earned as a seller (an account
+        with neither has no points). Raises ``ValueError`` for an unknown resolution."""
+        history = self._market.book.account_history.get(account) or History()
+        return history.points(resolution_s=resolution_s, since_ms=since_ms, now_ms=now_ms)
 
     def workers_of(self, account: str, *, now_ms: int) -> list[WorkerView]:
         """``account``'s workers as a seller: every (worker name, algorithm) that sent shares

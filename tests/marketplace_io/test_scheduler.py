@@ -76,7 +76,7 @@ async def test_the_scheduler_snapshots_once_enough_events_have_been_journaled(
     autojump_clock: Any,
 ) -> None:
     journal = MemoryJournal()
-    config = SchedulerConfig(snapshot_interval_s=10, snapshot_min_events=3)
+    config = SchedulerConfig(snapshot_interval_s=10, snapshot_min_events=3, history_sample_s=0)
     run = await start_engine(journal, config=config)
     engine, market = run.engine, run.market
     now = engine.now_ms

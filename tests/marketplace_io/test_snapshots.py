@@ -173,6 +173,8 @@ async def test_each_components_state_format_decides_whether_its_snapshot_is_read
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "m.db"
+    # Every component at format 1, as before per-component formats existed.
+    monkeypatch.setattr(Market, "state_format", 1)
     with trio.fail_after(20):
         async with restored(path) as first:
             await busy_history(first.run, first.keyring)
