@@ -89,8 +89,12 @@ from marketplace.core.views import MarketViews
 from marketplace.durability import StorageHealth, StorageUnavailable
 from marketplace.engine import Engine
 from marketplace.masterkey import open_keyring, open_security
+from marketplace.metrics import NodeMetrics
+from marketplace.readiness import Readiness
 from marketplace.scheduler import MarketScheduler, SchedulerConfig
 from marketplace.storage import Answer, Journal, JournalError, Storage, StorageFault, Synchronous
+from marketplace.web.events import EventHub, HubSettings
+from marketplace.web.site import NodeSite, market_frames
 from stratum.config import StratumConfig
 from stratum.core.shares import Algorithm
 from stratum.server import StratumServer, serve_stratum
@@ -326,6 +330,11 @@ class Node:
     bridges: list[MarketWorkSource] = field(default_factory=list)
     #: What the operator methods act on (``serve --control`` only).
     control: Control | None = None
+    #: What ``/readyz`` answers: the journal replayed, the Stratum listeners and the API up.
+    #: Another part that can make the node unfit to serve adds a check of its own.
+    readiness: Readiness = field(default_factory=lambda: Readiness(["journal", "stratum", "api"]))
+    #: The web side of the API port (page, ``/events``, ``/metrics``), once it is up.
+    site: NodeSite | None = None
     _stopping: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -344,6 +353,12 @@ class Node:
             log.info("node.stopping", reason=reason)
             self._stopping.set()
 
+    @property
+    def dashboard_url(self) -> str:
+        """Where the dashboard is served (the API port)."""
+        host = self.config.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.api_port}/"
+
     def ports(self) -> dict[str, object]:
         """``{"api": N, "stratum": {"sha256d": N, "scrypt": N}}`` as ``--ports-file`` has it."""
         return {
@@ -357,12 +372,13 @@ async def run_node(
     *,
     clock: Clock | None = None,
     api: ApiSettings | None = None,
+    web: HubSettings | None = None,
     task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run every service of a node; ``task_status.started(node)`` once all listeners are bound.
     Returns after ``node.stop()`` and the shutdown in order (see the module doc), or stops at
     once when cancelled (still with a snapshot). ``api`` holds API settings a node has no flag
-    for (see ``api_settings``).
+    for (see ``api_settings``), ``web`` the live feed's (``/events``).
 
     Raises ``NodeBusy`` if another process holds the database's lock, ``OSError`` if a
     listener cannot bind, and as ``open_core``.
@@ -371,8 +387,9 @@ async def run_node(
         try:
             async with open_core(config, clock=clock) as core:
                 node = Node(core=core)
+                node.readiness.passed("journal")  # open_core restored it
                 try:
-                    await _serve(node, api=api, task_status=task_status)
+                    await _serve(node, api=api, web=web, task_status=task_status)
                 finally:
                     _snapshot(core.engine)
         finally:
@@ -441,12 +458,30 @@ def make_control(node: Node) -> Control:
     )
 
 
+def _metrics(node: Node) -> NodeMetrics:
+    """The node's metrics, hooked into the journal (the servers and the API hook in later)."""
+    core = node.core
+    metrics = NodeMetrics(
+        market=core.market,
+        views=core.views,
+        now_ms=core.clock.now_ms,
+        connections=lambda: {s.config.algorithm: s.live_connections for s in node.servers},
+    )
+    core.journal.commit_observer = metrics.observe_commit
+    return metrics
+
+
 async def _serve(
-    node: Node, *, api: ApiSettings | None, task_status: trio.TaskStatus[Node]
+    node: Node,
+    *,
+    api: ApiSettings | None,
+    web: HubSettings | None,
+    task_status: trio.TaskStatus[Node],
 ) -> None:
     """The node's services until ``stop`` (then in order) or cancellation."""
     core, config = node.core, node.core.config
     conn_ids = itertools.count(1)
+    metrics = _metrics(node)
     # ``background`` serves the engine's users that take no work in themselves; ``front``
     # holds everything that does, so that leaving it means nothing new can arrive.
     async with trio.open_nursery() as background:
@@ -462,6 +497,7 @@ async def _serve(
                     conn_ids=conn_ids,
                 )
                 assert server.port is not None
+                server.share_ack_observer = metrics.share_ack_observer(algorithm)
                 node.bridges.append(bridge)
                 node.servers.append(server)
                 node.stratum_ports[algorithm] = server.port
@@ -483,21 +519,30 @@ async def _serve(
                 admin=admin,
                 health=core.health,
             )
+            app.service.call_observer = metrics.observe_call
+            node.readiness.passed("stratum")
+            hub = EventHub(frames=market_frames(core.views, core.clock.now_ms), settings=web)
+            await background.start(hub.run)
+            node.site = NodeSite(api=app, hub=hub, readiness=node.readiness, metrics=metrics)
             node.api_port = await front.start(
                 partial(
                     serve_api,
-                    app=app,
+                    app=node.site,
                     host=config.host,
                     port=config.api_port,
                     shutdown=node._stopping.wait,
                 )
             )
+            node.readiness.passed("api")
             await front.start(partial(_serve_inbox, core, stopping=node._stopping))
             if config.ports_file:
                 _write_ports(config.ports_file, node.ports())
-            log.info("node.listening", host=config.host, **node.ports())
+            log.info(
+                "node.listening", host=config.host, dashboard=node.dashboard_url, **node.ports()
+            )
             task_status.started(node)
             await node._stopping.wait()
+            hub.close()  # the live feed's streams end, so the API's graceful stop has none
             for server in node.servers:
                 server.shutdown()
         background.cancel_scope.cancel()

@@ -109,6 +109,7 @@ class Connection:
         self._fd = stream.socket.fileno()  # -1 once the connection is over: no direct writes
         self._out = bytearray()
         self._in_batch = False
+        self._shares_in_batch = 0
         self._linked = False
         self._reader_scope = trio.CancelScope()
         self._scope: trio.CancelScope | None = None
@@ -259,6 +260,8 @@ class Connection:
         session = self.session
         clock = self._server.clock
         self._in_batch = True
+        self._shares_in_batch = 0
+        received = time.perf_counter()
         try:
             if data is None:
                 outcome = session.tick(clock())
@@ -271,6 +274,11 @@ class Connection:
         finally:
             self._in_batch = False
             self._flush()
+            observer = self._server.share_ack_observer
+            if self._shares_in_batch and observer is not None:
+                elapsed = time.perf_counter() - received
+                for _ in range(self._shares_in_batch):
+                    observer(elapsed)
 
     async def _carry_out(self, outcome: Outcome) -> bool:
         """Do what one outcome says, in order; True when the connection must close."""
@@ -288,6 +296,7 @@ class Connection:
                 log.debug("share.not_recorded", message=refused.message)
             finally:
                 self._in_batch = True
+                self._shares_in_batch += 1
         elif outcome.refused_submit is not None:
             self._count_rejected(outcome.refused_submit)
         self._out += outcome.reply
@@ -485,6 +494,9 @@ class StratumServer:
         self.stats = ServerStats()
         #: Injected faults (``stratum.faults``); ``None``: none, at no cost.
         self.faults: LinkFaults | None = None
+        #: Called with the seconds from a share's bytes received to its reply written (or
+        #: handed to the writer), once per share; ``None``: not measured.
+        self.share_ack_observer: Callable[[float], None] | None = None
         self.port: int | None = None
         self._clock = clock
         # Shared between listeners, connection ids are unique in a whole node.

@@ -38,3 +38,13 @@ def test_every_package_is_found_by_the_pyproject_rule() -> None:
     assert {"marketplace.core", "marketplace.api", "stratum.core", "workers"} <= on_disk
     assert found == on_disk
     assert not any(name.split(".")[0] in {"tests", "bench", "examples"} for name in found)
+
+
+def test_the_dashboards_files_are_package_data() -> None:
+    setuptools_config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = setuptools_config["package-data"]["marketplace.web"]
+    package = ROOT / "marketplace" / "web"
+    covered = {path for pattern in patterns for path in package.glob(pattern)}
+    files = {path for path in (package / "static").iterdir() if path.is_file()}
+    assert {"index.html", "dashboard.js", "dashboard.css"} <= {path.name for path in files}
+    assert files <= covered

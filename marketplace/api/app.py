@@ -56,6 +56,7 @@ nor is an ``auth.failed`` activity entry.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, NamedTuple, Protocol
@@ -181,6 +182,9 @@ class RpcService:
         self._clock = clock or Clock()
         self._methods = methods
         self._admin = admin
+        #: Called once per call with (method, code, seconds): code 0 for a result, else the
+        #: error's; a method not in the table is reported as ``"unknown"``.
+        self.call_observer: Callable[[str, int, float], None] | None = None
         self._auth = Authenticator(
             keyring=keyring,
             window_ms=int(self._settings.auth_window_s * 1000),
@@ -269,17 +273,23 @@ class RpcService:
         refused: list[int] = []
         succeeded = 0
         with structlog.contextvars.bound_contextvars(log_id=log_id):
+            observer = self.call_observer
             for item in parsed.items:
+                started = time.perf_counter()
+                code = 0
                 try:
                     if isinstance(item, rpc.BadCall):
                         raise public_error or item.error
                     result = await self._call(item, request)
                 except RpcError as error:
-                    refused.append(int(error.code))
+                    code = int(error.code)
+                    refused.append(code)
                     answer = rpc.encode_error(item.id, error)
                 else:
                     succeeded += 1
                     answer = rpc.encode_result(item.id, result)
+                if observer is not None:
+                    observer(self._method_label(item), code, time.perf_counter() - started)
                 if isinstance(item, rpc.BadCall) or not item.notification:
                     answers.append(answer)
             if caller is not None and succeeded:
@@ -326,6 +336,16 @@ class RpcService:
                     account=account, key_id=key_id, rule=rule, remote=remote, now_ms=now
                 )
             )
+
+    def _method_label(self, item: rpc.Call | rpc.BadCall) -> str:
+        """A call's method as a metrics label: a name of the tables, else ``"unknown"`` (the
+        label's values stay bounded whatever clients send)."""
+        if isinstance(item, rpc.Call) and (
+            item.method in self._methods
+            or (self._admin is not None and self._admin.knows(item.method))
+        ):
+            return item.method
+        return "unknown"
 
     async def _persist_use(self, key_id: str) -> None:
         keyring = self._keyring

@@ -16,7 +16,10 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from marketplace.api.app import ApiApp
+from marketplace.api.app import AsgiScope, Receive, Send
+
+#: An ASGI application (``ApiApp``, or the node's ``NodeSite`` around it).
+Asgi = Callable[[AsgiScope, Receive, Send], Awaitable[None]]
 
 #: How long requests in flight may take to finish once a graceful shutdown has begun.
 GRACEFUL_S: Final = 2.0
@@ -28,7 +31,7 @@ def _port_of(bind: str) -> int:
 
 async def serve_api(
     *,
-    app: ApiApp,
+    app: Asgi,
     host: str,
     port: int,
     shutdown: Callable[[], Awaitable[None]] | None = None,

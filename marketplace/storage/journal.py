@@ -242,6 +242,8 @@ class Journal:
         #: benchmarks: records / commits is the group-commit factor).
         self.commits = 0
         self.records_written = 0
+        #: Called after each commit with its seconds and its records (``None``: not measured).
+        self.commit_observer: Callable[[float, int], None] | None = None
 
     # ------------------------------------------------------------------ appending
 
@@ -414,6 +416,7 @@ class Journal:
             count += len(ticket.records)
         self._queued_records -= count
         first = self._last_seq + 1
+        started = time.perf_counter()
         try:
             # Shielded: the batch has left the queue, so it must be committed (or failed)
             # even if we are being cancelled; a commit in a thread cannot be interrupted anyway.
@@ -450,6 +453,8 @@ class Journal:
         self._last_seq = seq - 1
         self.commits += 1
         self.records_written += count
+        if self.commit_observer is not None:
+            self.commit_observer(time.perf_counter() - started, count)
         self._room.unpark_all()
 
     def _commit(self, batch: list[Ticket], first: int) -> sqlite3.Error | None:

@@ -1,0 +1,205 @@
+"""Prometheus metrics of a node (dashboard.md), with the official ``prometheus_client``.
+
+Theory of operation
+-------------------
+Two kinds of figure, kept apart:
+
+- **State** (connections, workers, shares, speeds, prices, orders, money): read at scrape time
+  from the same objects the API reads (the market's views, its fleet, the Stratum servers) by
+  a custom collector, so ``/metrics`` and ``market.stats`` agree for the same moment and no
+  hot path pays anything for them. Share and money counters are the market's all-time totals
+  from its durable state: they follow the journal, across restarts too.
+- **Latencies** (share acknowledgement, journal commit, API calls): histograms observed where
+  they happen, through the observer hooks the drivers expose (``StratumServer
+  .share_ack_observer``, ``Journal.commit_observer``, ``RpcService.call_observer``): one
+  ``perf_counter`` pair and one ``observe`` per event.
+
+Each node has its own ``CollectorRegistry``, so several nodes in one process (the tests) do
+not collide. A submit refused before subscribe or authorize is no share (there is no worker to
+count it for): it is in no share counter, as it is in no API figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from marketplace.core.market import Market
+from marketplace.core.model import OrderStatus, OrderType
+from marketplace.core.money import MSAT_PER_BTC
+from marketplace.core.views import MarketViews
+from stratum.core.shares import Algorithm
+
+#: The ``result`` label of ``hashmarket_shares_total``; any other reject reason is ``other``.
+SHARE_RESULTS: Final = ("accepted", "stale", "duplicate", "low_difficulty", "unauthorized", "other")
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+_FAST: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def _btc(msat: int | None) -> float:
+    return float("nan") if msat is None else msat / MSAT_PER_BTC
+
+
+class _StateCollector(Collector):
+    """The state half (see the module doc), read at each scrape."""
+
+    def __init__(
+        self,
+        *,
+        market: Market,
+        views: MarketViews,
+        now_ms: Callable[[], int],
+        connections: Callable[[], Mapping[Algorithm, int]],
+    ) -> None:
+        self._market = market
+        self._views = views
+        self._now_ms = now_ms
+        self._connections = connections
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        market, views, fleet = self._market, self._views, self._views.fleet
+        now = self._now_ms()
+        algorithms = market.algorithms()
+        connections = GaugeMetricFamily(
+            "hashmarket_stratum_connections", "open Stratum connections", labels=["algorithm"]
+        )
+        for algorithm, count in sorted(self._connections().items()):
+            connections.add_metric([algorithm.value], count)
+        workers = GaugeMetricFamily(
+            "hashmarket_workers",
+            "connected workers, serving an order or idle",
+            labels=["algorithm", "state"],
+        )
+        shares = CounterMetricFamily(
+            "hashmarket_shares", "shares by result", labels=["algorithm", "result"]
+        )
+        work = CounterMetricFamily(
+            "hashmarket_accepted_work_hashes",
+            "hashes proven by accepted shares",
+            labels=["algorithm"],
+        )
+        speed = GaugeMetricFamily(
+            "hashmarket_market_speed_hashes_per_second",
+            "accepted speed (as market.stats)",
+            labels=["algorithm"],
+        )
+        best = GaugeMetricFamily(
+            "hashmarket_best_price_btc", "highest standard bid (NaN: none)", labels=["algorithm"]
+        )
+        fill = GaugeMetricFamily(
+            "hashmarket_fill_price_btc",
+            "cheapest served standard order (NaN: none)",
+            labels=["algorithm"],
+        )
+        spent = CounterMetricFamily(
+            "hashmarket_spent_btc", "charged to buyers for accepted shares", labels=["algorithm"]
+        )
+        fees = CounterMetricFamily(
+            "hashmarket_fees_btc", "marketplace fees settled", labels=["algorithm"]
+        )
+        for algorithm in algorithms:
+            label = algorithm.value
+            idle = len(fleet.inspect(algorithm).idle)
+            connected = fleet.connected(algorithm)
+            workers.add_metric([label, "serving"], connected - idle)
+            workers.add_metric([label, "idle"], idle)
+            series = market.book.market_stats[algorithm]
+            counts = dict.fromkeys(SHARE_RESULTS, 0)
+            counts["accepted"] = series.accepted_shares
+            for reason, n in series.rejected_shares.items():
+                counts[reason if reason in counts else "other"] += n
+            for result, n in counts.items():
+                shares.add_metric([label, result], n)
+            history = market.book.market_history[algorithm]
+            work.add_metric([label], history.accepted_work_total)
+            stats = views.market_stats(algorithm, now_ms=now)
+            speed.add_metric([label], stats.accepted_speed_hs)
+            best_msat, fill_msat = views.prices(algorithm)
+            best.add_metric([label], _btc(best_msat))
+            fill.add_metric([label], _btc(fill_msat))
+            spent.add_metric([label], _btc(history.spent_msat_total))
+            fees.add_metric([label], _btc(history.fees_msat_total))
+        yield from (connections, workers, shares, work, speed, best, fill, spent, fees)
+        yield self._orders(algorithms)
+
+    def _orders(self, algorithms: list[Algorithm]) -> GaugeMetricFamily:
+        orders = GaugeMetricFamily(
+            "hashmarket_orders", "orders by type and status", labels=["algorithm", "type", "status"]
+        )
+        counts = {(a, t, s): 0 for a in algorithms for t in OrderType for s in OrderStatus}
+        for order in self._market.book.orders.values():
+            key = (order.algorithm, order.type, order.status)
+            if key in counts:
+                counts[key] += 1
+        for (algorithm, kind, status), n in counts.items():
+            orders.add_metric([algorithm.value, kind.value, status.value], n)
+        return orders
+
+
+class NodeMetrics:
+    """A node's registry: the state collector and the latency histograms (see the module
+    doc). ``connections`` gives the open Stratum connections per algorithm."""
+
+    def __init__(
+        self,
+        *,
+        market: Market,
+        views: MarketViews,
+        now_ms: Callable[[], int],
+        connections: Callable[[], Mapping[Algorithm, int]],
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(
+            _StateCollector(market=market, views=views, now_ms=now_ms, connections=connections)
+        )
+        self.share_ack = Histogram(
+            "hashmarket_share_ack_seconds",
+            "mining.submit received to its reply written",
+            ["algorithm"],
+            buckets=_FAST,
+            registry=self.registry,
+        )
+        self.journal_commit = Histogram(
+            "hashmarket_journal_commit_seconds",
+            "one group commit of the journal",
+            buckets=_FAST,
+            registry=self.registry,
+        )
+        self.journal_events = Counter(
+            "hashmarket_journal_events", "events committed to the journal", registry=self.registry
+        )
+        self.api_requests = Counter(
+            "hashmarket_api_requests",
+            "JSON-RPC calls by method and code (0: a result)",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.api_seconds = Histogram(
+            "hashmarket_api_request_seconds",
+            "time to answer one JSON-RPC call",
+            ["method"],
+            buckets=_FAST,
+            registry=self.registry,
+        )
+
+    def share_ack_observer(self, algorithm: Algorithm) -> Callable[[float], None]:
+        """The ``StratumServer.share_ack_observer`` of ``algorithm``'s listener."""
+        return self.share_ack.labels(algorithm.value).observe
+
+    def observe_commit(self, seconds: float, records: int) -> None:
+        """``Journal.commit_observer``: one commit of ``records`` events."""
+        self.journal_commit.observe(seconds)
+        self.journal_events.inc(records)
+
+    def observe_call(self, method: str, code: int, seconds: float) -> None:
+        """``RpcService.call_observer``: one JSON-RPC call."""
+        self.api_requests.labels(method, str(code)).inc()
+        self.api_seconds.labels(method).observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The text exposition of every metric now."""
+        return generate_latest(self.registry)
