@@ -120,8 +120,11 @@ class RawMiner:
     def latest(self) -> Notified:
         return self.notified[-1]
 
-    def solve(self, job: Notified, *, max_tries: int = 2_000_000) -> tuple[str, str, str]:
-        """Find (extranonce2, ntime, nonce) meeting the job's difficulty (brute force)."""
+    def solve(
+        self, job: Notified, *, max_tries: int = 2_000_000, valid: bool = True
+    ) -> tuple[str, str, str]:
+        """Find (extranonce2, ntime, nonce) meeting the job's difficulty (brute force); with
+        ``valid=False``, one that misses it (a low-difficulty share)."""
         _, prevhash, coinb1, coinb2, branch, version, nbits, ntime, _ = job.params
         target = shares.target_for(self.algorithm, job.difficulty)
         extranonce2 = next(self._en2).to_bytes(self.extranonce2_size, "big")
@@ -142,7 +145,7 @@ class RawMiner:
         for nonce in range(max_tries):
             nonce_bytes = nonce.to_bytes(4, "big")
             header = prefix + nonce_bytes[::-1]
-            if shares.hash_to_int(shares.pow_hash(self.algorithm, header)) <= target:
+            if (shares.hash_to_int(shares.pow_hash(self.algorithm, header)) <= target) is valid:
                 return extranonce2.hex(), ntime, nonce_bytes.hex()
         raise AssertionError(f"no share found in {max_tries} tries at {job.difficulty}")
 

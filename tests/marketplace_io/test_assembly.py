@@ -60,11 +60,14 @@ def settings(db: Path, **overrides: Any) -> NodeConfig:
 
 
 @asynccontextmanager
-async def serving(config: NodeConfig, clock: Clock | None = None) -> AsyncIterator[Node]:
-    """``run_node`` until the block ends, then its graceful stop (and wait for it)."""
+async def serving(
+    config: NodeConfig, clock: Clock | None = None, **options: Any
+) -> AsyncIterator[Node]:
+    """``run_node`` (with ``options``) until the block ends, then its graceful stop (and wait
+    for it)."""
     async with trio.open_nursery() as nursery:
         with trio.fail_after(20):
-            node: Node = await nursery.start(partial(run_node, config, clock=clock))
+            node: Node = await nursery.start(partial(run_node, config, clock=clock, **options))
         try:
             yield node
         finally:
