@@ -149,7 +149,12 @@
     Plotly.react(element, traces, Object.assign(base, layout), PLOT_CONFIG);
   }
 
-  function speedChart(id, points, algorithm, live) {
+  function timeAxis(spanMs) {
+    const now = Date.now() + state.clockOffset;
+    return { type: "date", range: [plotTime(now - spanMs), plotTime(now)] };
+  }
+
+  function speedChart(id, points, algorithm, live, spanMs) {
     const unit = unitOf(algorithm);
     const traces = [
       {
@@ -169,6 +174,7 @@
       });
     }
     plot(id, traces, {
+      xaxis: timeAxis(spanMs),
       yaxis: { title: `${unit}/s`, rangemode: "tozero" },
       yaxis2: { title: "workers", overlaying: "y", side: "right", rangemode: "tozero", dtick: 1 },
     });
@@ -177,15 +183,19 @@
   function drawHistory(algorithm) {
     const history = state.history[algorithm];
     if (!history) return;
-    speedChart("chart-speed-1h", history.hour, algorithm, state.live[algorithm]);
-    speedChart("chart-speed-24h", history.day, algorithm, null);
+    speedChart("chart-speed-1h", history.hour, algorithm, state.live[algorithm], HOUR);
+    speedChart("chart-speed-24h", history.day, algorithm, null, 24 * HOUR);
     const priced = history.day.filter((p) => p.best_price !== null || p.fill_price !== null);
     plot("chart-prices", [
       { name: "best", type: "scatter", mode: "lines+markers", line: { shape: "hv", color: COLORS[0] },
         x: priced.map((p) => plotTime(p.time_ms)), y: priced.map((p) => num(p.best_price)) },
       { name: "fill", type: "scatter", mode: "lines+markers", line: { shape: "hv", color: COLORS[2] },
         x: priced.map((p) => plotTime(p.time_ms)), y: priced.map((p) => num(p.fill_price)) },
-    ], { yaxis: { title: "BTC", tickformat: ".8f", rangemode: "tozero" } });
+    ], {
+      margin: { l: 88, r: 24, t: 8, b: 36 },
+      xaxis: timeAxis(24 * HOUR),
+      yaxis: { title: "BTC", tickformat: ".8f", rangemode: "tozero" },
+    });
   }
 
   function drawShares(algorithm) {
@@ -208,30 +218,29 @@
   }
 
   function drawDepth(event) {
-    // Best first: each order's capacity is its limit (an unlimited one: what it gets now).
+    // Best first, as steps: each order's price over its share of the cumulative limit (an
+    // unlimited order counts what it receives now); the served part is filled.
+    const limit = { x: [], y: [] };
+    const served = { x: [], y: [] };
     let capacity = 0;
-    let served = 0;
-    const x = [0];
-    const y = [];
-    const sx = [0];
-    const sy = [];
+    let speed = 0;
     for (const order of event.orders) {
       const price = num(order.price);
-      const limit = num(order.limit);
-      const speed = num(order.accepted_speed);
-      y.push(price);
-      sy.push(price);
-      capacity += limit > 0 ? limit : speed;
-      served += speed;
-      x.push(capacity);
-      sx.push(served);
+      const accepted = num(order.accepted_speed);
+      limit.x.push(capacity);
+      served.x.push(speed);
+      capacity += num(order.limit) > 0 ? num(order.limit) : accepted;
+      speed += accepted;
+      limit.x.push(capacity);
+      served.x.push(speed);
+      limit.y.push(price, price);
+      served.y.push(price, price);
     }
-    y.push(y.length ? y[y.length - 1] : 0);
-    sy.push(sy.length ? sy[sy.length - 1] : 0);
     plot("chart-depth", [
-      { name: "cumulative limit", type: "scatter", mode: "lines", line: { shape: "vh", color: COLORS[0] }, x, y },
-      { name: "served", type: "scatter", mode: "lines", fill: "tozeroy", line: { shape: "vh", color: COLORS[2] }, x: sx, y: sy },
+      { name: "served", type: "scatter", mode: "lines", fill: "tozeroy", line: { color: COLORS[2] }, ...served },
+      { name: "cumulative limit", type: "scatter", mode: "lines", line: { color: COLORS[0] }, ...limit },
     ], {
+      margin: { l: 88, r: 24, t: 8, b: 36 },
       xaxis: { title: `${event.unit}/s`, rangemode: "tozero" },
       yaxis: { title: "BTC", tickformat: ".8f", rangemode: "tozero" },
     });
@@ -381,7 +390,12 @@
     plot("chart-account", [
       { name: "spent", type: "bar", x: history.points.map((p) => plotTime(p.time_ms)), y: history.points.map((p) => num(p.spent)) },
       { name: "earned", type: "bar", x: history.points.map((p) => plotTime(p.time_ms)), y: history.points.map((p) => num(p.earned)) },
-    ], { yaxis: { title: "BTC", tickformat: ".8f" }, barmode: "group" });
+    ], {
+      margin: { l: 88, r: 24, t: 8, b: 36 },
+      xaxis: timeAxis(24 * HOUR),
+      yaxis: { title: "BTC", tickformat: ".8f" },
+      barmode: "group",
+    });
     await showOrders(orders.orders.slice().reverse().slice(0, 12), creds);
     fillTable($("#workers"), workers.workers, [
       (w) => w.name, (w) => w.algorithm, (w) => (w.connected ? "yes" : "no"), (w) => w.speed,
