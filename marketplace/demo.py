@@ -12,7 +12,9 @@ What happens, on loopback only, with a throw-away database:
 5. after ``--cancel-after`` seconds the buyer cancels the better order: its unspent budget is
    released and its worker moves to the remaining order at the next rebalance.
 
-It runs until Ctrl-C (or ``--duration``), then stops the workers and the node cleanly.
+The first line printed is the dashboard's URL (the node's API port): the page shows the same
+market live, with charts, for as long as the demo runs. It runs until Ctrl-C (or
+``--duration``), then stops the workers and the node cleanly.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ async def run_demo(args: argparse.Namespace, db: Path) -> None:
     )
     async with trio.open_nursery() as nursery:
         node: Node = await nursery.start(run_node, config)
+        # First thing: where to watch it. The node serves the page until the demo ends.
+        _print(f"dashboard: {node.dashboard_url}  (open it in a browser while the demo runs)")
         url = f"http://127.0.0.1:{node.api_port}"
         made = await node.core.create_account("buyer")
         _print(
