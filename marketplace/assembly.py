@@ -508,13 +508,14 @@ async def _serve(
                 node.control = make_control(node)
                 await background.start(node.control.faults.run)
                 admin = AdminApi(node.control)
+            settings = api_settings(config, stratum_ports=node.stratum_ports, base=api)
             app = build_app(
                 market=core.market,
                 fleet=core.fleet,
                 keyring=core.keyring,
                 security=core.security,
                 executor=core.engine,
-                settings=api_settings(config, stratum_ports=node.stratum_ports, base=api),
+                settings=settings,
                 clock=core.clock,
                 admin=admin,
                 health=core.health,
@@ -531,6 +532,7 @@ async def _serve(
                     host=config.host,
                     port=config.api_port,
                     shutdown=node._stopping.wait,
+                    send_timeout_s=settings.send_timeout_s,
                 )
             )
             node.readiness.passed("api")

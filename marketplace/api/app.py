@@ -104,6 +104,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: What ``market.info`` tells miners to connect to.
     stratum_host: str = "127.0.0.1"
     stratum_ports: dict[Algorithm, int] = msgspec.field(default_factory=dict)
+    #: A peer that leaves what we sent unread this long is disconnected (``api.server``).
+    send_timeout_s: float = 30.0
 
 
 class _Request(NamedTuple):

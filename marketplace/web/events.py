@@ -8,9 +8,12 @@ the events of every market, encoded once, and offers the same bytes objects to e
 A reader is one HTTP response (``serve``) with its own bounded memory channel of frames; a
 writer task moves frames from the channel to the connection. Offering never waits: when a
 reader's channel is full (it is not reading, so its socket and then its channel filled up) the
-reader is dropped: its channel is closed and its response cancelled, and the ticker goes on to
-the next reader. A stalled reader therefore holds at most ``max_queued`` frames, and those are
-the very bytes objects every other reader holds too; a node holds at most ``max_readers``.
+reader is dropped: its channel is closed, what it had queued is discarded and its response is
+ended (a browser's EventSource then reconnects), and the ticker goes on to the next reader. A
+stalled reader therefore holds at most ``max_queued`` frames, and those are the very bytes
+objects every other reader holds too; a node serves at most ``max_readers``. A writer stuck
+in a write to a peer that takes nothing stays stuck until the peer reads or the kernel aborts
+the connection (``api.server``'s send timeout), holding one frame.
 
 A new reader gets the latest frames at once, so a page has data before the next tick; every
 ``heartbeat_s`` a comment line keeps idle proxies from closing the stream. ``close`` (the
@@ -54,11 +57,11 @@ def sse_frame(event: str, data: bytes) -> bytes:
 
 
 class _Reader:
-    __slots__ = ("channel", "queued_bytes", "scope")
+    __slots__ = ("channel", "dropped", "queued_bytes")
 
-    def __init__(self, channel: trio.MemorySendChannel[bytes], scope: trio.CancelScope) -> None:
+    def __init__(self, channel: trio.MemorySendChannel[bytes]) -> None:
         self.channel = channel
-        self.scope = scope
+        self.dropped = False
         self.queued_bytes = 0
 
 
@@ -73,6 +76,8 @@ class EventHub:
         self._readers: set[_Reader] = set()
         self._latest: list[bytes] = []
         self._closed = False
+        self._streams = 0
+        self._streams_changed = trio.Event()
         #: Readers dropped for not keeping up, since start.
         self.dropped = 0
         #: The most bytes all readers' channels held at once (a test reads it).
@@ -80,8 +85,18 @@ class EventHub:
 
     @property
     def readers(self) -> int:
-        """Readers connected now."""
+        """Readers being offered frames now."""
         return len(self._readers)
+
+    @property
+    def streams(self) -> int:
+        """Responses still open, a dropped reader's included until its connection lets go."""
+        return self._streams
+
+    async def wait_streams(self, *, at_most: int) -> None:
+        """Wait until at most ``at_most`` responses are open."""
+        while self._streams > at_most:
+            await self._streams_changed.wait()
 
     def queued_bytes(self) -> int:
         """Bytes waiting in every reader's channel now (shared frames counted per reader)."""
@@ -117,9 +132,10 @@ class EventHub:
         self.peak_queued_bytes = max(self.peak_queued_bytes, self.queued_bytes())
 
     def _drop(self, reader: _Reader) -> None:
+        # What it has queued is discarded: its writer ends the response instead of sending it.
         self._readers.discard(reader)
+        reader.dropped = True
         reader.channel.close()
-        reader.scope.cancel()
         self.dropped += 1
         log.info("events.reader_dropped", queued_bytes=reader.queued_bytes)
 
@@ -131,37 +147,41 @@ class EventHub:
             reader.channel.close()
 
     async def serve(self, receive: Receive, send: Send) -> None:
-        """Answer one ``GET /events`` until the client goes, is dropped, or ``close``."""
+        """Answer one ``GET /events`` until the client goes, is dropped, or ``close``. A
+        dropped reader's response is ended (the client may reconnect and start afresh)."""
         if self._closed or len(self._readers) >= self.settings.max_readers:
             body = b"too many readers\n" if not self._closed else b"stopping\n"
             await send({"type": "http.response.start", "status": 503, "headers": []})
             await send({"type": "http.response.body", "body": body})
             return
         sender, frames = trio.open_memory_channel[bytes](self.settings.max_queued)
-        with trio.CancelScope() as scope:
-            reader = _Reader(sender, scope)
-            self._readers.add(reader)
-            try:
-                await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-                await send(
-                    {"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True}
-                )
-                for frame in self._latest:
-                    sender.send_nowait(frame)
-                    reader.queued_bytes += len(frame)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_until_disconnect, receive, nursery.cancel_scope)
-                    async with frames:
-                        async for frame in frames:
-                            reader.queued_bytes -= len(frame)
-                            await send(
-                                {"type": "http.response.body", "body": frame, "more_body": True}
-                            )
-                    await send({"type": "http.response.body", "body": b""})
-                    nursery.cancel_scope.cancel()
-            finally:
-                self._readers.discard(reader)
-                sender.close()
+        reader = _Reader(sender)
+        self._readers.add(reader)
+        self._streams += 1
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            await send(
+                {"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True}
+            )
+            for frame in self._latest:
+                sender.send_nowait(frame)
+                reader.queued_bytes += len(frame)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_until_disconnect, receive, nursery.cancel_scope)
+                async with frames:
+                    async for frame in frames:
+                        if reader.dropped:
+                            break
+                        reader.queued_bytes -= len(frame)
+                        await send({"type": "http.response.body", "body": frame, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+                nursery.cancel_scope.cancel()
+        finally:
+            self._readers.discard(reader)
+            sender.close()
+            self._streams -= 1
+            self._streams_changed.set()
+            self._streams_changed = trio.Event()
 
 
 async def _until_disconnect(receive: Receive, scope: trio.CancelScope) -> None:

@@ -101,6 +101,16 @@ class LiveNode:
         assert self._token is not None
         trio.from_thread.run_sync(self._running.set, trio_token=self._token)
 
+    def rebalance(self) -> None:
+        """Rebalance every market now (after ``freeze``, nothing moves again until thawed)."""
+
+        async def rebalance() -> None:
+            assert self.node is not None
+            self.node.core.scheduler.rebalance()
+            await trio.lowlevel.checkpoint()
+
+        self.run(rebalance)
+
     def create_account(self, name: str, *, deposit_btc: int = 1) -> Bootstrap:
         """A funded account with its first key (all scopes)."""
 

@@ -186,10 +186,14 @@ def test_market_view_charts_live_speed_and_totals_equal_the_api(
     # The same moment: miners paused, market time frozen; the page shows an event of then.
     live.pause_miners()
     frozen = live.clock.freeze()
+    # The allocation settles at the frozen time; from here on nothing changes.
+    live.rebalance()
     try:
+        seen = int(page.page.evaluate("document.body.dataset.events"))
         page.page.wait_for_function(
-            "ms => document.querySelector('[data-total=time]').dataset.ms === String(ms)",
-            arg=frozen,
+            "([ms, seen]) => Number(document.body.dataset.events) >= seen + 2 &&"
+            " document.querySelector('[data-total=time]').dataset.ms === String(ms)",
+            arg=[frozen, seen],
         )
         with client(live) as api:
             stats = api.market_stats("sha256d")

@@ -10,13 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-import trio
 
 from marketplace.config import NodeConfig
-from stratum.core.shares import Algorithm
 from tests.clocks import T0, ManualClock
-from tests.marketplace_io.miner import RawMiner, StratumError
-from tests.marketplace_io.test_assembly import ORDER, Api, serving, settings
+from tests.dashboard.helpers import buyer_and_miner
+from tests.marketplace_io.miner import StratumError
+from tests.marketplace_io.test_assembly import Api, serving, settings
 
 MINUTE = 60_000
 
@@ -38,18 +37,8 @@ async def test_history_holds_what_happened_and_a_restart_answers_the_same(tmp_pa
     config: NodeConfig = settings(tmp_path / "m.db", history_interval=0)
     async with serving(config, clock) as node:
         core = node.core
-        creds = await core.create_account("buyer")
         async with httpx.AsyncClient() as http:
-            api = Api(node, http, creds)
-            await api.call("account.deposit", {"amount": "1"}, signed_at=clock.wall_ms())
-            order = (await api.call("order.create", ORDER, signed_at=clock.wall_ms()))["result"]
-            stream = await trio.open_tcp_stream("127.0.0.1", node.stratum_ports[Algorithm.SHA256D])
-            async with stream:
-                miner = RawMiner(stream, timeout=10)
-                await miner.login("seller.rig")
-                if core.scheduler.rebalance():
-                    await miner.pump()  # the order's job
-                assert set(core.fleet.assignments().values()) == {order["id"]}
+            async with buyer_and_miner(node, http, clock) as (api, order, miner):
                 accepted = 0
                 for minute in range(3):
                     assert await core.scheduler.sample() == 2  # both markets: news
@@ -81,6 +70,7 @@ async def test_history_holds_what_happened_and_a_restart_answers_the_same(tmp_pa
     assert account["account"] == "buyer"
     assert abs(sum(float(p["spent"]) for p in account["points"]) - spent) < 1e-8
     assert order["id"]
+    creds = api.creds
     async with serving(config, clock) as node:
         assert node.core.replayed == 0  # from the shutdown snapshot
         async with httpx.AsyncClient() as http:

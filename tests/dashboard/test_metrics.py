@@ -14,10 +14,10 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from marketplace.core.stats import share_work
-from stratum.core.shares import Algorithm
 from tests.clocks import T0, ManualClock
-from tests.marketplace_io.miner import RawMiner, StratumError
-from tests.marketplace_io.test_assembly import ORDER, Api, serving, settings
+from tests.dashboard.helpers import buyer_and_miner
+from tests.marketplace_io.miner import StratumError
+from tests.marketplace_io.test_assembly import serving, settings
 
 MH = 10**6
 
@@ -38,45 +38,38 @@ def value(found: dict[Any, float], name: str, **labels: str) -> float:
 async def test_metrics_agree_with_the_miners_and_the_api(tmp_path: Path) -> None:
     clock = ManualClock(T0)
     config = settings(tmp_path / "m.db", history_interval=0)
-    async with serving(config, clock) as node, httpx.AsyncClient() as http:
-        core = node.core
-        creds = await core.create_account("buyer")
-        api = Api(node, http, creds)
-        await api.call("account.deposit", {"amount": "1"}, signed_at=clock.wall_ms())
-        order = (await api.call("order.create", ORDER, signed_at=clock.wall_ms()))["result"]
-        stream = await trio.open_tcp_stream("127.0.0.1", node.stratum_ports[Algorithm.SHA256D])
-        async with stream:
-            miner = RawMiner(stream, timeout=10)
-            await miner.login("seller.rig")
-            if core.scheduler.rebalance():
-                await miner.pump()
-            got: dict[str, int] = {}
-            work = 0
-            for round_ in range(12):
-                job = miner.latest
-                params = ["seller.rig", job.job_id, *miner.solve(job, valid=round_ != 5)]
-                for _ in range(2 if round_ % 4 == 0 else 1):  # every 4th share sent twice
-                    try:
-                        result = await miner.call("mining.submit", params)
-                    except StratumError as error:
-                        reason = {22: "duplicate", 23: "low_difficulty"}[error.code]
-                        got[reason] = got.get(reason, 0) + 1
-                    else:
-                        assert result is True
-                        got["accepted"] = got.get("accepted", 0) + 1
-                        work += share_work(job.difficulty)
-                clock.advance(500)
-            assert got == {"accepted": 11, "duplicate": 3, "low_difficulty": 1}
-            refused = await api.call("account.balance", signed_at=clock.wall_ms() - 10**7)
-            assert refused["error"]["code"] == 4008
-            stats = (await api.call("market.stats", {"algorithm": "sha256d"}))["result"]
-            book = (await api.call("market.orderbook", {"algorithm": "sha256d"}))["result"]
-            with trio.fail_after(10):
-                response = await http.get(f"http://127.0.0.1:{node.api_port}/metrics")
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-            found = samples(response.text)
-            mine = await api.call("order.get", {"id": order["id"]}, signed_at=clock.wall_ms())
+    async with (
+        serving(config, clock) as node,
+        httpx.AsyncClient() as http,
+        buyer_and_miner(node, http, clock) as (api, order, miner),
+    ):
+        got: dict[str, int] = {}
+        work = 0
+        for round_ in range(12):
+            job = miner.latest
+            params = ["seller.rig", job.job_id, *miner.solve(job, valid=round_ != 5)]
+            for _ in range(2 if round_ % 4 == 0 else 1):  # every 4th share sent twice
+                try:
+                    result = await miner.call("mining.submit", params)
+                except StratumError as error:
+                    reason = {22: "duplicate", 23: "low_difficulty"}[error.code]
+                    got[reason] = got.get(reason, 0) + 1
+                else:
+                    assert result is True
+                    got["accepted"] = got.get("accepted", 0) + 1
+                    work += share_work(job.difficulty)
+            clock.advance(500)
+        assert got == {"accepted": 11, "duplicate": 3, "low_difficulty": 1}
+        refused = await api.call("account.balance", signed_at=clock.wall_ms() - 10**7)
+        assert refused["error"]["code"] == 4008
+        stats = (await api.call("market.stats", {"algorithm": "sha256d"}))["result"]
+        book = (await api.call("market.orderbook", {"algorithm": "sha256d"}))["result"]
+        with trio.fail_after(10):
+            response = await http.get(f"http://127.0.0.1:{node.api_port}/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+        found = samples(response.text)
+        mine = await api.call("order.get", {"id": order["id"]}, signed_at=clock.wall_ms())
     sha = {"algorithm": "sha256d"}
     for result in ("accepted", "duplicate", "low_difficulty"):
         assert value(found, "hashmarket_shares_total", result=result, **sha) == got[result]

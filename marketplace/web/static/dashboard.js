@@ -30,6 +30,7 @@
     clockOffset: 0, // server wall clock minus ours, for X-Time
     creds: null,
     orderStats: {}, // order id -> order.stats result (ended orders are fetched once)
+    received: 0, // market events received
   };
 
   const $ = (selector, root = document) => root.querySelector(selector);
@@ -275,6 +276,7 @@
   }
 
   function onMarket(event) {
+    state.received += 1;
     const algorithm = event.algorithm;
     state.latest[algorithm] = event;
     const live = (state.live[algorithm] = state.live[algorithm] || []);
@@ -317,7 +319,10 @@
       live.dataset.state = "reconnecting";
       live.textContent = "reconnecting";
     });
-    source.addEventListener("market", (message) => onMarket(JSON.parse(message.data)));
+    source.addEventListener("market", (message) => {
+      onMarket(JSON.parse(message.data));
+      document.body.dataset.events = String(state.received);
+    });
   }
 
   // ------------------------------------------------------------------ tabs
