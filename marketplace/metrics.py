@@ -40,6 +40,21 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 _FAST: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+#: The figures with one value per market: (family, name, help); values from ``_figures``.
+_PER_MARKET: Final = (
+    (CounterMetricFamily, "hashmarket_accepted_work_hashes", "hashes proven by accepted shares"),
+    (
+        GaugeMetricFamily,
+        "hashmarket_market_speed_hashes_per_second",
+        "accepted speed (as market.stats)",
+    ),
+    (GaugeMetricFamily, "hashmarket_best_price_btc", "highest standard bid (NaN: none)"),
+    (GaugeMetricFamily, "hashmarket_fill_price_btc", "cheapest served standard order (NaN: none)"),
+    (CounterMetricFamily, "hashmarket_spent_btc", "charged to buyers for accepted shares"),
+    (CounterMetricFamily, "hashmarket_fees_btc", "marketplace fees settled"),
+)
+
+
 def _btc(msat: int | None) -> float:
     return float("nan") if msat is None else msat / MSAT_PER_BTC
 
@@ -61,9 +76,8 @@ class _StateCollector(Collector):
         self._connections = connections
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        market, views, fleet = self._market, self._views, self._views.fleet
+        market, fleet = self._market, self._views.fleet
         now = self._now_ms()
-        algorithms = market.algorithms()
         connections = GaugeMetricFamily(
             "hashmarket_stratum_connections", "open Stratum connections", labels=["algorithm"]
         )
@@ -77,35 +91,11 @@ class _StateCollector(Collector):
         shares = CounterMetricFamily(
             "hashmarket_shares", "shares by result", labels=["algorithm", "result"]
         )
-        work = CounterMetricFamily(
-            "hashmarket_accepted_work_hashes",
-            "hashes proven by accepted shares",
-            labels=["algorithm"],
-        )
-        speed = GaugeMetricFamily(
-            "hashmarket_market_speed_hashes_per_second",
-            "accepted speed (as market.stats)",
-            labels=["algorithm"],
-        )
-        best = GaugeMetricFamily(
-            "hashmarket_best_price_btc", "highest standard bid (NaN: none)", labels=["algorithm"]
-        )
-        fill = GaugeMetricFamily(
-            "hashmarket_fill_price_btc",
-            "cheapest served standard order (NaN: none)",
-            labels=["algorithm"],
-        )
-        spent = CounterMetricFamily(
-            "hashmarket_spent_btc", "charged to buyers for accepted shares", labels=["algorithm"]
-        )
-        fees = CounterMetricFamily(
-            "hashmarket_fees_btc", "marketplace fees settled", labels=["algorithm"]
-        )
-        for algorithm in algorithms:
+        single = {name: kind(name, text, labels=["algorithm"]) for kind, name, text in _PER_MARKET}
+        for algorithm in market.algorithms():
             label = algorithm.value
             idle = len(fleet.inspect(algorithm).idle)
-            connected = fleet.connected(algorithm)
-            workers.add_metric([label, "serving"], connected - idle)
+            workers.add_metric([label, "serving"], fleet.connected(algorithm) - idle)
             workers.add_metric([label, "idle"], idle)
             series = market.book.market_stats[algorithm]
             counts = dict.fromkeys(SHARE_RESULTS, 0)
@@ -114,17 +104,26 @@ class _StateCollector(Collector):
                 counts[reason if reason in counts else "other"] += n
             for result, n in counts.items():
                 shares.add_metric([label, result], n)
-            history = market.book.market_history[algorithm]
-            work.add_metric([label], history.accepted_work_total)
-            stats = views.market_stats(algorithm, now_ms=now)
-            speed.add_metric([label], stats.accepted_speed_hs)
-            best_msat, fill_msat = views.prices(algorithm)
-            best.add_metric([label], _btc(best_msat))
-            fill.add_metric([label], _btc(fill_msat))
-            spent.add_metric([label], _btc(history.spent_msat_total))
-            fees.add_metric([label], _btc(history.fees_msat_total))
-        yield from (connections, workers, shares, work, speed, best, fill, spent, fees)
-        yield self._orders(algorithms)
+            for name, value in self._figures(algorithm, now_ms=now).items():
+                single[name].add_metric([label], value)
+        yield from (connections, workers, shares, *single.values())
+        yield self._orders(market.algorithms())
+
+    def _figures(self, algorithm: Algorithm, *, now_ms: int) -> dict[str, float]:
+        """One market's single-valued figures, by metric name (see ``_PER_MARKET``)."""
+        views = self._views
+        history = self._market.book.market_history[algorithm]
+        best, fill = views.prices(algorithm)
+        return {
+            "hashmarket_accepted_work_hashes": history.accepted_work_total,
+            "hashmarket_market_speed_hashes_per_second": views.market_stats(
+                algorithm, now_ms=now_ms
+            ).accepted_speed_hs,
+            "hashmarket_best_price_btc": _btc(best),
+            "hashmarket_fill_price_btc": _btc(fill),
+            "hashmarket_spent_btc": _btc(history.spent_msat_total),
+            "hashmarket_fees_btc": _btc(history.fees_msat_total),
+        }
 
     def _orders(self, algorithms: list[Algorithm]) -> GaugeMetricFamily:
         orders = GaugeMetricFamily(
