@@ -388,6 +388,7 @@ async def run_node(
             async with open_core(config, clock=clock) as core:
                 node = Node(core=core)
                 node.readiness.passed("journal")  # open_core restored it
+                node.readiness.watch("storage", lambda: _storage_problem(core.health))
                 try:
                     await _serve(node, api=api, web=web, task_status=task_status)
                 finally:
@@ -456,6 +457,13 @@ def make_control(node: Node) -> Control:
         stratum_host=core.config.host,
         stratum_ports=dict(node.stratum_ports),
     )
+
+
+def _storage_problem(health: StorageHealth) -> str | None:
+    """``/readyz``'s storage check: why the store takes no writes now, if it does not."""
+    if health.ready:
+        return None
+    return f"{health.state.value}: {health.cause or 'unknown cause'}"
 
 
 def _metrics(node: Node) -> NodeMetrics:

@@ -4,11 +4,14 @@ ETag, 304, gzip, a year of cache), /healthz, /readyz and its checks, 404 and 405
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
+from marketplace.durability import StorageUnavailable
 from marketplace.readiness import Readiness
 from tests.marketplace_io.test_assembly import serving, settings
 
@@ -73,7 +76,7 @@ async def test_healthz_and_readyz_follow_the_nodes_checks(tmp_path: Path) -> Non
             assert ready.status_code == 200
             assert ready.json() == {
                 "ready": True,
-                "checks": {"api": "ok", "journal": "ok", "stratum": "ok"},
+                "checks": {"api": "ok", "journal": "ok", "storage": "ok", "stratum": "ok"},
             }
             # Another part of the node (a failing store, say) adds its own check.
             node.readiness.fail("storage", "the store is failing")
@@ -97,3 +100,36 @@ def test_readiness_is_not_ready_until_every_check_passed() -> None:
     readiness.fail("journal", "replaying")
     assert not readiness.ready
     assert readiness.report()["journal"] == "replaying"
+
+
+async def test_readyz_answers_503_while_the_store_fails(tmp_path: Path) -> None:
+    config = settings(tmp_path / "m.db")
+    async with (
+        serving(config) as node,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.api_port}") as http,
+    ):
+        health = node.core.health
+        with trio.fail_after(60):
+            assert (await http.get("/readyz")).status_code == 200
+            # Another process holds the database: the node's next write fails once SQLite's
+            # busy timeout passes, and the node is degraded until the store takes writes again.
+            locker = sqlite3.connect(config.db, timeout=0.1, isolation_level=None)
+            locker.execute("BEGIN EXCLUSIVE")
+            try:
+                market = node.core.market
+                with pytest.raises(StorageUnavailable):
+                    await node.core.engine.execute(
+                        lambda: market.create_account(account="held", now_ms=0)
+                    )
+                while health.ready:
+                    await health.wait_changed()
+                failing = await http.get("/readyz")
+                assert failing.status_code == 503
+                assert failing.json()["checks"]["storage"].startswith(health.state.value)
+                assert (await http.get("/healthz")).status_code == 200
+            finally:
+                locker.execute("ROLLBACK")
+                locker.close()
+            while not health.ready:
+                await health.wait_changed()
+            assert (await http.get("/readyz")).status_code == 200
