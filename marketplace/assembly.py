@@ -89,7 +89,7 @@ from marketplace.core.views import MarketViews
 from marketplace.durability import StorageHealth, StorageUnavailable
 from marketplace.engine import Engine
 from marketplace.masterkey import open_keyring, open_security
-from marketplace.metrics import NodeMetrics
+from marketplace.metrics import MetricSources, NodeMetrics
 from marketplace.readiness import Readiness
 from marketplace.scheduler import MarketScheduler, SchedulerConfig
 from marketplace.storage import Answer, Journal, JournalError, Storage, StorageFault, Synchronous
@@ -470,10 +470,12 @@ def _metrics(node: Node) -> NodeMetrics:
     """The node's metrics, hooked into the journal (the servers and the API hook in later)."""
     core = node.core
     metrics = NodeMetrics(
-        market=core.market,
-        views=core.views,
-        now_ms=core.clock.now_ms,
-        connections=lambda: {s.config.algorithm: s.live_connections for s in node.servers},
+        MetricSources(
+            market=core.market,
+            views=core.views,
+            now_ms=core.clock.now_ms,
+            connections=lambda: {s.config.algorithm: s.live_connections for s in node.servers},
+        )
     )
     core.journal.commit_observer = metrics.observe_commit
     return metrics

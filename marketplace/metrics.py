@@ -22,6 +22,7 @@ count it for): it is in no share counter, as it is in no API figure.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -59,21 +60,25 @@ def _btc(msat: int | None) -> float:
     return float("nan") if msat is None else msat / MSAT_PER_BTC
 
 
+@dataclass(frozen=True, slots=True)
+class MetricSources:
+    """What the state figures are read from: the market and its views (with the fleet), the
+    node's market time, and the open Stratum connections per algorithm."""
+
+    market: Market
+    views: MarketViews
+    now_ms: Callable[[], int]
+    connections: Callable[[], Mapping[Algorithm, int]]
+
+
 class _StateCollector(Collector):
     """The state half (see the module doc), read at each scrape."""
 
-    def __init__(
-        self,
-        *,
-        market: Market,
-        views: MarketViews,
-        now_ms: Callable[[], int],
-        connections: Callable[[], Mapping[Algorithm, int]],
-    ) -> None:
-        self._market = market
-        self._views = views
-        self._now_ms = now_ms
-        self._connections = connections
+    def __init__(self, sources: MetricSources) -> None:
+        self._market = sources.market
+        self._views = sources.views
+        self._now_ms = sources.now_ms
+        self._connections = sources.connections
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         market, fleet = self._market, self._views.fleet
@@ -140,21 +145,12 @@ class _StateCollector(Collector):
 
 
 class NodeMetrics:
-    """A node's registry: the state collector and the latency histograms (see the module
-    doc). ``connections`` gives the open Stratum connections per algorithm."""
+    """A node's registry: the state collector over ``sources`` and the latency histograms
+    (see the module doc)."""
 
-    def __init__(
-        self,
-        *,
-        market: Market,
-        views: MarketViews,
-        now_ms: Callable[[], int],
-        connections: Callable[[], Mapping[Algorithm, int]],
-    ) -> None:
+    def __init__(self, sources: MetricSources) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(
-            _StateCollector(market=market, views=views, now_ms=now_ms, connections=connections)
-        )
+        self.registry.register(_StateCollector(sources))
         self.share_ack = Histogram(
             "hashmarket_share_ack_seconds",
             "mining.submit received to its reply written",

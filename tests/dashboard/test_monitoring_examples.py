@@ -14,7 +14,7 @@ from marketplace.core.fleet import Fleet
 from marketplace.core.market import Market
 from marketplace.core.model import MarketConfig
 from marketplace.core.views import MarketViews
-from marketplace.metrics import NodeMetrics
+from marketplace.metrics import MetricSources, NodeMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 #: dashboard.md's metrics (the hashmarket_upstream_* ones come with the proxy's order pools).
@@ -41,7 +41,9 @@ def exposed() -> set[str]:
     """Every sample name a node's /metrics has (families and their suffixed samples)."""
     market = Market(config=MarketConfig())
     views = MarketViews(market, Fleet(config=market.config))
-    metrics = NodeMetrics(market=market, views=views, now_ms=lambda: 0, connections=dict)
+    metrics = NodeMetrics(
+        MetricSources(market=market, views=views, now_ms=lambda: 0, connections=dict)
+    )
     metrics.observe_commit(0.001, 1)
     metrics.observe_call("market.stats", 0, 0.001)
     for algorithm in market.algorithms():
