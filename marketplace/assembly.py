@@ -53,7 +53,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -79,6 +79,7 @@ from marketplace.control.advance import TimeMachine
 from marketplace.control.faults import Faults
 from marketplace.control.workers import Workers
 from marketplace.core.errors import MarketError
+from marketplace.core.eventsourced import EventSourced
 from marketplace.core.fleet import Fleet
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
@@ -88,11 +89,13 @@ from marketplace.core.security import AccountSecurity
 from marketplace.core.views import MarketViews
 from marketplace.durability import StorageHealth, StorageUnavailable
 from marketplace.engine import Engine
-from marketplace.masterkey import open_keyring, open_security
+from marketplace.masterkey import load_master_key, random_key_id
 from marketplace.metrics import MetricSources, NodeMetrics
 from marketplace.readiness import Readiness
 from marketplace.scheduler import MarketScheduler, SchedulerConfig
+from marketplace.standby import follow_until_active
 from marketplace.storage import Answer, Journal, JournalError, Storage, StorageFault, Synchronous
+from marketplace.storage.journal import running
 from marketplace.web.events import EventHub, HubSettings
 from marketplace.web.site import NodeSite, market_frames
 from stratum.config import StratumConfig
@@ -228,6 +231,36 @@ class Core:
         await revoke_operator_key(self.components, key_id=key_id, now_ms=self.clock.now_ms())
 
 
+@dataclass(frozen=True, eq=False)
+class Durable:
+    """The components a node journals, built empty (their state comes from the journal)."""
+
+    market: Market
+    keyring: KeyRing
+    security: AccountSecurity
+    #: The journaled offset of market time.
+    market_time: MarketTime
+
+    def all(self) -> list[EventSourced[Any]]:
+        """Every one of them, in the engine's order."""
+        return [self.market, self.keyring, self.security, self.market_time]
+
+
+def durable_components(config: NodeConfig, *, master_key: bytes) -> Durable:
+    """Empty components under this node's rules, with secrets derived from ``master_key``
+    and random ids (``marketplace.masterkey``). Raises ``ValueError`` for a short key."""
+    return Durable(
+        market=Market(config=market_config(config)),
+        keyring=KeyRing(master_key=master_key, new_key_id=random_key_id),
+        security=AccountSecurity(
+            master_key=master_key,
+            new_id=random_key_id,
+            address_lock_ms=int(config.address_lock * 1000),
+        ),
+        market_time=MarketTime(),
+    )
+
+
 @asynccontextmanager
 async def open_core(
     config: NodeConfig,
@@ -236,35 +269,48 @@ async def open_core(
     scheduler: SchedulerConfig | None = None,
 ) -> AsyncIterator[Core]:
     """The database at ``config.db`` open and restored into fresh components, for the block;
-    on exit the journal commits what is queued and closes. The caller holds the lock.
+    on exit the journal commits what is queued and closes. The journal's writer holds the
+    database's lock for the block. With ``config.standby`` the components follow the journal
+    first, with no lock, until the active market is gone (``marketplace.standby``).
 
-    Raises ``ValueError`` for a bad ``synchronous`` setting, ``JournalError`` for a journal
-    of another schema or naming an unknown component, ``PermissionError``/``ValueError`` for
-    a bad master key, ``FileNotFoundError`` for a missing key file of an existing database.
+    Raises ``NodeBusy`` if another process holds the lock (never with ``standby``),
+    ``ValueError`` for a bad ``synchronous`` setting, ``JournalError`` for a journal of another
+    schema or naming an unknown component, ``PermissionError``/``ValueError`` for a bad or
+    missing master key, ``FileNotFoundError`` for a missing key file of an existing database.
     """
     clock = clock or Clock()
-    storage = Storage(config.db)
+    storage = Storage(config.db, master_key_file=config.master_key_file)
     synchronous = Synchronous(config.synchronous.upper())
-    # Only a new database may get a new master key: a new one invalidates every key issued.
-    fresh = not await trio.Path(storage.db).exists()
-    keyring = open_keyring(storage.key_path, create=fresh)
-    security = open_security(storage.key_path, address_lock_ms=int(config.address_lock * 1000))
-    market = Market(config=market_config(config))
-    fleet = Fleet(config=market.config)
-    market_time = MarketTime()
-    async with storage.open_journal(synchronous=synchronous) as journal:
-        engine = Engine(
-            components=[market, keyring, security, market_time], journal=journal, clock=clock
-        )
+    new_file = storage.path is not None and not await trio.Path(storage.path).exists()
+    journal = await storage.journal(synchronous=synchronous)
+    built: tuple[Durable, Engine] | None = None
+    replayed = 0
+
+    def build(*, create_key: bool) -> tuple[Durable, Engine]:
+        # Only a new database may get a new master key: a new one invalidates every key issued.
+        master_key = load_master_key(storage.key_path, create=create_key)
+        parts = durable_components(config, master_key=master_key)
+        return parts, Engine(components=parts.all(), journal=journal, clock=clock)
+
+    if config.standby:
+        built = build(create_key=False)
+        replayed = await follow_until_active(built[1], journal)
+    async with running(journal):
+        if built is None:
+            built = build(
+                create_key=new_file if storage.path is not None else journal.last_seq == 0
+            )
+            replayed = await built[1].restore()
+        parts, engine = built
+        fleet = Fleet(config=parts.market.config)
         timers = MarketScheduler(
             engine=engine,
-            market=market,
+            market=parts.market,
             fleet=fleet,
             config=scheduler or scheduler_config(config),
         )
-        replayed = await engine.restore()
         # Market time resumes where the journal left it (wall clock plus the last offset).
-        clock.follow(market_time)
+        clock.follow(parts.market_time)
         listeners: list[JumpListener] = [fleet.clock_jumped]
 
         def jumped(delta_ms: int) -> None:
@@ -273,7 +319,10 @@ async def open_core(
 
         clock.add_jump_listener(jumped)
         log.info(
-            "node.restored", db=config.db, events=replayed, market_offset_ms=market_time.offset_ms
+            "node.restored",
+            db=storage.name,
+            events=replayed,
+            market_offset_ms=parts.market_time.offset_ms,
         )
         try:
             yield Core(
@@ -281,11 +330,11 @@ async def open_core(
                 clock=clock,
                 storage=storage,
                 journal=journal,
-                market=market,
+                market=parts.market,
                 fleet=fleet,
-                keyring=keyring,
-                security=security,
-                market_time=market_time,
+                keyring=parts.keyring,
+                security=parts.security,
+                market_time=parts.market_time,
                 engine=engine,
                 scheduler=timers,
                 replayed=replayed,
@@ -302,11 +351,10 @@ def run_offline(
     restore it, run the command (durably, through ``core.engine``), close it; the command's
     result. Synchronous (it runs its own trio loop).
 
-    Raises ``NodeBusy`` before opening anything if a node serves the database, else whatever
-    ``open_core`` or the command raise.
+    Raises ``NodeBusy`` if a node serves the database (before the command runs), else
+    whatever ``open_core`` or the command raise.
     """
-    with Storage(config.db).lock():
-        return trio.run(_offline, config, command, clock)
+    return trio.run(_offline, config, command, clock)
 
 
 async def _offline(
@@ -383,18 +431,17 @@ async def run_node(
     Raises ``NodeBusy`` if another process holds the database's lock, ``OSError`` if a
     listener cannot bind, and as ``open_core``.
     """
-    with Storage(config.db).lock():
-        try:
-            async with open_core(config, clock=clock) as core:
-                node = Node(core=core)
-                node.readiness.passed("journal")  # open_core restored it
-                node.readiness.watch("storage", lambda: _storage_problem(core.health))
-                try:
-                    await _serve(node, api=api, web=web, task_status=task_status)
-                finally:
-                    _snapshot(core.engine)
-        finally:
-            log.info("node.stopped", db=config.db)
+    try:
+        async with open_core(config, clock=clock) as core:
+            node = Node(core=core)
+            node.readiness.passed("journal")  # open_core restored it
+            node.readiness.watch("storage", lambda: _storage_problem(core.health))
+            try:
+                await _serve(node, api=api, web=web, task_status=task_status)
+            finally:
+                _snapshot(core.engine)
+    finally:
+        log.info("node.stopped", db=Storage(config.db).name)
 
 
 def _snapshot(engine: Engine) -> None:

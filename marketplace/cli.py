@@ -1,11 +1,12 @@
 """``hashmarket``: the one console script (also ``python -m marketplace``).
 
 Sub-commands (see ``../shared/spec/cli.md``): ``serve``, ``account create``, ``account key``
-(a recovery key, security.md), ``demo``, ``worker`` (the CPU miner, same as ``python -m
-workers``), ``operator-key create|revoke`` (control.md), and the API client commands
-(``market``, ``account balance|ledger|deposit|withdraw``, ``order``, ``key``, and the
-operator's ``admin``). Heavy modules are imported only by the sub-command that needs them, so
-``hashmarket --help`` stays instant.
+(a recovery key, security.md), ``demo``,
+``worker`` (the CPU miner, same as ``python -m workers``), ``operator-key create|revoke``
+(control.md), and the API client commands (``market``, ``account
+balance|ledger|deposit|withdraw``, ``order``, ``key``, and the operator's ``admin``). Heavy
+modules are imported only by the sub-command that needs them, so ``hashmarket --help`` stays
+instant.
 """
 
 from __future__ import annotations
@@ -82,7 +83,16 @@ def _add_account_operator(account_sub: argparse._SubParsersAction) -> None:  # t
 
 
 def _add_db_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default=None, help="SQLite file (default ./hashmarket.db)")
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="SQLite file or postgresql://user@host/dbname (default ./hashmarket.db)",
+    )
+    parser.add_argument(
+        "--master-key-file",
+        default=None,
+        help="master key file when HASHMARKET_MASTER_KEY is unset (default <db>.key)",
+    )
     parser.add_argument("--config", default=None, help="TOML settings file")
 
 

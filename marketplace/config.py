@@ -35,7 +35,13 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     api_port: int = 8645
     sha256d_port: int = 3333
     scrypt_port: int = 3334
+    #: A SQLite file, or a PostgreSQL database as ``postgresql://user@host/dbname``.
     db: str = "./hashmarket.db"
+    #: Where the master key is read when ``HASHMARKET_MASTER_KEY`` is not set (default: the
+    #: file ``<db>.key`` beside a SQLite database; a PostgreSQL one needs this or the variable).
+    master_key_file: str | None = None
+    #: Follow the journal and take over (serve) once the active market's lock is free.
+    standby: bool = False
     faucet: bool = False
     #: The operator methods (``admin.*``), market time and faults of control.md.
     control: bool = False
@@ -77,7 +83,18 @@ _FLAGS: tuple[tuple[str, type, str], ...] = (
     ("api_port", int, "JSON-RPC over HTTP port (default 8645; 0 = any free port)"),
     ("sha256d_port", int, "Stratum port of the sha256d market (default 3333; 0 = any)"),
     ("scrypt_port", int, "Stratum port of the scrypt market (default 3334; 0 = any)"),
-    ("db", str, "SQLite file; created on first start, reused after (default ./hashmarket.db)"),
+    (
+        "db",
+        str,
+        "SQLite file (created on first start, reused after) or postgresql://user@host/dbname"
+        " (default ./hashmarket.db)",
+    ),
+    (
+        "master_key_file",
+        str,
+        "master key file when HASHMARKET_MASTER_KEY is unset (default <db>.key beside a SQLite"
+        " file; a PostgreSQL --db needs one of the two)",
+    ),
     ("ports_file", str, "write the bound ports as JSON here once every listener is up"),
     ("start_difficulty", float, "Stratum start difficulty of both algorithms"),
     ("min_difficulty", float, "vardiff lower bound of both algorithms"),
@@ -108,7 +125,12 @@ _FLAGS: tuple[tuple[str, type, str], ...] = (
         float,
         "seconds before a new withdrawal address can be used, in market time (default 86400)",
     ),
-    ("synchronous", str, "SQLite synchronous mode: FULL (default) or NORMAL"),
+    (
+        "synchronous",
+        str,
+        "commit durability: FULL (default) or NORMAL (SQLite synchronous, PostgreSQL"
+        " synchronous_commit off)",
+    ),
     ("log_format", str, "console, json or auto (console on a terminal; default)"),
     ("log_level", str, "debug, info, warning, error (default info)"),
 )
@@ -130,6 +152,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         const=True,
         default=None,
         help="operator methods (admin.*): market time, workers, rules, faults (for tests)",
+    )
+    parser.add_argument(
+        "--standby",
+        action="store_const",
+        const=True,
+        default=None,
+        help="follow the database's journal, open no port, and serve once the active market"
+        " is gone (its lock free)",
     )
     for name, kind, text in _FLAGS:
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
@@ -182,7 +212,7 @@ def load_config(
         merged.update(_per_algorithm({key.replace("-", "_"): v for key, v in table.items()}))
     if args is not None:
         flags = {}
-        for name in [*(f[0] for f in _FLAGS), "faucet", "control"]:
+        for name in [*(f[0] for f in _FLAGS), "faucet", "control", "standby"]:
             value = getattr(args, name, None)
             if value is not None:
                 flags[name] = value

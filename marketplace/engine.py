@@ -278,16 +278,35 @@ class Engine:
         counts: dict[str, int] = dict.fromkeys(components, 0)
         after = last = await self._load_snapshot(components)
         async for entry in self._journal.replay(after=after):
-            component = components.get(entry.component)
-            if component is None:
-                raise JournalError(
-                    f"journal seq {entry.seq} names unknown component {entry.component!r}"
-                )
-            component.apply(component.decode_event(entry.body))
+            _apply_entry(components, entry)
             counts[entry.component] += 1
             last = entry.seq
         self._durable_seq = last
         return after, counts
+
+    @property
+    def durable_seq(self) -> int:
+        """The seq of the last journaled event memory holds, as far as a restore, rebuild or
+        ``catch_up`` folded them in (a command's events are not counted here)."""
+        return self._durable_seq
+
+    async def catch_up(self) -> int:
+        """Apply the events stored after ``durable_seq`` to the components: how a standby
+        follows the journal another market writes (``marketplace.standby``). Returns how many
+        it applied. Only for an engine that runs no commands (they would be applied twice).
+
+        Raises ``RuntimeError`` before ``restore``, ``StorageFault`` if the journal cannot be
+        read now (what was applied stays: each event is applied with its seq), as ``restore``
+        otherwise.
+        """
+        if not self._restored:
+            raise RuntimeError("await engine.restore() before catching up")
+        applied = 0
+        async for entry in self._journal.replay(after=self._durable_seq):
+            _apply_entry(self._components, entry)
+            self._durable_seq = entry.seq
+            applied += 1
+        return applied
 
     async def _load_snapshot(self, components: Mapping[str, EventSourced[Any]]) -> int:
         """Import the newest snapshot if every component reads it; the seq it covers (0:
@@ -469,3 +488,10 @@ class Engine:
                 health.failed(health.cause or "journal ahead of memory")
                 continue
             health.recovered()
+
+
+def _apply_entry(components: Mapping[str, EventSourced[Any]], entry: Entry) -> None:
+    component = components.get(entry.component)
+    if component is None:
+        raise JournalError(f"journal seq {entry.seq} names unknown component {entry.component!r}")
+    component.apply(component.decode_event(entry.body))

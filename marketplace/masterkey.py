@@ -4,10 +4,12 @@ Theory of operation
 -------------------
 Every API key's secret is derived from one master key (``marketplace.core.keys``), which must
 never be in the journal: a stolen database then yields no secret. It comes from the
-environment (``HASHMARKET_MASTER_KEY``, hex) or from a file next to the database
-(``<db>.key``: ``Storage.key_path`` names it), created with mode 0600 and 32 random bytes on a
-new database and refused when group or others may read it. Only a new database may get a new
-master key: a new one invalidates every key issued under the old.
+environment (``HASHMARKET_MASTER_KEY``, hex) or from a file (``--master-key-file``, else
+``<db>.key`` next to a SQLite database: ``Storage.key_path`` names it), created with mode 0600
+and 32 random bytes on a new database and refused when group or others may read it. A
+PostgreSQL database has no file next to it: without the environment variable or
+``--master-key-file`` there is no key, and the market refuses to start. Only a new database may
+get a new master key: a new one invalidates every key issued under the old.
 
 This module is the driver half of the key ring: it reads the environment and files and draws
 random ids, so that ``marketplace.core.keys`` stays pure. ``open_keyring`` is how a node (and
@@ -25,25 +27,30 @@ from pathlib import Path
 from typing import Final
 
 from marketplace.core.keys import MIN_MASTER_KEY_BYTES, KeyRing
-from marketplace.core.security import AccountSecurity
 
 MASTER_KEY_ENV: Final = "HASHMARKET_MASTER_KEY"
 _MASTER_KEY_BYTES: Final = 32
 
 
 def load_master_key(
-    path: Path | str, *, environ: Mapping[str, str] | None = None, create: bool = True
+    path: Path | str | None, *, environ: Mapping[str, str] | None = None, create: bool = True
 ) -> bytes:
     """The key ring's master key: ``HASHMARKET_MASTER_KEY`` (hex) if set, else the hex file
     at ``path``, created with mode 0600 (32 random bytes) when missing and ``create``.
 
-    Raises ``ValueError`` for a malformed key, ``PermissionError`` for a file that group or
-    others may read, ``FileNotFoundError`` when missing and not ``create``.
+    Raises ``ValueError`` for a malformed key or for neither the variable nor a ``path``,
+    ``PermissionError`` for a file that group or others may read, ``FileNotFoundError`` when
+    missing and not ``create``.
     """
     env = os.environ if environ is None else environ
     text = env.get(MASTER_KEY_ENV)
     where = MASTER_KEY_ENV
     if text is None:
+        if path is None:
+            raise ValueError(
+                f"no master key: a PostgreSQL --db needs {MASTER_KEY_ENV} or --master-key-file"
+                " (the same key for every market of that database)"
+            )
         file = Path(path)
         where = str(file)
         if create and not file.exists():
@@ -69,7 +76,7 @@ def random_key_id() -> str:
 
 
 def open_keyring(
-    key_path: Path | str, *, create: bool, environ: Mapping[str, str] | None = None
+    key_path: Path | str | None, *, create: bool, environ: Mapping[str, str] | None = None
 ) -> KeyRing:
     """An empty ``KeyRing`` (state comes from replaying the journal) under the master key in
     ``key_path`` (a database's ``Storage.key_path``) or the environment, issuing random key
@@ -77,16 +84,3 @@ def open_keyring(
     ``load_master_key``."""
     master_key = load_master_key(key_path, environ=environ, create=create)
     return KeyRing(master_key=master_key, new_key_id=random_key_id)
-
-
-def open_security(
-    key_path: Path | str, *, address_lock_ms: int, environ: Mapping[str, str] | None = None
-) -> AccountSecurity:
-    """An empty ``AccountSecurity`` (state comes from replaying the journal) under the same
-    master key as ``open_keyring`` (which creates the file for a new database: call it
-    first), drawing random enrollment ids; new withdrawal addresses wait
-    ``address_lock_ms``. Raises as ``load_master_key``."""
-    master_key = load_master_key(key_path, environ=environ, create=False)
-    return AccountSecurity(
-        master_key=master_key, new_id=random_key_id, address_lock_ms=address_lock_ms
-    )

@@ -123,7 +123,7 @@ def _via_inbox(
     config: NodeConfig, command: InboxCommand, answer: type[A], *, timeout_s: float
 ) -> A:
     """Leave ``command`` in the serving node's inbox and wait for its ``answer``."""
-    inbox = Storage(config.db).inbox
+    inbox = Storage(config.db, master_key_file=config.master_key_file).inbox
     submitted = inbox.submit(msgspec.json.encode(command), created_ms=Clock().wall_ms())
     done = inbox.wait(submitted, timeout_s=timeout_s)
     if done.error is not None:
@@ -134,7 +134,8 @@ def _via_inbox(
 
 def _with_secret(config: NodeConfig, issued: KeyIssued) -> dict[str, str]:
     """The key the node issued, with its secret derived from the master key file."""
-    keyring = open_keyring(Storage(config.db).key_path, create=False)
+    storage = Storage(config.db, master_key_file=config.master_key_file)
+    keyring = open_keyring(storage.key_path, create=False)
     return {
         "account_id": issued.account_id,
         "key_id": issued.key_id,

@@ -1,18 +1,23 @@
-"""The durable journal: an append-only SQLite table of events, written with group commit.
+"""The durable journal: an append-only table of events, written with group commit.
 
 Theory of operation
 -------------------
 Every durable change in the marketplace is an event; the ``Journal`` stores them in order in
-one table ``events(seq, component, time_ms, body)`` of a SQLite file in WAL mode. One writer
-task owns the connection (used from one worker thread at a time through
-``trio.to_thread.run_sync``); appenders never touch SQLite. An appender puts its records in the
-pending queue (``append_nowait``, synchronous, so a caller can enqueue in the same atomic step
-as the command that made the events) and then waits on its ticket. The writer takes
-everything pending at once, writes it in one transaction and commits: while one commit is in
-the thread, new appenders pile up and share the next one (group commit), so the fsync cost is
-paid once per batch rather than once per record. A ticket resolves only after its transaction
-committed, so with ``synchronous=FULL`` an acknowledged record survives kill -9 and power loss
-(with ``NORMAL`` in WAL mode it survives kill -9; power loss may drop the last commits).
+one table ``events(seq, component, time_ms, body)`` of a database: a SQLite file (the default)
+or PostgreSQL. This module is the same for both; what differs is a small backend behind the
+``Store`` seam (``store.py``: ``sqlite.py``, ``postgres.py``). One writer task owns the store's
+writer connection (used from one worker thread at a time through ``trio.to_thread.run_sync``);
+appenders never touch the database. An appender puts its records in the pending queue
+(``append_nowait``, synchronous, so a caller can enqueue in the same atomic step as the command
+that made the events) and then waits on its ticket. The writer takes everything pending at
+once, writes it in one transaction and commits: while one commit is in the thread, new
+appenders pile up and share the next one (group commit), so the commit's cost (an fsync, a
+round trip to the server) is paid once per batch rather than once per record. A ticket resolves
+only after its transaction committed, so with ``Synchronous.FULL`` an acknowledged record
+survives kill -9 and power loss (with ``NORMAL`` it survives kill -9 of the market).
+
+The writer's connection holds the database's single-writer lock for as long as it is open
+(``Store.open_writer``): ``open`` raises ``NodeBusy`` while another market writes the database.
 
 Sequence numbers are assigned by the writer in queue order, so the journal's order is exactly
 the order in which records were enqueued. A snapshot (``append_snapshot_nowait``) takes its
@@ -26,14 +31,17 @@ returns.
 
 A failed transaction is rolled back, and what happens next depends on why it failed:
 
-- **The store** (``sqlite3.OperationalError``: the disk is full, an I/O error, the database
-  locked past ``busy_timeout_s``, the file gone): a state, not a bug. Every ticket of the batch
-  and every ticket queued behind it (their records were made on top of the failed ones) fails
-  with ``StorageFault``, and the journal refuses records (``StorageFault``) until ``probe``
-  gets a write through. The writer keeps running. Whoever enqueued must put its memory back to
-  what the journal holds (the engine does: ``marketplace.engine``).
+- **The store** (``Store.fault``: the disk is full, an I/O error, the database locked past
+  ``busy_timeout_s``, the file gone, the connection to the server lost): a state, not a bug.
+  Every ticket of the batch and every ticket queued behind it (their records were made on top
+  of the failed ones) fails with ``StorageFault``, and the journal refuses records
+  (``StorageFault``) until ``probe`` gets a write through (reconnecting if the connection was
+  lost). The writer keeps running. Whoever enqueued must put its memory back to what the
+  journal holds (the engine does: ``marketplace.engine``).
 - **Anything else** (a constraint, a bug): every waiter of the batch gets ``JournalError``, and
-  the writer stops and raises: memory no longer matches the disk and we do not know why.
+  the writer stops and raises: memory no longer matches the disk and we do not know why. So
+  does a probe that finds the lock taken by another market after a lost connection
+  (``LockLost``): that market is the active one now.
 
 A snapshot is written in its own transaction, right after the events of its batch committed:
 one that cannot be written (too big for the disk that is left) is logged
@@ -42,97 +50,34 @@ one that cannot be written (too big for the disk that is left) is logged
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from enum import StrEnum
+from functools import partial
 from pathlib import Path
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 import trio
 
+from marketplace.storage.backends import open_store
+from marketplace.storage.store import (
+    Entry,
+    JournalError,
+    LockLost,
+    Record,
+    Row,
+    Snapshot,
+    StorageFault,
+    Store,
+    StoreConnection,
+    Synchronous,
+)
+
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 1
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    component TEXT NOT NULL,
-    time_ms INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS snapshots (
-    seq INTEGER PRIMARY KEY,
-    time_ms INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-"""
-
 log = structlog.get_logger("marketplace.storage")
-
-
-class Synchronous(StrEnum):
-    """SQLite's ``synchronous`` setting for the journal (WAL mode)."""
-
-    #: fsync the WAL at every commit: acknowledged records survive power loss.
-    FULL = "FULL"
-    #: no fsync at commit: acknowledged records survive a process crash, not power loss.
-    NORMAL = "NORMAL"
-
-
-class JournalError(Exception):
-    """The journal could not store (or read) records. Raised to every waiter of a failed
-    commit, to appenders after the journal stopped, and for a file of an unknown schema."""
-
-
-class StorageFault(JournalError):
-    """The store could not take a write now (disk full, I/O error, locked, connection lost):
-    a state the journal is in until ``probe`` succeeds, not a bug. ``cause`` says what the
-    store answered (``"database or disk is full"``)."""
-
-    def __init__(self, cause: str) -> None:
-        super().__init__(f"storage unavailable: {cause}")
-        self.cause = cause
-
-
-def is_storage_fault(error: BaseException) -> bool:
-    """Whether SQLite's ``error`` is the store failing (full, I/O, locked, cannot open) rather
-    than a bug (a constraint, misuse, corruption)."""
-    return isinstance(error, sqlite3.OperationalError)
-
-
-def _cause(error: BaseException) -> str:
-    name = getattr(error, "sqlite_errorname", None)
-    return f"{error} ({name})" if name else str(error)
-
-
-class Record(NamedTuple):
-    """One event to append: the component that owns it, its time and its encoded body."""
-
-    component: str
-    time_ms: int
-    body: bytes
-
-
-class Entry(NamedTuple):
-    """One stored event as ``replay`` yields it."""
-
-    seq: int
-    component: str
-    body: bytes
-
-
-class Snapshot(NamedTuple):
-    """A stored snapshot: the state after every event up to ``seq``."""
-
-    seq: int
-    time_ms: int
-    body: bytes
 
 
 class Ticket:
@@ -174,45 +119,18 @@ class Ticket:
         return range(self.first_seq, self.first_seq + len(self.records))
 
 
-def _connect(
-    path: str, synchronous: Synchronous, busy_timeout_s: float = 5.0
-) -> sqlite3.Connection:
-    # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False because
-    # trio's worker threads are pooled; the writer task serialises every use.
-    conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
-    )
-    try:
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise JournalError(f"{path}: could not switch to WAL mode (got {mode!r})")
-        conn.execute(f"PRAGMA synchronous={synchronous.value}")
-        conn.executescript(_SCHEMA)
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-            (str(SCHEMA_VERSION),),
-        )
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row[0] != str(SCHEMA_VERSION):
-            raise JournalError(
-                f"{path}: journal schema version {row[0]}, this program reads {SCHEMA_VERSION}"
-            )
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
 class Journal:
-    """An append-only, group-committed event journal in one SQLite file (see the module doc).
+    """An append-only, group-committed event journal in one database (see the module doc).
 
-    Run it as a service: ``async with open_journal(path) as journal`` or
+    Run it as a service: ``async with open_journal(db) as journal`` or
     ``await nursery.start(journal.run)`` followed eventually by ``await journal.close()``.
+    ``db`` is a ``Store``, or a SQLite path or ``postgresql://`` URL made into one by
+    ``open_store`` with ``synchronous`` and ``busy_timeout_s``.
     """
 
     def __init__(
         self,
-        path: str | Path,
+        db: Store | str | Path,
         *,
         synchronous: Synchronous = Synchronous.FULL,
         max_pending: int = 65_536,
@@ -221,17 +139,16 @@ class Journal:
     ) -> None:
         if max_pending < 1 or max_batch < 1:
             raise ValueError("max_pending and max_batch must be positive")
-        self.path = str(path)
-        self.synchronous = Synchronous(synchronous)
+        if isinstance(db, str | Path):
+            db = open_store(db, synchronous=synchronous, busy_timeout_s=busy_timeout_s)
+        self.store: Store = db
         self.max_pending = max_pending
         self.max_batch = max_batch
-        #: How long a write waits for another connection's lock before it is a fault.
-        self.busy_timeout_s = busy_timeout_s
         self._queue: deque[Ticket] = deque()
         self._queued_records = 0
         self._wakeup = trio.Event()
         self._room = trio.lowlevel.ParkingLot()
-        self._conn: sqlite3.Connection | None = None
+        self._conn: StoreConnection | None = None
         self._running = False
         self._closing = False
         self._failure: BaseException | None = None
@@ -313,16 +230,27 @@ class Journal:
         self._wakeup.set()
         return ticket
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the writer's connection is open (``open`` succeeded, the writer has not
+        stopped): this journal holds the database's lock."""
+        return self._conn is not None
+
+    @property
+    def name(self) -> str:
+        """The database, as logs name it (a path, or a URL without its password)."""
+        return self.store.name
+
     async def latest_snapshot(self) -> Snapshot | None:
         """The newest stored snapshot, or ``None``. Reads with its own connection. Raises
         ``StorageFault`` if the store cannot be read."""
-        conn = await _store_call(_connect_reader, self.path)
+        store = self.store
+        conn = await store_call(store, store.open_reader)
         try:
-            row = await _store_call(_read_snapshot, conn)
+            return await store_call(store, conn.read_snapshot)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(conn.close)
-        return None if row is None else Snapshot(int(row[0]), int(row[1]), bytes(row[2]))
 
     async def append(self, records: Sequence[Record]) -> range:
         """Write ``records`` and return their sequence numbers once they are durable.
@@ -376,36 +304,34 @@ class Journal:
             self._room.unpark_all()
             log.info(
                 "journal.closed",
-                path=self.path,
+                db=self.name,
                 commits=self.commits,
                 records=self.records_written,
                 last_seq=self._last_seq,
             )
 
     async def open(self) -> None:
-        """Open (or create) the file, check its schema and read the last sequence number.
+        """Open the writer's connection (taking the database's single-writer lock; the schema
+        made if missing), check the schema and read the last sequence number.
 
-        ``run`` does this itself when needed; calling it first surfaces a bad file as a plain
-        exception. Raises ``JournalError`` for a file of another schema version or one that
-        cannot use WAL, ``StorageFault`` if the store cannot be opened now (full, I/O error,
-        locked), ``sqlite3.Error`` for a file that is not a database.
+        ``run`` does this itself when needed; calling it first surfaces a bad database as a
+        plain exception, and a busy one as ``NodeBusy`` (the journal may then be opened again
+        later: a standby does). Raises ``JournalError`` for another schema version,
+        ``StorageFault`` if the store cannot be opened now (full, I/O error, unreachable), the
+        database's own error for a file that is not a database.
         """
         if self._conn is not None or self._stopped.is_set():
             raise RuntimeError("the journal is already open (or was closed)")
-        conn = await _store_call(_connect, self.path, self.synchronous, self.busy_timeout_s)
+        store = self.store
+        conn = await store_call(store, store.open_writer)
+        try:
+            self._last_seq = await store_call(store, conn.last_seq)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(conn.close)
+            raise
         self._conn = conn
-        self._last_seq = await _store_call(self._max_seq)
-        log.info(
-            "journal.opened",
-            path=self.path,
-            synchronous=self.synchronous.value,
-            last_seq=self._last_seq,
-        )
-
-    def _max_seq(self) -> int:
-        assert self._conn is not None
-        row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-        return int(row[0])
+        log.info("journal.opened", db=self.name, last_seq=self._last_seq)
 
     async def _write_one_batch(self) -> None:
         batch: list[Ticket] = []
@@ -423,17 +349,18 @@ class Journal:
             with trio.CancelScope(shield=True):
                 snapshot_error = await trio.to_thread.run_sync(self._commit, batch, first)
         except Exception as exc:
-            if not is_storage_fault(exc):
+            fault = self.store.fault(exc) if isinstance(exc, self.store.errors) else None
+            if fault is None:
                 self._failure = exc
-                log.error("journal.commit_failed", path=self.path, records=count, error=repr(exc))
+                log.error("journal.commit_failed", db=self.name, records=count, error=repr(exc))
                 for ticket in batch:
                     ticket._fail(exc)
                 raise JournalError(f"commit of {count} records failed: {exc}") from exc
-            fault = self._fault = StorageFault(_cause(exc))
+            self._fault = fault
             queued = len(self._queue)
             log.error(
                 "journal.commit_failed",
-                path=self.path,
+                db=self.name,
                 records=count,
                 queued_behind=queued,
                 cause=fault.cause,
@@ -457,38 +384,32 @@ class Journal:
             self.commit_observer(time.perf_counter() - started, count)
         self._room.unpark_all()
 
-    def _commit(self, batch: list[Ticket], first: int) -> sqlite3.Error | None:
+    def _commit(self, batch: list[Ticket], first: int) -> BaseException | None:
         """Runs in a worker thread: one transaction for the batch's events, then one for its
         snapshot, if any. Raises what the events' transaction raised; returns what the
         snapshot's did (the events are committed either way)."""
         conn = self._conn
         assert conn is not None
         rows = []
-        snapshot: tuple[int, int, bytes] | None = None
+        snapshot: Snapshot | None = None
         seq = first
         for ticket in batch:
             for record in ticket.records:
-                rows.append((seq, record.component, record.time_ms, record.body))
+                rows.append(Row(seq, record.component, record.time_ms, record.body))
                 seq += 1
             if ticket.snapshot is not None:
-                snapshot = (seq - 1, ticket.snapshot.time_ms, ticket.snapshot.body)
+                snapshot = Snapshot(seq - 1, ticket.snapshot.time_ms, ticket.snapshot.body)
         if rows:
-            _transaction(
-                conn,
-                ("INSERT INTO events (seq, component, time_ms, body) VALUES (?, ?, ?, ?)", rows),
-            )
+            conn.insert_events(rows)
         if snapshot is None:
             return None
         try:
-            # The new snapshot replaces the old in one transaction: a failed one leaves the old.
-            _transaction(
-                conn,
-                ("DELETE FROM snapshots", [()]),
-                ("INSERT INTO snapshots (seq, time_ms, body) VALUES (?, ?, ?)", [snapshot]),
-            )
-        except sqlite3.Error as exc:
+            conn.replace_snapshot(snapshot)
+        except self.store.errors as exc:
             # A snapshot is a cache: the old one stays, the journal is not at fault.
-            log.error("journal.snapshot_failed", path=self.path, seq=snapshot[0], cause=_cause(exc))
+            fault = self.store.fault(exc)
+            cause = fault.cause if fault is not None else str(exc)
+            log.error("journal.snapshot_failed", db=self.name, seq=snapshot.seq, cause=cause)
             return exc
         return None
 
@@ -503,27 +424,25 @@ class Journal:
         """
         if self._failure is not None or self._closing or self._stopped.is_set():
             self._check_open()
+        conn = self._conn
+        assert conn is not None
         try:
             with trio.CancelScope(shield=True):
-                last_seq = await trio.to_thread.run_sync(self._probe_write)
-        except sqlite3.Error as exc:
-            if not is_storage_fault(exc):
-                raise JournalError(f"probe failed: {exc}") from exc
-            raise StorageFault(_cause(exc)) from exc
+                last_seq = await store_call(self.store, conn.probe, int(time.time() * 1000))
+        except StorageFault:
+            raise
+        except LockLost as exc:
+            # Another market writes the database now: we must never write it again.
+            self._failure = exc
+            log.error("journal.lock_lost", db=self.name, error=str(exc))
+            raise
+        except self.store.errors as exc:
+            raise JournalError(f"probe failed: {exc}") from exc
         if last_seq != self._last_seq:
             log.warning("journal.failed_commit_was_durable", seq=self._last_seq, last_seq=last_seq)
         self._last_seq = last_seq
         self._fault = None
         self._room.unpark_all()
-
-    def _probe_write(self) -> int:
-        conn = self._conn
-        assert conn is not None
-        stamp = str(int(time.time() * 1000))
-        _transaction(
-            conn, ("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [("probe_ms", stamp)])
-        )
-        return self._max_seq()
 
     def _fail_all(self, error: BaseException) -> None:
         while self._queue:
@@ -539,97 +458,85 @@ class Journal:
         self._room.unpark_all()
         if self._running:
             await self._stopped.wait()
+        elif self._conn is not None:
+            # Opened but never run: close the connection (and release the lock) here.
+            conn, self._conn = self._conn, None
+            self._stopped.set()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(conn.close)
 
     # ------------------------------------------------------------------ reading
 
     async def replay(self, *, after: int = 0, chunk: int = 4_096) -> AsyncIterator[Entry]:
         """Yield every stored event with ``seq > after`` in order, as ``Entry(seq, component,
         body)``. Reads with its own connection, a chunk at a time in a worker thread, so it
-        works before ``run``, during it and after it. Raises ``JournalError`` for a file of
-        another schema, ``StorageFault`` if the store cannot be read now, ``sqlite3.Error`` for
-        a file that is no database."""
-        conn = await _store_call(_connect_reader, self.path)
+        works before ``run``, during it and after it. Raises ``JournalError`` for a database of
+        another schema, ``StorageFault`` if the store cannot be read now, the database's own
+        error for a file that is no database."""
+        store = self.store
+        conn = await store_call(store, store.open_reader)
         try:
             last = after
             while True:
-                rows = await _store_call(_read_chunk, conn, last, chunk)
-                for seq, component, body in rows:
-                    yield Entry(seq, component, bytes(body))
-                if len(rows) < chunk:
+                entries = await store_call(
+                    store, partial(conn.read_events, after=last, limit=chunk)
+                )
+                for entry in entries:
+                    yield entry
+                if len(entries) < chunk:
                     return
-                last = rows[-1][0]
+                last = entries[-1].seq
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(conn.close)
 
 
-async def _store_call(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` in a worker thread; the store failing is a ``StorageFault``."""
+async def store_call(store: Store, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` (a call on ``store`` or one of its connections) in a worker thread; the
+    store failing is a ``StorageFault``, its other errors raise as they are."""
     try:
         return await trio.to_thread.run_sync(fn, *args)
-    except sqlite3.Error as exc:
-        if not is_storage_fault(exc):
+    except store.errors as exc:
+        fault = store.fault(exc)
+        if fault is None:
             raise
-        raise StorageFault(_cause(exc)) from exc
-
-
-def _transaction(conn: sqlite3.Connection, *steps: tuple[str, Sequence[tuple[Any, ...]]]) -> None:
-    """Each step's statement for each of its rows, in one write transaction, committed; rolled
-    back if anything fails."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for sql, rows in steps:
-            conn.executemany(sql, rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def _connect_reader(path: str) -> sqlite3.Connection:
-    # Creates the schema on a new file too (the reader may come first, e.g. ``restore``).
-    return _connect(path, Synchronous.NORMAL)
-
-
-def _read_snapshot(conn: sqlite3.Connection) -> tuple[int, int, bytes] | None:
-    row = conn.execute("SELECT seq, time_ms, body FROM snapshots ORDER BY seq DESC LIMIT 1")
-    result: tuple[int, int, bytes] | None = row.fetchone()
-    return result
-
-
-def _read_chunk(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple[int, str, bytes]]:
-    cursor = conn.execute(
-        "SELECT seq, component, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-        (after, limit),
-    )
-    return [(int(seq), str(component), body) for seq, component, body in cursor]
+        raise fault from exc
 
 
 @asynccontextmanager
 async def open_journal(
-    path: str | Path,
+    db: Store | str | Path,
     *,
     synchronous: Synchronous = Synchronous.FULL,
     max_pending: int = 65_536,
     max_batch: int = 8_192,
     busy_timeout_s: float = 5.0,
 ) -> AsyncIterator[Journal]:
-    """Run a ``Journal`` for the duration of the block; on exit (even by cancellation, once
-    the block's own cleanup is done), flush and close it.
-
-    Raises ``JournalError`` (from the block's exit) if a commit failed for another reason than
-    the store (a storage fault is a state: see the module doc). An exception the block
-    raises comes out as itself, not in a group (the writer's nursery is an inner detail).
-    """
+    """Run a ``Journal`` on ``db`` for the duration of the block (``running``). Raises as
+    ``running``."""
     journal = Journal(
-        path,
+        db,
         synchronous=synchronous,
         max_pending=max_pending,
         max_batch=max_batch,
         busy_timeout_s=busy_timeout_s,
     )
-    await journal.open()
+    async with running(journal):
+        yield journal
+
+
+@asynccontextmanager
+async def running(journal: Journal) -> AsyncIterator[Journal]:
+    """Run ``journal`` (opened first, unless it is open) for the duration of the block; on
+    exit (even by cancellation, once the block's own cleanup is done), flush and close it.
+
+    Raises as ``Journal.open``; ``JournalError`` (from the block's exit) if a commit failed
+    for another reason than the store (a storage fault is a state: see the module doc). An
+    exception the block raises comes out as itself, not in a group (the writer's nursery is
+    an inner detail).
+    """
+    if not journal.is_open:
+        await journal.open()
     try:
         async with trio.open_nursery() as nursery:
             # The writer outlives a cancellation of the block until the block has finished its

@@ -38,7 +38,7 @@ async def share_after_restart(port: int) -> None:
     await stream.aclose()
 
 
-async def journal_shares(db: Path) -> tuple[list[ShareRecorded], Market]:
+async def journal_shares(db: str | Path) -> tuple[list[ShareRecorded], Market]:
     """The market as the database holds it (every event replayed, as a restart does), settled
     once more; and its shares."""
     market = Market(config=MarketConfig(faucet=True))

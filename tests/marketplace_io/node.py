@@ -67,14 +67,15 @@ def stratum_config(**overrides: object) -> StratumConfig:
 
 @asynccontextmanager
 async def open_node(
-    db: Path,
+    db: str | Path,
     *,
     config: StratumConfig | None = None,
     scheduler_config: SchedulerConfig | None = None,
     synchronous: Synchronous = Synchronous.NORMAL,
 ) -> AsyncIterator[Node]:
-    """The assembly's core over the journal at ``db`` (faucet on) with one Stratum market on
-    127.0.0.1 (port 0), built by the assembly's own ``start_market_stratum``."""
+    """The assembly's core over the journal at ``db`` (a SQLite path or a PostgreSQL URL;
+    faucet on) with one Stratum market on 127.0.0.1 (port 0), built by the assembly's own
+    ``start_market_stratum``."""
     settings = NodeConfig(db=str(db), faucet=True, synchronous=synchronous.value)
     async with (
         open_core(settings, scheduler=scheduler_config) as core,
@@ -112,7 +113,7 @@ async def seed_buyer(node: Node, *, account: str = "buyer", limit_hs: int = 0) -
     return await node.core.engine.execute(seed)
 
 
-async def serve(db: Path, port_file: Path, synchronous: Synchronous) -> None:
+async def serve(db: str, port_file: Path, synchronous: Synchronous) -> None:
     async with open_node(db, synchronous=synchronous) as node:
         if not node.core.market.has_account("buyer"):
             await seed_buyer(node)
@@ -126,7 +127,7 @@ async def serve(db: Path, port_file: Path, synchronous: Synchronous) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--db", required=True, help="a SQLite path or a PostgreSQL URL")
     parser.add_argument("--port-file", type=Path, required=True)
     parser.add_argument("--synchronous", default="FULL")
     args = parser.parse_args()

@@ -43,7 +43,7 @@ class MarketAhead(ManualClock):
         return self.wall_ms() + DAY_MS
 
 
-def settings(db: Path, **overrides: Any) -> NodeConfig:
+def settings(db: str | Path, **overrides: Any) -> NodeConfig:
     values: dict[str, Any] = {
         "db": str(db),
         "api_port": 0,
@@ -168,7 +168,7 @@ async def test_storage_owns_every_db_file(tmp_path: Path) -> None:
     storage = Storage(db)
     config = settings(db)
     async with serving(config) as node:
-        assert node.core.storage.db == db
+        assert node.core.storage.path == db
         assert storage.lock_path == tmp_path / "new" / "m.db.lock"
         assert storage.lock_path.read_text() == str(os.getpid())
         assert storage.key_path == tmp_path / "new" / "m.db.key"
@@ -180,7 +180,7 @@ async def test_storage_owns_every_db_file(tmp_path: Path) -> None:
         with pytest.raises(NodeBusy):
             await run_node(config)
         with pytest.raises(NodeBusy):
-            run_offline(config, _accounts)
+            await trio.to_thread.run_sync(run_offline, config, _accounts)
         # An operator command goes through the node's inbox instead (in a thread: it blocks).
         made = await trio.to_thread.run_sync(account_create, config, "bob")
         assert node.core.keyring.secret_of(made["key_id"], 1) == made["secret"]

@@ -4,8 +4,9 @@ A node process (``node.py``: journal with synchronous=FULL + engine + scheduler 
 Stratum server) serves a few connections that submit valid shares at a tiny difficulty. Each
 share is submitted under its own worker name (authorized on the same connection just before),
 so the journal's ``ShareRecorded.worker`` names exactly one submission. The node is killed with
-SIGKILL mid-load and restarted on the same database; the restarted node takes new shares; the
-database, replayed here, must hold every acknowledged share exactly once and reconcile.
+SIGKILL mid-load and restarted on the same database (a SQLite file, then a PostgreSQL one); the
+restarted node takes new shares; the database, replayed here, must hold every acknowledged
+share exactly once and reconcile.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ CONNECTIONS = 4
 KILL_AFTER_ACKS = 60
 
 
-async def start_node(db: Path, tmp: Path) -> tuple[trio.Process, int]:
+async def start_node(db: str, tmp: Path) -> tuple[trio.Process, int]:
     port_file = tmp / "port"
     port_file.unlink(missing_ok=True)
     proc = await trio.lowlevel.open_process(
         [
-            *(sys.executable, "-m", "tests.marketplace_io.node", "--db", str(db)),
+            *(sys.executable, "-m", "tests.marketplace_io.node", "--db", db),
             *("--port-file", str(port_file), "--synchronous", "FULL"),
         ],
         cwd=ROOT,
@@ -76,8 +77,11 @@ async def load(
 
 
 @pytest.mark.slow
-async def test_acknowledged_shares_survive_kill_9_exactly_once(tmp_path: Path) -> None:
-    db = tmp_path / "node.db"
+async def test_acknowledged_shares_survive_kill_9_exactly_once(
+    journal_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = journal_db
+    monkeypatch.setenv("HASHMARKET_MASTER_KEY", "ef" * 32)  # the node's, on either backend
     acked: set[str] = set()
     submitted: set[str] = set()
     with trio.fail_after(30):

@@ -1,6 +1,6 @@
 """Snapshots: stored in order with the events, restored with only the later events replayed,
-ignored (full replay) when unreadable or of another format, and taken at node shutdown. (The
-scheduler's periodic snapshots: ``test_scheduler.py``.)"""
+ignored (full replay) when unreadable or of another format, and taken at node shutdown; on
+both backends (``journal_db``). (The scheduler's periodic snapshots: ``test_scheduler.py``.)"""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ def record(n: int) -> Record:
     return Record("market", n, f"event {n}".encode())
 
 
-async def test_a_snapshot_is_stored_after_the_events_queued_before_it(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
+async def test_a_snapshot_is_stored_after_the_events_queued_before_it(journal_db: str) -> None:
+    path = journal_db
     with trio.fail_after(10):
         async with open_journal(path) as journal:
             assert await journal.latest_snapshot() is None
@@ -75,7 +75,7 @@ class Restored:
 
 
 @asynccontextmanager
-async def restored(path: Path) -> AsyncIterator[Restored]:
+async def restored(path: str | Path) -> AsyncIterator[Restored]:
     """A fresh market and key ring restored from the journal at ``path`` (kept open)."""
     ids = iter(f"key-{n}" for n in range(1, 100))
     market = make_market()
@@ -126,8 +126,8 @@ def make_key() -> WorkerKey:
     return WorkerKey(1, "seller", "rig", SHA)
 
 
-async def test_restore_from_a_snapshot_replays_only_the_later_events(tmp_path: Path) -> None:
-    path = tmp_path / "m.db"
+async def test_restore_from_a_snapshot_replays_only_the_later_events(journal_db: str) -> None:
+    path = journal_db
     with trio.fail_after(20):
         async with restored(path) as first:
             engine, market, keyring = first.engine, first.market, first.keyring
@@ -152,8 +152,8 @@ async def test_restore_from_a_snapshot_replays_only_the_later_events(tmp_path: P
         assert second.keyring.secret_of("key-1", 1) == keyring.secret_of("key-1", 1)
 
 
-async def test_an_unreadable_snapshot_is_ignored_for_a_full_replay(tmp_path: Path) -> None:
-    path = tmp_path / "m.db"
+async def test_an_unreadable_snapshot_is_ignored_for_a_full_replay(journal_db: str) -> None:
+    path = journal_db
     with trio.fail_after(20):
         async with restored(path) as first:
             await busy_history(first.run, first.keyring)
@@ -170,9 +170,9 @@ async def test_an_unreadable_snapshot_is_ignored_for_a_full_replay(tmp_path: Pat
 
 
 async def test_each_components_state_format_decides_whether_its_snapshot_is_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    journal_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "m.db"
+    path = journal_db
     # Every component at format 1, as before per-component formats existed.
     monkeypatch.setattr(Market, "state_format", 1)
     with trio.fail_after(20):
@@ -208,15 +208,18 @@ async def test_each_components_state_format_decides_whether_its_snapshot_is_read
         assert written.formats == envelope.formats
 
 
-async def test_a_node_takes_a_snapshot_when_it_stops(tmp_path: Path) -> None:
+async def test_a_node_takes_a_snapshot_when_it_stops(
+    journal_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HASHMARKET_MASTER_KEY", "cd" * 32)
     with trio.fail_after(30):
-        async with serving(settings(tmp_path / "m.db")) as node:
+        async with serving(settings(journal_db)) as node:
             market, engine = node.core.market, node.core.engine
             await engine.execute(lambda: market.create_account(account="b", now_ms=0))
             await engine.execute(lambda: market.deposit(account="b", amount_msat=BTC, now_ms=0))
         balance = market.balance("b")
         with structlog.testing.capture_logs() as logs:
-            async with serving(settings(tmp_path / "m.db")) as node:
+            async with serving(settings(journal_db)) as node:
                 assert node.core.market.balance("b") == balance
     restores = [e for e in logs if e["event"] == "engine.restored"]
     assert [(e["snapshot_seq"], e["events"]) for e in restores] == [(2, 0)]

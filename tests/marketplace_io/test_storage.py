@@ -1,8 +1,8 @@
-"""The journal: group commit, order, restart, failure and shutdown, on real SQLite files."""
+"""The journal: group commit, order, restart, failure and shutdown, on both backends (a real
+SQLite file, a real PostgreSQL database: ``journal_db``)."""
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -18,21 +18,25 @@ from marketplace.storage import (
     Record,
     StorageFault,
     Synchronous,
+    is_postgres_url,
     open_journal,
 )
+from tests.pg import PostgresServer
+
+from .sql import poison_trigger, run_sql
 
 
 def rec(i: int, component: str = "market") -> Record:
     return Record(component, i, f"body-{i}".encode())
 
 
-async def read_all(path: Path) -> list[Entry]:
-    journal = Journal(path)
+async def read_all(db: str | Path) -> list[Entry]:
+    journal = Journal(db)
     return [entry async for entry in journal.replay()]
 
 
-async def test_concurrent_appends_share_commits_and_all_are_durable(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
+async def test_concurrent_appends_share_commits_and_all_are_durable(journal_db: str) -> None:
+    path = journal_db
     results: dict[int, range] = {}
 
     async def appender(i: int) -> None:
@@ -54,8 +58,8 @@ async def test_concurrent_appends_share_commits_and_all_are_durable(tmp_path: Pa
         assert by_seq[seqs[0]].body == f"body-{i}".encode()
 
 
-async def test_replay_order_within_and_across_appends(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
+async def test_replay_order_within_and_across_appends(journal_db: str) -> None:
+    path = journal_db
     with trio.fail_after(10):
         async with open_journal(path, synchronous=Synchronous.NORMAL) as journal:
             first = journal.append_nowait([rec(1), rec(2, "keys"), rec(3)])
@@ -70,14 +74,14 @@ async def test_replay_order_within_and_across_appends(tmp_path: Path) -> None:
         Entry(3, "market", b"body-3"),
         Entry(4, "market", b"body-4"),
     ]
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        times = [row[0] for row in conn.execute("SELECT time_ms FROM events ORDER BY seq")]
-        assert times == [1, 2, 3, 4]
+    if not is_postgres_url(path):
+        assert run_sql(path, "PRAGMA journal_mode") == [("wal",)]
+    times = [row[0] for row in run_sql(path, "SELECT time_ms FROM events ORDER BY seq")]
+    assert times == [1, 2, 3, 4]
 
 
-async def test_restart_on_the_same_file_continues_the_sequence(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
+async def test_restart_on_the_same_file_continues_the_sequence(journal_db: str) -> None:
+    path = journal_db
     with trio.fail_after(10):
         async with open_journal(path) as journal:
             await journal.append([rec(i) for i in range(5)])
@@ -89,8 +93,8 @@ async def test_restart_on_the_same_file_continues_the_sequence(tmp_path: Path) -
     assert [e.body for e in await read_all(path)] == [f"body-{i}".encode() for i in range(7)]
 
 
-async def test_replay_reads_in_chunks(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
+async def test_replay_reads_in_chunks(journal_db: str) -> None:
+    path = journal_db
     with trio.fail_after(10):
         async with open_journal(path) as journal:
             await journal.append([rec(i) for i in range(10)])
@@ -98,16 +102,12 @@ async def test_replay_reads_in_chunks(tmp_path: Path) -> None:
     assert seqs == list(range(1, 11))
 
 
-async def test_failed_commit_reaches_every_waiter_of_its_batch(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
+async def test_failed_commit_reaches_every_waiter_of_its_batch(journal_db: str) -> None:
+    path = journal_db
     async with open_journal(path) as journal:
         await journal.append([rec(0)])
-    # A real SQLite failure: a trigger aborts the insert of one poisoned body.
-    with sqlite3.connect(path) as conn:
-        conn.execute(
-            "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.body = x'dead' "
-            "BEGIN SELECT RAISE(ABORT, 'poisoned record'); END"
-        )
+    # A real failure of the database: a trigger aborts the insert of one poisoned body.
+    poison_trigger(path, table="events", body=b"\xde\xad", message="poisoned record")
     journal = Journal(path)
     errors: list[BaseException] = []
 
@@ -139,8 +139,8 @@ async def test_failed_commit_reaches_every_waiter_of_its_batch(tmp_path: Path) -
     assert [e.seq for e in await read_all(path)] == [1]
 
 
-async def test_close_flushes_pending_records_and_refuses_new_ones(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
+async def test_close_flushes_pending_records_and_refuses_new_ones(journal_db: str) -> None:
+    path = journal_db
     with trio.fail_after(10):
         async with open_journal(path) as journal:
             tickets = [journal.append_nowait([rec(i)]) for i in range(50)]
@@ -151,8 +151,8 @@ async def test_close_flushes_pending_records_and_refuses_new_ones(tmp_path: Path
     assert len(await read_all(path)) == 50
 
 
-async def test_cancellation_still_flushes_what_was_queued(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
+async def test_cancellation_still_flushes_what_was_queued(journal_db: str) -> None:
+    path = journal_db
     journal = Journal(path)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -163,8 +163,8 @@ async def test_cancellation_still_flushes_what_was_queued(tmp_path: Path) -> Non
     assert len(await read_all(path)) == 20
 
 
-async def test_bounded_queue_applies_backpressure(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
+async def test_bounded_queue_applies_backpressure(journal_db: str) -> None:
+    path = journal_db
     with trio.fail_after(10):
         async with open_journal(path, max_pending=4, max_batch=2) as journal:
             tickets = [journal.append_nowait([rec(i)]) for i in range(4)]
@@ -180,17 +180,17 @@ async def test_bounded_queue_applies_backpressure(tmp_path: Path) -> None:
     assert [e.seq for e in await read_all(path)] == [1, 2, 3, 4, 5]
 
 
-async def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
+async def test_unknown_schema_version_is_refused(journal_db: str) -> None:
+    path = journal_db
     async with open_journal(path) as journal:
         await journal.append([rec(1)])
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    run_sql(path, "UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with trio.fail_after(10), pytest.raises(JournalError, match="schema version 99"):
         async with open_journal(path):
             pass
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 @settings(max_examples=20, deadline=None)
 @given(
     batches=st.lists(
@@ -201,13 +201,18 @@ async def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
     max_batch=st.integers(min_value=1, max_value=8),
 )
 def test_replay_is_the_enqueue_order_for_any_batches(
-    batches: list[list[bytes]], max_batch: int
+    postgres_server: PostgresServer | None,
+    backend: str,
+    batches: list[list[bytes]],
+    max_batch: int,
 ) -> None:
     """Whatever the batch sizes and however commits group them, replay returns the records
     in enqueue order and each append's range names exactly its records."""
+    if backend == "postgresql" and postgres_server is None:
+        pytest.skip("PostgreSQL is not installed")
 
-    async def main(path: Path) -> tuple[list[range], list[Entry]]:
-        async with open_journal(path, max_batch=max_batch) as journal:
+    async def main(db: str) -> tuple[list[range], list[Entry]]:
+        async with open_journal(db, max_batch=max_batch) as journal:
             tickets = [
                 journal.append_nowait([Record("c", i, body) for body in batch])
                 for i, batch in enumerate(batches)
@@ -216,8 +221,15 @@ def test_replay_is_the_enqueue_order_for_any_batches(
             entries = [e async for e in journal.replay()]
         return ranges, entries
 
-    with tempfile.TemporaryDirectory() as tmp:
-        ranges, entries = trio.run(main, Path(tmp) / "j.db")
+    if postgres_server is not None and backend == "postgresql":
+        url = postgres_server.create_database()
+        try:
+            ranges, entries = trio.run(main, url)
+        finally:
+            postgres_server.drop_database(url)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            ranges, entries = trio.run(main, str(Path(tmp) / "j.db"))
     flat = [body for batch in batches for body in batch]
     assert [e.body for e in entries] == flat
     assert [e.seq for e in entries] == list(range(1, len(flat) + 1))

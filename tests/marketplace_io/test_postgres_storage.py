@@ -1,0 +1,77 @@
+"""A market on PostgreSQL: the advisory lock makes it the only writer, the operator inbox works
+through the database, and the master key comes from outside it (never stored in it)."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import psycopg
+import pytest
+import trio
+
+from marketplace.assembly import Core, run_node, run_offline
+from marketplace.masterkey import MASTER_KEY_ENV
+from marketplace.operator import account_create, operator_key_create
+from marketplace.storage import NodeBusy
+from marketplace.storage.postgres import lock_holder
+
+from .sql import run_sql
+from .test_assembly import serving, settings
+
+
+async def _accounts(core: Core) -> list[str]:
+    await trio.lowlevel.checkpoint()
+    return sorted(a for a in ("bob", "carol") if core.market.has_account(a))
+
+
+async def test_one_market_per_database_and_the_inbox_in_it(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
+    key_file = tmp_path / "market.key"
+    config = settings(pg_url, master_key_file=str(key_file))
+    async with serving(config) as node:
+        # A new database: the key file is made (owner only), nothing is beside a "file".
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            assert lock_holder(conn) is not None
+        with pytest.raises(NodeBusy):
+            await run_node(config)
+        with pytest.raises(NodeBusy):
+            await trio.to_thread.run_sync(run_offline, config, _accounts)
+        # An operator command goes through the inbox table in PostgreSQL.
+        made = await trio.to_thread.run_sync(account_create, config, "bob")
+        assert node.core.keyring.secret_of(made["key_id"], 1) == made["secret"]
+        operator = await trio.to_thread.run_sync(operator_key_create, config)
+        assert node.core.keyring.secret_of(operator["key_id"], 1) == operator["secret"]
+        rows = run_sql(pg_url, "SELECT command, result FROM operator_inbox ORDER BY id")
+        assert [json.loads(command).get("name") for command, _ in rows] == ["bob", None]
+        assert all("secret" not in result for _, result in rows)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert lock_holder(conn) is None  # the lock went with the market
+    # No market now: an operator command takes the lock and works on the database itself.
+    carol = await trio.to_thread.run_sync(account_create, config, "carol")
+    assert carol["account_id"] == "carol"
+    assert await trio.to_thread.run_sync(run_offline, config, _accounts) == ["bob", "carol"]
+    # The master key is nowhere in the database.
+    key = key_file.read_text().strip()
+    for table in ("events", "snapshots", "meta", "operator_inbox"):
+        dump = run_sql(pg_url, f"SELECT CAST({table} AS text) FROM {table}")
+        text = " ".join(row[0] for row in dump)
+        # Neither as text nor inside a body (bytea reads as hex): the raw bytes, the hex text.
+        assert key not in text
+        assert key.encode().hex() not in text
+
+
+async def test_a_postgresql_market_needs_a_master_key_from_outside(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
+    with pytest.raises(ValueError, match="HASHMARKET_MASTER_KEY or --master-key-file"):
+        await run_node(settings(pg_url))
+    # The environment's key is enough, and the refused start left the database free.
+    monkeypatch.setenv(MASTER_KEY_ENV, "12" * 32)
+    made = await trio.to_thread.run_sync(account_create, settings(pg_url), "bob")
+    assert made["account_id"] == "bob"
