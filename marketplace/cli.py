@@ -1,7 +1,7 @@
 """``hashmarket``: the one console script (also ``python -m marketplace``).
 
 Sub-commands (see ``../shared/spec/cli.md``): ``serve``, ``account create``, ``account key``
-(a recovery key, security.md), ``demo``,
+(a recovery key, security.md), ``migrate`` (a SQLite market into PostgreSQL), ``demo``,
 ``worker`` (the CPU miner, same as ``python -m workers``), ``operator-key create|revoke``
 (control.md), and the API client commands (``market``, ``account
 balance|ledger|deposit|withdraw``, ``order``, ``key``, and the operator's ``admin``). Heavy
@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     for leaf in (create, revoke):
         _add_db_arguments(leaf)
         leaf.set_defaults(handler=_operator_key)
+
+    migrate = sub.add_parser(
+        "migrate", help="copy a market nobody serves from a SQLite file into empty PostgreSQL"
+    )
+    migrate.add_argument("--from", dest="source", required=True, metavar="FILE.db")
+    migrate.add_argument("--to", dest="target", required=True, metavar="postgresql://...")
+    migrate.set_defaults(handler=_migrate)
 
     # `account` holds both the operator's `create` and the API client's commands.
     client_cli.add_client_commands(sub, operator_commands={"account": _add_account_operator})
@@ -113,6 +120,12 @@ def _worker(args: argparse.Namespace) -> int:
     from workers import cli as worker_cli
 
     return worker_cli.main_from_args(args)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from marketplace.migrate import main_migrate
+
+    return main_migrate(args)
 
 
 def _account_create(args: argparse.Namespace) -> int:
