@@ -11,7 +11,8 @@ mean is the operator's (``marketplace.accounts``). The inbox never holds a secre
 keys, and the operator derives secrets itself.
 
 Every call opens its own short-lived connection (``InboxStore.connect_inbox``: a backend's, in
-``sqlite.py`` and ``postgres.py``), so the market's side runs in a worker thread and the
+``sqlite.py`` and ``postgres.py``; the statements are the same for both, ``InboxConnection``),
+so the market's side runs in a worker thread and the
 operator's in plain Python. On the market's side a store that fails (full, I/O error, locked,
 unreachable) is a ``StorageFault``: the command stays pending and the market tries it again
 later.
@@ -26,29 +27,8 @@ from pathlib import Path
 from typing import Protocol
 
 from marketplace.storage.backends import open_store
+from marketplace.storage.statements import InboxConnection
 from marketplace.storage.store import Answer, StorageFault
-
-
-class InboxConnection(Protocol):
-    """One connection to table ``operator_inbox`` (made if missing when it opened)."""
-
-    def insert(self, command: str, *, created_ms: int) -> int:
-        """Add a pending command; its id."""
-        ...
-
-    def pending(self) -> list[tuple[int, str]]:
-        """``(id, command)`` of every command with no answer, oldest first."""
-        ...
-
-    def finish(self, command_id: int, answer: Answer) -> None:
-        """Write ``answer`` to the command ``command_id``."""
-        ...
-
-    def answer(self, command_id: int) -> Answer | None:
-        """The answer to ``command_id`` (``None``: none yet)."""
-        ...
-
-    def close(self) -> None: ...
 
 
 class InboxStore(Protocol):

@@ -37,9 +37,8 @@ import psycopg
 import psycopg.errors
 from psycopg import conninfo
 
+from marketplace.storage.statements import InboxConnection, JournalReads
 from marketplace.storage.store import (
-    Answer,
-    Entry,
     JournalError,
     LockLost,
     NodeBusy,
@@ -162,9 +161,9 @@ class PostgresStore:
     def open_reader(self) -> PostgresConnection:
         return PostgresConnection(self, self.connect(), writer=False)
 
-    def connect_inbox(self) -> PostgresInbox:
+    def connect_inbox(self) -> InboxConnection:
         """A connection to the inbox table (``inbox.py``), made if missing."""
-        return PostgresInbox(self.connect())
+        return InboxConnection(self.connect(), param="%s")
 
 
 def _ensure_schema(conn: psycopg.Connection[tuple[Any, ...]], name: str) -> None:
@@ -205,9 +204,12 @@ def lock_holder(conn: psycopg.Connection[tuple[Any, ...]]) -> int | None:
     return None if row is None else int(row[0])
 
 
-class PostgresConnection:
+class PostgresConnection(JournalReads):
     """One connection of the journal (``StoreConnection``); a writer's holds the lock and
     reconnects in ``probe``."""
+
+    _p = "%s"
+    _conn: psycopg.Connection[tuple[Any, ...]]
 
     def __init__(
         self, store: PostgresStore, conn: psycopg.Connection[tuple[Any, ...]], *, writer: bool
@@ -215,10 +217,6 @@ class PostgresConnection:
         self._store = store
         self._conn = conn
         self._writer = writer
-
-    def last_seq(self) -> int:
-        row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-        return 0 if row is None else int(row[0])
 
     def insert_events(self, rows: Sequence[Row]) -> None:
         self.load([rows], None)
@@ -303,62 +301,10 @@ class PostgresConnection:
                 conn.execute("SELECT pg_terminate_backend(%s)", (holder,))
             time.sleep(0.05)
 
-    def read_snapshot(self) -> Snapshot | None:
-        row = self._conn.execute(
-            "SELECT seq, time_ms, body FROM snapshots ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        return None if row is None else Snapshot(int(row[0]), int(row[1]), bytes(row[2]))
-
-    def read_events(self, *, after: int, limit: int) -> list[Entry]:
-        cursor = self._conn.execute(
-            "SELECT seq, component, body FROM events WHERE seq > %s ORDER BY seq LIMIT %s",
-            (after, limit),
-        )
-        return [Entry(int(seq), str(component), bytes(body)) for seq, component, body in cursor]
-
     def close(self) -> None:
         if self._writer and not (self._conn.closed or self._conn.broken):
             # The server ends a closed session a moment later; unlocking first means the lock
             # is free when ``close`` returns (a standby or an operator command may take it).
             with contextlib.suppress(psycopg.Error):
                 self._conn.execute("SELECT pg_advisory_unlock_all()")
-        self._conn.close()
-
-
-class PostgresInbox:
-    """The operator inbox table in the PostgreSQL database (``inbox.InboxConnection``)."""
-
-    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-        self._conn = conn
-
-    def insert(self, command: str, *, created_ms: int) -> int:
-        row = self._conn.execute(
-            "INSERT INTO operator_inbox (command, created_ms) VALUES (%s, %s) RETURNING id",
-            (command, created_ms),
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def pending(self) -> list[tuple[int, str]]:
-        rows = self._conn.execute(
-            "SELECT id, command FROM operator_inbox WHERE result IS NULL AND error IS NULL"
-            " ORDER BY id"
-        ).fetchall()
-        return [(int(row[0]), str(row[1])) for row in rows]
-
-    def finish(self, command_id: int, answer: Answer) -> None:
-        self._conn.execute(
-            "UPDATE operator_inbox SET result = %s, error = %s WHERE id = %s",
-            (answer.result, answer.error, command_id),
-        )
-
-    def answer(self, command_id: int) -> Answer | None:
-        row = self._conn.execute(
-            "SELECT result, error FROM operator_inbox WHERE id = %s", (command_id,)
-        ).fetchone()
-        if row is None or (row[0] is None and row[1] is None):
-            return None
-        return Answer(row[0], row[1])
-
-    def close(self) -> None:
         self._conn.close()

@@ -23,9 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
+from marketplace.storage.statements import InboxConnection, JournalReads
 from marketplace.storage.store import (
-    Answer,
-    Entry,
     JournalError,
     NodeBusy,
     Row,
@@ -166,7 +165,7 @@ class SqliteStore:
         # Creates the schema on a new file too (a reader may come first, e.g. ``restore``).
         return SqliteConnection(connect(self.path, Synchronous.NORMAL), None)
 
-    def connect_inbox(self) -> SqliteInbox:
+    def connect_inbox(self) -> InboxConnection:
         """A connection to the inbox table (``inbox.py``), made if missing."""
         # A long busy timeout: the journal's writer commits to the same file.
         conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
@@ -176,57 +175,18 @@ class SqliteStore:
         except BaseException:
             conn.close()
             raise
-        return SqliteInbox(conn)
+        return InboxConnection(conn, param="?")
 
 
-class SqliteInbox:
-    """The operator inbox table in the SQLite file (``inbox.InboxConnection``)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def insert(self, command: str, *, created_ms: int) -> int:
-        rows = self._conn.execute(
-            "INSERT INTO operator_inbox (command, created_ms) VALUES (?, ?) RETURNING id",
-            (command, created_ms),
-        ).fetchall()  # stepped to the end, so the insert is done (and committed) here
-        return int(rows[0][0])
-
-    def pending(self) -> list[tuple[int, str]]:
-        rows = self._conn.execute(
-            "SELECT id, command FROM operator_inbox WHERE result IS NULL AND error IS NULL"
-            " ORDER BY id"
-        ).fetchall()
-        return [(int(row[0]), str(row[1])) for row in rows]
-
-    def finish(self, command_id: int, answer: Answer) -> None:
-        self._conn.execute(
-            "UPDATE operator_inbox SET result = ?, error = ? WHERE id = ?",
-            (answer.result, answer.error, command_id),
-        )
-
-    def answer(self, command_id: int) -> Answer | None:
-        row = self._conn.execute(
-            "SELECT result, error FROM operator_inbox WHERE id = ?", (command_id,)
-        ).fetchone()
-        if row is None or (row[0] is None and row[1] is None):
-            return None
-        return Answer(row[0], row[1])
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-class SqliteConnection:
+class SqliteConnection(JournalReads):
     """One SQLite connection of the journal (``StoreConnection``); a writer's holds the lock."""
+
+    _p = "?"
+    _conn: sqlite3.Connection
 
     def __init__(self, conn: sqlite3.Connection, lock: IO[str] | None) -> None:
         self._conn = conn
         self._lock = lock
-
-    def last_seq(self) -> int:
-        row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-        return int(row[0])
 
     def insert_events(self, rows: Sequence[Row]) -> None:
         self._transaction(
@@ -247,19 +207,6 @@ class SqliteConnection:
             )
         )
         return self.last_seq()
-
-    def read_snapshot(self) -> Snapshot | None:
-        row = self._conn.execute(
-            "SELECT seq, time_ms, body FROM snapshots ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        return None if row is None else Snapshot(int(row[0]), int(row[1]), bytes(row[2]))
-
-    def read_events(self, *, after: int, limit: int) -> list[Entry]:
-        cursor = self._conn.execute(
-            "SELECT seq, component, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after, limit),
-        )
-        return [Entry(int(seq), str(component), bytes(body)) for seq, component, body in cursor]
 
     def read_rows(self, *, after: int, limit: int) -> list[Row]:
         """At most ``limit`` whole rows of ``events`` with ``seq > after``, in order (what a

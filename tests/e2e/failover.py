@@ -34,10 +34,8 @@ from tests.marketplace_io.killcheck import AFTER, journal_shares, share_after_re
 from tests.marketplace_io.miner import RawMiner, StratumError
 from tests.pg import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = 1e-7
-#: 1 BTC per MH/s per day: about 500 msat per share at TINY.
-PRICE = "1.00000000"
+from .test_disk_full import PRICE, ROOT, SERVE
+
 DEPOSIT = "0.001"
 #: How long a miner or the client keeps trying to reach a market that is gone.
 RECONNECT_S = 30.0
@@ -85,21 +83,14 @@ class Markets:
         self.procs: list[trio.Process] = []
 
     def flags(self) -> list[str]:
+        """``serve``'s flags for this database, its key and the fixed ports (the disk-full
+        test's settings otherwise: tiny sha256d difficulty, quick settlement)."""
         return [
-            "--db", self.url,
-            "--master-key-file", str(self.key_file),
-            "--faucet",
-            "--api-port", str(self.api_port),
-            "--sha256d-port", str(self.sha_port),
-            "--scrypt-port", str(self.scrypt_port),
-            "--sha256d-start-difficulty", str(TINY),
-            "--sha256d-min-difficulty", str(TINY),
-            "--sha256d-max-difficulty", str(TINY),
-            "--rebalance-interval", "1",
-            "--settle-interval", "2",
-            "--log-format", "json",
-            "--log-level", "info",
-        ]  # fmt: skip
+            *SERVE,
+            *("--db", self.url, "--master-key-file", str(self.key_file)),
+            *("--api-port", str(self.api_port), "--sha256d-port", str(self.sha_port)),
+            *("--scrypt-port", str(self.scrypt_port)),
+        ]
 
     async def start(self, tag: str, *, standby: bool = False) -> trio.Process:
         """Start a market; return once it serves (or, a standby, once it follows)."""

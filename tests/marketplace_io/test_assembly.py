@@ -176,14 +176,7 @@ async def test_storage_owns_every_db_file(tmp_path: Path) -> None:
         with sqlite3.connect(db) as conn:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert {"events", "snapshots", "meta", "operator_inbox"} <= tables
-        # The node holds the lock: no second node, no offline command on this database.
-        with pytest.raises(NodeBusy):
-            await run_node(config)
-        with pytest.raises(NodeBusy):
-            await trio.to_thread.run_sync(run_offline, config, _accounts)
-        # An operator command goes through the node's inbox instead (in a thread: it blocks).
-        made = await trio.to_thread.run_sync(account_create, config, "bob")
-        assert node.core.keyring.secret_of(made["key_id"], 1) == made["secret"]
+        await only_the_node_writes(node, "bob")
         with sqlite3.connect(db) as conn:
             rows = conn.execute("SELECT command, result FROM operator_inbox").fetchall()
         assert [json.loads(command)["name"] for command, _ in rows] == ["bob"]
@@ -196,6 +189,19 @@ async def test_storage_owns_every_db_file(tmp_path: Path) -> None:
     carol = await trio.to_thread.run_sync(account_create, config, "carol")
     assert carol["account_id"] == "carol"
     assert await trio.to_thread.run_sync(run_offline, config, _accounts) == ["bob", "carol"]
+
+
+async def only_the_node_writes(node: Node, account: str) -> None:
+    """The node holds the database's lock: no second node, no offline command on it; an
+    operator command goes through the node's inbox instead (in a thread: it blocks) and
+    opens ``account`` with a key whose secret the node derives too."""
+    config = node.config
+    with pytest.raises(NodeBusy):
+        await run_node(config)
+    with pytest.raises(NodeBusy):
+        await trio.to_thread.run_sync(run_offline, config, _accounts)
+    made = await trio.to_thread.run_sync(account_create, config, account)
+    assert node.core.keyring.secret_of(made["key_id"], 1) == made["secret"]
 
 
 async def _accounts(core: Core) -> list[str]:
