@@ -6,6 +6,8 @@ the spec's bound, not a benchmark: ``bench/failover.py`` measures them.)"""
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import trio
 
 from marketplace.core.invariants import check_market
 
-from .failover import run_failover
+from .failover import Markets, run_failover
 
 MINERS = 4
 
@@ -36,3 +38,30 @@ async def test_the_standby_takes_over_and_nothing_acknowledged_is_lost(
     assert seen.deposits_journaled == len(seen.deposits_acked) > 0
     assert seen.market is not None
     check_market(seen.market)
+
+
+@pytest.mark.slow
+async def test_one_active_market_and_a_standby_that_stops_on_a_signal(
+    pg_url: str, tmp_path: Path
+) -> None:
+    markets = Markets(pg_url, tmp_path)
+    try:
+        with trio.fail_after(60):
+            await markets.start("active")
+            # A second active market on the database is refused: it is served.
+            second = await trio.run_process(
+                [sys.executable, "-m", "marketplace", "serve", *markets.flags()],
+                capture_stderr=True,
+                check=False,
+                cwd=tmp_path,
+            )
+            assert second.returncode == 1
+            assert b"served by a running market" in second.stderr
+            standby = await markets.start("standby", standby=True)
+            # Following, it holds no port and no lock, and a signal stops it at once.
+            standby.send_signal(signal.SIGTERM)
+            with trio.fail_after(10):
+                assert await standby.wait() == 0
+            assert not markets.serving("standby")
+    finally:
+        await markets.kill_all()
