@@ -17,13 +17,14 @@ the writer's own connection, so it cannot outlive the writes or be held without 
 market dies, its connection closes and the server releases the lock at once, and a standby
 (``marketplace.standby``) takes it. A writer that finds it taken raises ``NodeBusy``.
 
-**A lost connection** (the server restarted, the network broke) is a storage fault like a full
-disk: every ``psycopg.OperationalError`` is (so are a lock wait or a statement past its timeout,
-a full disk on the server, a server in recovery). The journal then probes; the probe reconnects
-and takes the lock again. If the old session is still alive on the server (a half-open
-connection), the probe ends it (``pg_terminate_backend``, our own session only) before taking
-the lock. If another market took the lock meanwhile, the probe raises ``LockLost``: that market
-is the active one, and this one must never write again.
+**A lost connection** (the server restarted, the network broke: TCP keepalives and
+``tcp_user_timeout`` on both ends notice a silent peer within seconds, ``_CLIENT_DEFAULTS``)
+is a storage fault like a full disk: every ``psycopg.OperationalError`` is (so are a lock wait
+or a statement past its timeout, a full disk on the server, a server in recovery). The journal
+then probes; the probe reconnects and takes the lock again. If the old session is still alive
+on the server (a half-open connection), the probe ends it (``pg_terminate_backend``, our own
+session only) before taking the lock. If another market took the lock meanwhile, the probe
+raises ``LockLost``: that market is the active one, and this one must never write again.
 """
 
 from __future__ import annotations
@@ -78,8 +79,26 @@ _SCHEMA: Final = (
     )""",
 )
 
-#: How long to wait for the server to answer a connection attempt.
-CONNECT_TIMEOUT_S: Final = 5
+#: libpq settings a URL gets unless it gives its own: a connection attempt gives up after 5 s,
+#: and a server that stops answering (a partition, a dead machine) fails our socket within
+#: about 10 s (keepalives, ``tcp_user_timeout``) instead of leaving a commit waiting forever.
+_CLIENT_DEFAULTS: Final = {
+    "connect_timeout": "5",
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "2",
+    "tcp_user_timeout": "10000",
+}
+#: The same on the server's side of the writer's session: if the market's machine dies (not
+#: only its process, whose socket the kernel closes), the server ends its session, and so frees
+#: the writer's lock for a standby, within about 4 s (a TCP session; no effect on a unix socket).
+_SERVER_KEEPALIVES: Final = {
+    "tcp_keepalives_idle": 2,
+    "tcp_keepalives_interval": 1,
+    "tcp_keepalives_count": 2,
+    "tcp_user_timeout": 4000,
+}
 #: How long a probe waits for a half-open old session of ours to end before it gives up.
 _OLD_SESSION_WAIT_S: Final = 2.0
 
@@ -95,6 +114,13 @@ def display_name(url: str) -> str:
     host = str(parts.get("host") or "")
     port = f":{parts['port']}" if parts.get("port") else ""
     return f"postgresql://{user}{host}{port}/{parts.get('dbname') or ''}"
+
+
+def _with_defaults(url: str) -> str:
+    """``url`` as a libpq conninfo with ``_CLIENT_DEFAULTS`` for what it does not set."""
+    given = conninfo.conninfo_to_dict(url)
+    missing = {key: value for key, value in _CLIENT_DEFAULTS.items() if key not in given}
+    return conninfo.make_conninfo(url, **missing)
 
 
 def is_fault(error: BaseException) -> bool:
@@ -133,7 +159,7 @@ class PostgresStore:
     def connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         """An autocommit connection, the schema made and checked. Raises ``JournalError`` for
         another schema version, psycopg's errors otherwise."""
-        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        conn = psycopg.connect(_with_defaults(self.url), autocommit=True)
         try:
             _ensure_schema(conn, self._name)
         except BaseException:
@@ -153,10 +179,13 @@ class PostgresStore:
         return PostgresConnection(self, conn, writer=True)
 
     def writer_settings(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-        """The writer's session settings: commit durability and how long to wait for a lock."""
+        """The writer's session settings: commit durability, how long to wait for a lock, and
+        the server's side of the keepalives (see ``_SERVER_KEEPALIVES``)."""
         value = "on" if self.synchronous is Synchronous.FULL else "off"
         conn.execute(f"SET synchronous_commit = {value}")
         conn.execute(f"SET lock_timeout = {max(1, round(self.busy_timeout_s * 1000))}")
+        for name, setting in _SERVER_KEEPALIVES.items():
+            conn.execute(f"SET {name} = {setting}")
 
     def open_reader(self) -> PostgresConnection:
         return PostgresConnection(self, self.connect(), writer=False)

@@ -14,7 +14,7 @@ import trio
 from marketplace.assembly import run_node, run_offline
 from marketplace.masterkey import MASTER_KEY_ENV
 from marketplace.operator import account_create, operator_key_create
-from marketplace.storage.postgres import lock_holder
+from marketplace.storage.postgres import PostgresStore, lock_holder
 
 from .sql import run_sql
 from .test_assembly import _accounts, only_the_node_writes, serving, settings
@@ -64,3 +64,25 @@ async def test_a_postgresql_market_needs_a_master_key_from_outside(
     monkeypatch.setenv(MASTER_KEY_ENV, "12" * 32)
     made = await trio.to_thread.run_sync(account_create, settings(pg_url), "bob")
     assert made["account_id"] == "bob"
+
+
+def test_a_silent_peer_is_noticed_within_seconds_on_both_ends(pg_url: str) -> None:
+    """The writer's connection has keepalives and a TCP user timeout on the client's side
+    (unless the URL sets its own) and on the server's, so a dead machine frees the lock and a
+    dead server fails a commit within seconds instead of hours."""
+    writer = PostgresStore(pg_url + "?connect_timeout=7").open_writer()
+    try:
+        conn = writer._conn
+        client = conn.info.get_parameters()
+        assert client["connect_timeout"] == "7"  # the URL's own wins
+        assert (client["keepalives_idle"], client["tcp_user_timeout"]) == ("5", "10000")
+        names = ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        server = dict(
+            conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
+                ([*names, "tcp_user_timeout"],),
+            ).fetchall()
+        )
+        assert server == {names[0]: "2", names[1]: "1", names[2]: "2", "tcp_user_timeout": "4000"}
+    finally:
+        writer.close()
