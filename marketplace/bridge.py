@@ -6,8 +6,8 @@ id and every share is attributable to exactly one order); workers that no order 
 ``idle`` stream. All streams of one algorithm build on one ``EmulatedChain``.
 
 - ``connect(link)``: the connection joins the fleet (``Fleet.worker_joined``, estimate from its
-  difficulty: ``difficulty * 2**32 / target_share_interval`` H/s), the scheduler rebalances and
-  the first job comes from the stream of the order it now serves.
+  difficulty: ``difficulty * hashes_per_diff1 / target_share_interval`` H/s), the scheduler
+  rebalances and the first job comes from the stream of the order it now serves.
 - Moves: the bridge listens to the scheduler's rebalances; every moved worker gets a fresh job
   from its new stream at once, with ``clean_jobs=True`` so it drops the old order's work.
 - ``record_share(share)``: ``await engine.execute(market.record_share(share, order_id=...))``
@@ -36,11 +36,12 @@ import trio
 from marketplace.clock import Clock
 from marketplace.core.errors import MarketError
 from marketplace.core.model import Assignment, WorkerKey
+from marketplace.core.work import hashes_per_diff1
 from marketplace.durability import StorageUnavailable
 from marketplace.scheduler import MarketScheduler
 from stratum.config import StratumConfig
 from stratum.core.jobs import Job, MinerLink, Share, ShareNotRecorded
-from stratum.core.shares import HASHES_PER_DIFF1, Algorithm
+from stratum.core.shares import Algorithm
 from stratum.core.templates import EmulatedChain, JobStream
 
 #: Tag of the stream idle workers mine on (order ids look like ``o-000001``, never this).
@@ -51,12 +52,15 @@ STORAGE_UNAVAILABLE: Final = "storage unavailable, retry"
 log = structlog.get_logger("marketplace.bridge")
 
 
-def estimate_hs(difficulty: float, target_share_interval_s: float) -> int:
-    """The speed (H/s) at which a worker would send one share of ``difficulty`` per
-    ``target_share_interval_s``: the start estimate vardiff implies."""
+def estimate_hs(
+    difficulty: float, target_share_interval_s: float, algorithm: Algorithm = Algorithm.SHA256D
+) -> int:
+    """The speed (H/s) at which a worker of ``algorithm`` would send one share of
+    ``difficulty`` per ``target_share_interval_s``: the start estimate vardiff implies."""
     if target_share_interval_s <= 0:
         raise ValueError("target_share_interval_s must be positive")
-    return max(1, int(difficulty * HASHES_PER_DIFF1 / target_share_interval_s))
+    hashes = hashes_per_diff1(algorithm)
+    return max(1, int(difficulty * hashes / target_share_interval_s))
 
 
 def order_of(source: str) -> str | None:
@@ -112,7 +116,7 @@ class MarketWorkSource:
         key = WorkerKey(link.conn_id, link.account, link.worker, self.algorithm)
         if link.conn_id in self._keys:
             self._leave(self._keys[link.conn_id])
-        estimate = estimate_hs(link.difficulty, self.config.target_share_interval_s)
+        estimate = estimate_hs(link.difficulty, self.config.target_share_interval_s, self.algorithm)
         self._fleet.worker_joined(worker=key, estimate_hs=estimate, now_ms=self._clock())
         self._keys[link.conn_id] = key
         self._members.setdefault(None, {})[key] = link

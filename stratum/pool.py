@@ -86,7 +86,9 @@ class PoolWorkSource:
         if share.accepted:
             stats.accepted += 1
             key = f"{share.account}.{share.worker}"
-            stats.work[key] = stats.work.get(key, 0) + int(work_for(share.difficulty))
+            stats.work[key] = stats.work.get(key, 0) + int(
+                work_for(share.algorithm, share.difficulty)
+            )
         else:
             reason = share.reason or "other"
             stats.rejected[reason] = stats.rejected.get(reason, 0) + 1

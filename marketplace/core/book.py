@@ -46,7 +46,8 @@ from marketplace.core.model import LedgerKind, MarketConfig, MarketRules, OrderS
 from marketplace.core.orders import Order, share_value
 from marketplace.core.rules import changed
 from marketplace.core.settlement import split_spend
-from marketplace.core.stats import Series, share_work
+from marketplace.core.stats import Series
+from marketplace.core.work import hashes_per_diff1, share_work
 from stratum.core.shares import Algorithm
 
 #: Longest id or name echoed back in an error.
@@ -198,6 +199,8 @@ class Book:
 
     def _apply_share(self, event: ShareRecorded) -> None:
         reason = event.reason or "other"
+        hashes = hashes_per_diff1(event.algorithm, event.work_rule)
+        work = share_work(event.difficulty, event.algorithm, event.work_rule)
         seller = SellerKey(event.account, event.worker, event.algorithm)
         seller_series = self.seller_stats.get(seller)
         if seller_series is None:
@@ -205,6 +208,7 @@ class Book:
         seller_series.add_share(
             time_ms=event.time_ms,
             difficulty=event.difficulty,
+            work=work,
             accepted=event.accepted,
             reason=reason,
         )
@@ -214,13 +218,12 @@ class Book:
         market_series.add_share(
             time_ms=event.time_ms,
             difficulty=event.difficulty,
+            work=work,
             accepted=event.accepted,
             reason=reason,
         )
         history = self.market_history[event.algorithm]
-        history.add_share(
-            time_ms=event.time_ms, work=share_work(event.difficulty), accepted=event.accepted
-        )
+        history.add_share(time_ms=event.time_ms, work=work, accepted=event.accepted)
         order = None if event.order_id is None else self.orders.get(event.order_id)
         if order is None or order.algorithm is not event.algorithm:
             return
@@ -228,6 +231,7 @@ class Book:
         order_series.add_share(
             time_ms=event.time_ms,
             difficulty=event.difficulty,
+            work=work,
             accepted=event.accepted,
             reason=reason,
         )
@@ -237,6 +241,7 @@ class Book:
             price_msat=order.price_msat,
             difficulty=event.difficulty,
             unit_hs=self.rules[order.algorithm].unit_hs,
+            hashes_per_diff1=hashes,
         )
         charged = order.charge(
             value, seller=seller, work=Fraction(event.difficulty), time_ms=event.time_ms

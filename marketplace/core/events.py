@@ -16,6 +16,7 @@ import msgspec
 
 from marketplace.core.model import OrderType
 from marketplace.core.rules import RuleChange
+from marketplace.core.work import LEGACY_WORK_RULE
 from stratum.core.shares import Algorithm
 
 
@@ -83,7 +84,11 @@ class OrderExpired(_Event, frozen=True, tag="order_expired"):
 
 
 class ShareRecorded(_Event, frozen=True, tag="share"):
-    """One checked share; ``order_id`` is the order whose job it solved (``None``: idle)."""
+    """One checked share; ``order_id`` is the order whose job it solved (``None``: idle).
+
+    ``work_rule`` is the rule its work is counted under (``work.py``): events journaled before
+    the field existed are rule 1, and replay prices them as they were priced then.
+    """
 
     conn_id: int
     account: str
@@ -94,6 +99,7 @@ class ShareRecorded(_Event, frozen=True, tag="share"):
     accepted: bool
     reason: str | None
     time_ms: int
+    work_rule: int = LEGACY_WORK_RULE
 
 
 class Settled(_Event, frozen=True, tag="settled"):

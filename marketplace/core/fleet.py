@@ -31,7 +31,8 @@ from typing import NamedTuple
 from marketplace.core.allocation import OrderSlot, allocate
 from marketplace.core.errors import NotFound
 from marketplace.core.model import Assignment, MarketConfig, SellerKey, WorkerKey
-from marketplace.core.stats import RateWindow, share_work
+from marketplace.core.stats import RateWindow
+from marketplace.core.work import share_work
 from stratum.core.shares import Algorithm
 
 # NamedTuple's generated __new__ costs a Python call per instance; a cold rebalance of 10,000
@@ -118,7 +119,7 @@ class Fleet:
         recorded the share. A worker that already left is ignored (its share was in flight)."""
         window = self._workers.get(worker.algorithm, {}).get(worker)
         if window is not None:
-            window.add(time_ms=time_ms, work=share_work(difficulty))
+            window.add(time_ms=time_ms, work=share_work(difficulty, worker.algorithm))
 
     def clock_jumped(self, delta_ms: int) -> None:
         """Market time jumped ``delta_ms`` forward (an operator's advance): shift every speed

@@ -65,6 +65,7 @@ from marketplace.core.orders import (
 from marketplace.core.orders import fixed_quote as quote_for
 from marketplace.core.rules import RuleChange, check_change
 from marketplace.core.state import SNAPSHOT_FORMAT, MarketState, export_book, import_book
+from marketplace.core.work import WORK_RULE
 from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
 
@@ -421,6 +422,7 @@ class Market(EventSourced[events.MarketEvent]):
                 accepted=share.accepted,
                 reason=share.reason,
                 time_ms=share.time_ms,
+                work_rule=WORK_RULE,
             )
         )
 

@@ -9,8 +9,9 @@ changes it, and only through its methods. Its status moves once, from ``active``
 orders) and raise a ``MarketError`` before any event exists, so a refused command changes
 nothing.
 
-Charging is exact. A share's value is ``price * difficulty * 2**32 / (unit * 86400)`` msat, a
-rational number. The order accumulates the exact value of everything it was sent
+Charging is exact. A share's value is ``price * work / (unit * 86400)`` msat with ``work =
+difficulty * hashes_per_diff1`` (``work.py``: 2**32 for sha256d, 2**16 for scrypt), a rational
+number. The order accumulates the exact value of everything it was sent
 (``accrued``) and its integer spend follows ``floor(accrued)``, capped at the amount: the
 fractions of a msat are carried to the next share, never rounded away, and the share that
 reaches the amount is charged only what is left, after which the order is ``completed``.
@@ -31,20 +32,23 @@ from marketplace.core.model import (
     SellerKey,
 )
 from marketplace.core.money import MSAT_PER_SAT
-from stratum.core.shares import HASHES_PER_DIFF1, Algorithm
+from stratum.core.shares import Algorithm
 
 SECONDS_PER_DAY = 86_400
 BPS = 10_000
 
 
-def share_value(*, price_msat: int, difficulty: float, unit_hs: int) -> Fraction:
-    """Exact msat value of one accepted share: price * difficulty * 2**32 / (unit * 86400).
+def share_value(
+    *, price_msat: int, difficulty: float, unit_hs: int, hashes_per_diff1: int
+) -> Fraction:
+    """Exact msat value of one accepted share: ``price * difficulty * hashes_per_diff1 /
+    (unit * 86400)`` (``work.hashes_per_diff1`` of the share's algorithm and rule).
 
     Built from the float's exact ratio in one step (one normalisation instead of three: this
     runs for every share, live and on replay)."""
     numerator, denominator = difficulty.as_integer_ratio()
     return Fraction(
-        numerator * price_msat * HASHES_PER_DIFF1, denominator * unit_hs * SECONDS_PER_DAY
+        numerator * price_msat * hashes_per_diff1, denominator * unit_hs * SECONDS_PER_DAY
     )
 
 
