@@ -40,7 +40,7 @@ from marketplace.core.work import hashes_per_diff1
 from marketplace.durability import StorageUnavailable
 from marketplace.scheduler import MarketScheduler
 from stratum.config import StratumConfig
-from stratum.core.jobs import Job, MinerLink, Share, ShareNotRecorded
+from stratum.core.jobs import Job, Layout, MinerLink, Share, ShareNotRecorded
 from stratum.core.shares import Algorithm
 from stratum.core.templates import EmulatedChain, JobStream
 
@@ -110,6 +110,10 @@ class MarketWorkSource:
     @property
     def algorithm(self) -> Algorithm:
         return self.config.algorithm
+
+    def layout_for(self, session_id: bytes) -> Layout | None:
+        """Every miner works with its own layout on the emulated chain."""
+        return None
 
     def connect(self, link: MinerLink) -> Job:
         """Join the worker to the market, rebalance, and return its first job (clean)."""

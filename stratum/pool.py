@@ -16,7 +16,7 @@ import structlog
 import trio
 
 from stratum.config import StratumConfig
-from stratum.core.jobs import Job, MinerLink, Share
+from stratum.core.jobs import Job, Layout, MinerLink, Share
 from stratum.core.shares import Algorithm, work_for
 from stratum.core.templates import EmulatedChain, JobStream
 
@@ -70,6 +70,10 @@ class PoolWorkSource:
     def current_job(self) -> Job:
         """The job every miner is working on."""
         return self._job
+
+    def layout_for(self, session_id: bytes) -> Layout | None:
+        """Every miner works with its own layout here."""
+        return None
 
     def connect(self, link: MinerLink) -> Job:
         """Remember ``link``; its first job is the current one, with ``clean_jobs``."""

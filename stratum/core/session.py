@@ -23,8 +23,13 @@ in the order the driver must carry it out:
 Because an outcome is produced for one line at a time, the subscribe reply is always the very
 next line the server writes after the subscribe, and the authorize reply is followed, not
 preceded, by ``set_difficulty`` and ``notify`` (stratum.md, "Ordering that real miners rely
-on"). Jobs and extranonce changes the server originates (``send_job``, ``change_extranonce``)
-are returned as bytes for the driver to queue behind whatever it queued before.
+on"). Jobs and layout changes the server originates (``send_job``, ``change_layout``) are
+returned as bytes for the driver to queue behind whatever it queued before.
+
+A connection's session id is its own value from the listener's ``ExtranonceAllocator`` (asked
+for again by a miner that resumes). Its extranonce1 is that value too, unless its work source
+gives it another layout (``jobs.Layout``): at subscribe through the ``layouts`` look-up the
+driver injects, later through ``change_layout``.
 
 Every request is looked up in the transition table (``states.TRANSITIONS``) before its handler
 runs: a method the state does not accept is ``RefusedInState`` and becomes an error reply, and
@@ -45,7 +50,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -53,15 +57,15 @@ import msgspec
 from stratum.core.errors import NOT_SUPPORTED, StratumError, StratumErrorCode
 from stratum.core.framing import NEED_DATA, EndOfStream, LineSplitter, LineTooLong
 from stratum.core.handshake import (
+    VERSION_ROLLING,
     Worker,
     negotiate_extensions,
     parse_username,
     password_difficulty,
 )
 from stratum.core.jobfeed import JobFeed, SentJob
-from stratum.core.jobs import Job, Share
+from stratum.core.jobs import Job, Layout, Share
 from stratum.core.messages import (
-    MAX_LINE_BYTES,
     METHODS,
     AuthorizeParams,
     ConfigureParams,
@@ -82,53 +86,12 @@ from stratum.core.messages import (
 )
 from stratum.core.pipeline import SharePipeline, Verdict
 from stratum.core.registries import ExtranonceAllocator, JobIds, SubmittedShares
-from stratum.core.shares import Algorithm
+from stratum.core.session_types import LayoutLookup, Outcome, SessionConfig
 from stratum.core.states import CloseReason, RefusedInState, SessionState, next_state
 from stratum.core.tally import SubmitTally
-from stratum.core.vardiff import VardiffConfig, round_difficulty
+from stratum.core.vardiff import round_difficulty
 
 _HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})+")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionConfig:
-    """What one session needs to know; built by ``stratum.config.StratumConfig``."""
-
-    algorithm: Algorithm
-    start_difficulty: float
-    min_difficulty: float
-    max_difficulty: float
-    vardiff: VardiffConfig | None
-    extranonce2_size: int = 4
-    version_rolling_mask: int = 0x1FFFE000
-    idle_timeout_ms: int = 600_000
-    subscribe_timeout_ms: int = 30_000
-    stale_grace_ms: int = 0
-    ntime_future_s: int = 7200
-    max_consecutive_rejects: int = 50
-    max_jobs: int = 16
-    max_line_bytes: int = MAX_LINE_BYTES
-
-    def clamp(self, difficulty: float) -> float:
-        """``difficulty`` bounded by the server's minimum and maximum."""
-        return min(max(difficulty, self.min_difficulty), self.max_difficulty)
-
-
-@dataclass(slots=True)
-class Outcome:
-    """The effect of one line (or of a deadline), in the order the driver carries it out."""
-
-    reply: bytes = b""
-    share: Share | None = None
-    #: A submit refused by the connection's state: counted under this reason, no share.
-    refused_submit: str | None = None
-    start_work: bool = False
-    followups: bytes = b""
-    close: CloseReason | None = None
-    #: For logs: the method handled and the error answered, if any.
-    method: str | None = None
-    error: StratumError | None = None
-    detail: str | None = None
 
 
 #: A request's handler: its id, its params (already decoded as the method's Struct), the time
@@ -141,6 +104,7 @@ class ServerSession:
 
     ``extranonces``, ``job_ids`` and ``submitted`` are the listener's shared registries
     (``stratum.core.registries``); a session made without the last two gets its own.
+    ``layouts`` gives a subscribing connection its layout (none: always its own).
     """
 
     def __init__(
@@ -152,6 +116,7 @@ class ServerSession:
         now_ms: int,
         job_ids: JobIds | None = None,
         submitted: SubmittedShares | None = None,
+        layouts: LayoutLookup | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.config = config
@@ -163,7 +128,10 @@ class ServerSession:
         self.first_worker: Worker | None = None
         self.tally = SubmitTally()
         self.close_reason: CloseReason | None = None
+        #: The connection's own id (from ``extranonces``; ``None`` before subscribe).
+        self.session_id: bytes | None = None
         self._extranonces = extranonces
+        self._layouts = layouts
         self._feed = JobFeed(
             algorithm=config.algorithm,
             difficulty=config.start_difficulty,
@@ -173,11 +141,10 @@ class ServerSession:
             ntime_future_s=config.ntime_future_s,
             job_ids=job_ids if job_ids is not None else JobIds(),
             submitted=submitted if submitted is not None else SubmittedShares(),
+            extranonce2_size=config.extranonce2_size,
         )
         self._pipeline = SharePipeline(
-            algorithm=config.algorithm,
-            extranonce2_size=config.extranonce2_size,
-            ntime_future_s=config.ntime_future_s,
+            algorithm=config.algorithm, ntime_future_s=config.ntime_future_s
         )
         self._splitter = LineSplitter(config.max_line_bytes)
         #: The driver may refuse an otherwise valid share (an injected fault): then it is
@@ -271,31 +238,30 @@ class ServerSession:
         ``set_difficulty`` and the current template as a new job (nothing before a job)."""
         return self._feed.change_difficulty(difficulty, now_ms)
 
-    def change_extranonce(self, now_ms: int) -> bytes:
-        """Move the connection to a fresh extranonce1 with ``mining.set_extranonce``.
-
-        Only for clients that sent ``mining.extranonce.subscribe`` (returns ``b""`` otherwise).
-        The current job is re-sent (``clean_jobs``) so the new value applies to it; shares for
-        jobs sent before are still checked with the extranonce1 they were sent with.
-        """
-        old = self.extranonce1
-        if not self.extranonce_subscribed or old is None:
+    def change_layout(self, layout: Layout | None, job: Job, now_ms: int) -> bytes | None:
+        """Move the connection to ``layout`` (``None``: its own) and send ``job`` under it,
+        clean: the lines (``mining.set_extranonce``, ``mining.set_version_mask`` as needed,
+        the job). ``None`` when the extranonce would change and the client never sent
+        ``mining.extranonce.subscribe`` (nothing changes: reconnect it instead). Shares for
+        jobs sent before are still checked with the layout those were sent with. Raises
+        ``RuntimeError`` before ``mining.subscribe`` (a driver bug)."""
+        own = self.session_id
+        if own is None:
+            raise RuntimeError("change_layout before subscribe")
+        if self.state is SessionState.CLOSED:
             return b""
-        new = self._feed.extranonce1 = self._extranonces.allocate()
-        self._extranonces.release(old)
-        out = notification_line(Method.SET_EXTRANONCE, [new.hex(), self.config.extranonce2_size])
-        current = self._feed.current
-        if current is not None:
-            out += self.send_job(msgspec.structs.replace(current, clean_jobs=True), now_ms)
-        return out
+        if self._feed.changes_extranonce(own, layout) and not self.extranonce_subscribed:
+            return None
+        self._now_ms = max(self._now_ms, now_ms)
+        return self._feed.change_layout(own, layout, job, now_ms)
 
     def close(self, reason: CloseReason) -> None:
         """The connection is over (driver side: timeout, shutdown, peer gone...). Idempotent."""
         if self.state is not SessionState.CLOSED:
             self.state = SessionState.CLOSED
             self.close_reason = reason
-            if self.extranonce1 is not None:
-                self._extranonces.release(self.extranonce1)
+            if self.session_id is not None:
+                self._extranonces.release(self.session_id)
             self._feed.park(self._now_ms)
 
     # ----------------------------------------------------------------------- lines
@@ -356,14 +322,20 @@ class ServerSession:
         requested = None
         if params.session_id and _HEX.fullmatch(params.session_id):
             requested = bytes.fromhex(params.session_id)
-        extranonce1 = self._feed.extranonce1 = self._extranonces.allocate(requested)
-        sub_id = extranonce1.hex()
+        own = self.session_id = self._extranonces.allocate(requested)
+        feed = self._feed
+        feed.use_layout(own, None if self._layouts is None else self._layouts(own))
+        assert feed.extranonce1 is not None
+        sub_id = own.hex()
         result = [
             [[Method.SET_DIFFICULTY, sub_id], [Method.NOTIFY, sub_id]],
-            sub_id,
-            self.config.extranonce2_size,
+            feed.extranonce1.hex(),
+            feed.extranonce2_size,
         ]
         out.reply = response_line(request_id, result)
+        if feed.version_mask != feed.negotiated_mask:
+            # Negotiated before its source was known, and that source allows fewer bits.
+            out.followups += feed.version_mask_line()
 
     def _authorize(
         self, request_id: RequestId, params: AuthorizeParams, now_ms: int, out: Outcome
@@ -391,7 +363,9 @@ class ServerSession:
             params.extensions, params.options, server_mask=self.config.version_rolling_mask
         )
         if granted is not None:
-            self.version_rolling_mask = granted
+            self.version_rolling_mask = self._feed.negotiated_mask = granted
+            # What it may roll now: its work source may allow fewer bits than the server.
+            result[f"{VERSION_ROLLING}.mask"] = f"{self._feed.version_mask:08x}"
         out.reply = response_line(request_id, result)
 
     def _suggest_difficulty(
@@ -408,11 +382,7 @@ class ServerSession:
         self, request_id: RequestId, params: SubmitParams, now_ms: int, out: Outcome
     ) -> None:
         verdict = self._pipeline.check(
-            params,
-            jobs=self._feed.jobs,
-            workers=self.workers,
-            version_mask=self.version_rolling_mask,
-            now_ms=now_ms,
+            params, jobs=self._feed.jobs, workers=self.workers, now_ms=now_ms
         )
         if verdict.error is None and self.veto_share is not None and self.veto_share():
             verdict = Verdict(
@@ -424,7 +394,7 @@ class ServerSession:
             self._reject(request_id, verdict, now_ms, out)
             return
         self.tally.accept(request_id, verdict)
-        out.share = self._share(verdict, now_ms)
+        out.share = self._share(verdict, now_ms, params)
         out.reply = true_line(request_id)
         out.followups += self._feed.on_accepted(out.share.difficulty, now_ms)
 
@@ -450,7 +420,7 @@ class ServerSession:
         outcome.error = StratumError(StratumErrorCode.OTHER, message)
         outcome.reply = error_line(request_id, outcome.error)
 
-    def _share(self, verdict: Verdict, now_ms: int) -> Share:
+    def _share(self, verdict: Verdict, now_ms: int, params: SubmitParams | None = None) -> Share:
         first = self.first_worker
         assert first is not None  # submits are only handled once a worker authorized
         return self._pipeline.share(
@@ -459,6 +429,7 @@ class ServerSession:
             first_worker=first,
             difficulty=self._feed.difficulty,
             now_ms=now_ms,
+            params=params,
         )
 
     @property
