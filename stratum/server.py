@@ -326,7 +326,7 @@ class Connection:
             )
             job = self._server.work_source.connect(self)
             self._linked = True
-            if not self._stalled():
+            if job is not None and not self._stalled():
                 self._out += self.session.send_job(job, self._server.clock())
             log.info("conn.authorized", difficulty=self.session.difficulty)
         self._out += outcome.followups

@@ -178,8 +178,10 @@ class WorkSource(Protocol):
         was free): the layout its work needs, ``None`` for its own."""
         ...
 
-    def connect(self, link: MinerLink) -> Job:
-        """A connection's first worker authorized: return its first job, keep ``link``."""
+    def connect(self, link: MinerLink) -> Job | None:
+        """A connection's first worker authorized: return its first job, keep ``link``.
+        ``None`` when the source already sent it its work itself (``change_layout``) or told
+        it to reconnect."""
         ...
 
     def disconnect(self, link: MinerLink) -> None:

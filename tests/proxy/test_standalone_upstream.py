@@ -1,0 +1,122 @@
+"""Proxy mode against a real standalone pool (``stratum.pool``) on loopback: shares are
+forwarded with the pool's job id and ``slot || extranonce2``, the pool accepts them and its own
+count equals the order's ``pool.accepted``; money stays conserved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+import trio
+
+from stratum.core.jobs import Share
+from stratum.pool import PoolWorkSource
+from stratum.server import StratumServer, trio_wall_clock
+from tests.marketplace_io.miner import StratumError
+from tests.marketplace_io.node import TINY
+from tests.stratum.helpers import TEST_CONFIG
+
+from .helpers import ProxyNode, add_order, add_pool, proxy_node, wait_until
+
+POOL_CONFIG = msgspec.structs.replace(
+    TEST_CONFIG, start_difficulty=TINY, min_difficulty=TINY, block_interval_s=10**6
+)
+
+
+class RecordingPool(PoolWorkSource):
+    """The standalone pool, keeping every share its server checked."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.shares: list[Share] = []
+
+    async def record_share(self, share: Share) -> None:
+        self.shares.append(share)
+        await super().record_share(share)
+
+
+async def start_standalone(nursery: trio.Nursery) -> tuple[StratumServer, RecordingPool]:
+    clock = trio_wall_clock()
+    pool = RecordingPool(config=POOL_CONFIG, clock=clock)
+    server = StratumServer(config=POOL_CONFIG, work_source=pool, clock=clock)
+    await nursery.start(pool.run)
+    await nursery.start(server.run)
+    return server, pool
+
+
+def pool_accepted(node: ProxyNode, order_id: str) -> int:
+    link = node.order(order_id).pool
+    assert link is not None
+    return link.accepted
+
+
+async def test_shares_reach_a_standalone_pool_and_its_count_is_the_orders(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    pool_server, pool = await start_standalone(nursery)
+    assert pool_server.port is not None
+    async with proxy_node(tmp_path) as node:
+        pool_id = await add_pool(node, pool_server.port)
+        order_id = await add_order(node, pool_id=pool_id)
+        await wait_until(lambda: node.upstreams.alive(order_id))
+        (upstream,) = pool_server.connections()
+        assert upstream.session.user_agent is not None
+        assert upstream.session.user_agent.startswith("hashmarket/")
+        miner = await node.miner("seller.rig1")
+        # Moved onto the pool's layout: the pool's extranonce1 and a 2-byte slot.
+        pool_extranonce1 = upstream.session.extranonce1
+        assert pool_extranonce1 is not None
+        assert miner.extranonce1.startswith(pool_extranonce1.hex())
+        assert len(bytes.fromhex(miner.extranonce1)) == len(pool_extranonce1) + 2
+        assert miner.extranonce2_size == POOL_CONFIG.extranonce2_size - 2
+        slot = miner.extranonce1[len(pool_extranonce1.hex()) :]
+        assert any(m["method"] == "mining.set_extranonce" for m in miner.others)
+        for _ in range(6):
+            assert await miner.submit("seller.rig1") is True
+        await wait_until(
+            lambda: (
+                node.order(order_id).pool is not None and node.order(order_id).pool.accepted == 6
+            )
+        )  # type: ignore[union-attr]
+        view = node.order(order_id)
+        assert view.pool is not None
+        assert view.pool.status == "alive"
+        assert view.pool.rejected == {}
+        # The pool's own count is the order's.
+        assert pool.stats.accepted == view.pool.accepted == 6
+        assert all(s.extranonce2.startswith(slot) for s in pool.shares)
+        assert all(s.accepted for s in pool.shares)
+        assert view.spent_msat > 0
+        node.check()
+
+
+async def test_the_pools_clean_jobs_make_earlier_jobs_stale(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    pool_server, pool = await start_standalone(nursery)
+    assert pool_server.port is not None
+    async with proxy_node(tmp_path) as node:
+        order_id = await add_order(node, pool_id=await add_pool(node, pool_server.port))
+        await wait_until(lambda: node.upstreams.alive(order_id))
+        miner = await node.miner("seller.rig1")
+        old = miner.latest
+        # A job that is not clean: earlier jobs stay valid.
+        pool.new_job()
+        job = await miner.pump()
+        assert not job.clean_jobs
+        assert await miner.submit("seller.rig1", old) is True
+        # (Forwarding is asynchronous: let it reach the pool before the pool moves on.)
+        await wait_until(lambda: pool_accepted(node, order_id) == 1)
+        # The pool's chain finds a block: a clean job, passed on, and the earlier ones stale.
+        pool.chain.advance(pool.chain.next_block_ms)
+        pool.new_job()
+        job = await miner.pump()
+        assert job.clean_jobs
+        with pytest.raises(StratumError) as refused:
+            await miner.submit("seller.rig1", old)
+        assert refused.value.code == 21
+        assert await miner.submit("seller.rig1", job) is True
+        await wait_until(lambda: pool_accepted(node, order_id) == 2)
+        assert pool.stats.accepted == 2
+        node.check()
