@@ -16,7 +16,7 @@ and for an order with a buyer's pool the jobs its pool sends, mirrored by the pr
   order's pool connection (``Relay.assign``); on the chain, with its own. A move between two
   layouts is ``link.change_layout`` (``mining.set_extranonce``) for a miner that asked for it;
   any other is told to reconnect (``client.reconnect``), keeps its place in the fleet while it
-  does (a ``_Transit``, for ``transit_s``), is given its new layout when it resumes its session
+  does (``core.transits``, for ``transit_s``), is given its new layout when it resumes its session
   (``layout_for``) and takes over its place (``Fleet.worker_resumed``).
 - ``record_share(share)``: ``await engine.execute(market.record_share(share, order_id=...))``
   with the order taken from the job's ``source``, so the share is journaled (one record in a
@@ -37,7 +37,6 @@ synchronous, so they are atomic with respect to the market and the fleet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -48,6 +47,7 @@ from marketplace.clock import Clock
 from marketplace.core.errors import MarketError
 from marketplace.core.model import Assignment, WorkerKey
 from marketplace.core.relay import NOT_BILLABLE, Forward, Relay, RelayError
+from marketplace.core.transits import Transit, Transits
 from marketplace.core.work import hashes_per_diff1
 from marketplace.durability import StorageUnavailable
 from marketplace.scheduler import MarketScheduler
@@ -95,17 +95,6 @@ class Upstreams(Protocol):
     def forward(self, forward: Forward, *, price_msat: int | None) -> None: ...
 
 
-@dataclass(eq=False)
-class _Transit:
-    """A worker told to reconnect to take another layout: its place is kept until it resumes
-    (or ``until_ms``)."""
-
-    key: WorkerKey
-    order_id: str | None
-    layout: Layout | None
-    until_ms: int
-
-
 class MarketWorkSource:
     """A ``WorkSource`` handing out the market's orders as job streams (see the module doc)."""
 
@@ -142,10 +131,7 @@ class MarketWorkSource:
         self._keys: dict[int, WorkerKey] = {}
         #: The layout each connection works with now (absent: its own).
         self._layouts: dict[WorkerKey, Layout] = {}
-        #: Layouts given at subscribe, by session id, until the connection authorizes.
-        self._given: dict[bytes, Layout] = {}
-        self._transit: dict[bytes, _Transit] = {}
-        self._transit_keys: dict[WorkerKey, bytes] = {}
+        self._transits = Transits()
         self._connecting: WorkerKey | None = None
         #: Jobs pushed outside ``connect`` (moves, intervals, blocks), for logs and tests.
         self.jobs_pushed = 0
@@ -164,11 +150,7 @@ class MarketWorkSource:
     def layout_for(self, session_id: bytes) -> Layout | None:
         """The layout reserved for a miner resuming ``session_id`` after a reconnect we asked
         for; its own otherwise."""
-        transit = self._transit.get(session_id)
-        if transit is None or transit.layout is None:
-            return None
-        self._given[session_id] = transit.layout
-        return transit.layout
+        return self._transits.layout_for(session_id)
 
     def connect(self, link: MinerLink) -> Job | None:
         """Join the worker to the market (or give it back its place after a reconnect we asked
@@ -177,10 +159,9 @@ class MarketWorkSource:
         if link.conn_id in self._keys:
             self._leave(self._keys[link.conn_id])
         session_id = link.session_id
-        layout = self._given.pop(session_id, None)
-        transit = self._transit.pop(session_id, None)
+        layout = self._transits.given(session_id)
+        transit = self._transits.take(session_id)
         if transit is not None:
-            del self._transit_keys[transit.key]
             if (transit.key.account, transit.key.worker) == (key.account, key.worker):
                 return self._resume(key, link, transit, layout)
             self._expire(transit)
@@ -205,7 +186,7 @@ class MarketWorkSource:
         return self._arrive(key, link, order_id, first=True)
 
     def _resume(
-        self, key: WorkerKey, link: MinerLink, transit: _Transit, layout: Layout | None
+        self, key: WorkerKey, link: MinerLink, transit: Transit, layout: Layout | None
     ) -> Job | None:
         """A worker we told to reconnect is back: it takes over its place in the fleet."""
         self._fleet.worker_resumed(old=transit.key, new=key)
@@ -232,8 +213,8 @@ class MarketWorkSource:
         key = self._keys.get(link.conn_id)
         if key is None:
             return
-        self._given.pop(link.session_id, None)
-        if self._transit_keys.get(key) == link.session_id:
+        self._transits.given(link.session_id)
+        if self._transits.holds(key, link.session_id):
             self._forget(key)
             return
         self._leave(key)
@@ -253,7 +234,7 @@ class MarketWorkSource:
         self._forget(key)
         self._fleet.worker_left(worker=key, now_ms=self._clock())
 
-    def _expire(self, transit: _Transit) -> None:
+    def _expire(self, transit: Transit) -> None:
         """A worker told to reconnect did not come back (in time, or as itself)."""
         relay = self._relay(transit.order_id)
         if relay is not None:
@@ -262,12 +243,8 @@ class MarketWorkSource:
 
     def expire_transits(self) -> int:
         """Give up the places of workers that did not resume in time; how many."""
-        now = self._clock()
-        late = [sid for sid, t in self._transit.items() if t.until_ms <= now]
-        for session_id in late:
-            transit = self._transit.pop(session_id)
-            del self._transit_keys[transit.key]
-            self._given.pop(session_id, None)
+        late = self._transits.expired(self._clock())
+        for transit in late:
             self._expire(transit)
         if late:
             self._scheduler.rebalance(self.algorithm)
@@ -387,17 +364,18 @@ class MarketWorkSource:
         """Tell a miner that cannot take a new extranonce in place to reconnect, keeping its
         place until it resumes with its session id (``layout_for`` then gives it
         ``layout``)."""
-        session_id = link.session_id
         until = self._clock() + self._transit_ms
-        self._transit[session_id] = _Transit(key, order_id, layout, until)
-        self._transit_keys[key] = session_id
+        self._transits.begin(
+            link.session_id, key=key, order_id=order_id, layout=layout, until_ms=until
+        )
         self.reconnects += 1
         log.info("bridge.reconnecting", conn=key.conn_id, worker=key.worker, order=order_id)
         link.reconnect()
 
     def _retarget(self, key: WorkerKey, order_id: str | None) -> None:
         """A worker in transit was moved by a rebalance: it resumes on ``order_id``."""
-        transit = self._transit[self._transit_keys[key]]
+        transit = self._transits.of(key)
+        assert transit is not None
         old = self._relay(transit.order_id)
         if old is not None and transit.order_id != order_id:
             old.release(key)
@@ -410,7 +388,7 @@ class MarketWorkSource:
             return
         jobs: dict[str | None, Job] = {}
         for worker, order_id in moves:
-            if worker in self._transit_keys:
+            if self._transits.of(worker) is not None:
                 self._retarget(worker, order_id)
                 continue
             if self._keys.get(worker.conn_id) != worker:
@@ -511,7 +489,7 @@ class MarketWorkSource:
         while True:
             now = self._clock()
             due = self.next_due_ms()
-            wake = min([due, *(t.until_ms for t in self._transit.values())])
+            wake = min(due, self._transits.next_deadline_ms() or due)
             if now < wake:
                 # An advance that catches up meanwhile moves the due time: look again then.
                 await trio.sleep((wake - now) / 1000)

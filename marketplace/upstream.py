@@ -4,10 +4,10 @@ Theory of operation
 -------------------
 ``UpstreamManager`` is the trio driver of proxy mode (proxy.md). For every active order that
 names a pool it runs one task that keeps one connection to that pool, through the project's
-own Stratum client (``stratum.client``): it resolves the host and checks every address against
-the operator's allow list (``--pool-allow``) before connecting, subscribes as
-``hashmarket/<version>``, asks for version rolling (``mining.configure``), authorizes with the
-pool's username and unsealed password, and then follows what the pool says
+own Stratum client (``stratum.client``), logged in the way ``pool_login`` does it (the host
+resolved and every address checked against the operator's ``--pool-allow`` before connecting,
+``hashmarket/<version>``, version rolling, the pool's username and unsealed password), and
+then follows what the pool says
 (``set_difficulty``, ``notify``, ``set_extranonce``, ``set_version_mask``, ``client.reconnect``,
 ``client.show_message``). What it learns goes into the order's ``Relay`` (``core/relay.py``,
 pure), and from there to the order's workers through the bridge of the order's algorithm.
@@ -30,22 +30,19 @@ pure), and from there to the order's workers through the bridge of the order's a
   stops sessions when orders are created, set to another pool, or end.
 
 Seams for fault injection (issue 11's ``pool`` target): ``drop_all`` closes every upstream
-connection (each reconnects with its backoff), and ``forward_delay`` (order id -> seconds) holds
-each forwarded share back before it is sent.
+connection (each reconnects with its backoff), and ``forwarding.delay`` (order id -> seconds)
+holds each forwarded share back before it is sent.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import itertools
 import math
-import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from functools import partial
+from typing import Protocol
 
-import msgspec
 import structlog
 import trio
 
@@ -62,13 +59,22 @@ from marketplace.core.events import (
 from marketplace.core.pool_hosts import AllowList
 from marketplace.core.pools import PoolAccess, PoolRegistry
 from marketplace.core.relay import Forward, Relay, RelayError, RelayView
-from marketplace.core.sealing import SealError
+from marketplace.durability import StorageUnavailable
 from marketplace.engine import Committed
+from marketplace.forwarding import Forwarder, Queued
+from marketplace.pool_login import (
+    FAILURES,
+    UpstreamConfig,
+    authorize,
+    checked_address,
+    configure,
+    subscribe,
+    verify_pool,
+    why,
+)
 from marketplace.scheduler import MarketScheduler
 from stratum.client import (
-    ClientConfig,
     ConnectionLost,
-    RequestRejected,
     StratumClient,
     open_stratum_client,
 )
@@ -80,48 +86,11 @@ from stratum.core.client_events import (
     NewVersionMask,
     ReconnectRequested,
     ShowMessage,
-    StratumFailure,
-    Subscribed,
 )
-from stratum.core.client_protocol import RemoteProtocolError
 from stratum.core.jobs import Job
 from stratum.core.shares import Algorithm
 
 log = structlog.get_logger("marketplace.upstream")
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("hashmarket")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source checkout
-        return "0"
-
-
-USER_AGENT: Final = f"hashmarket/{_version()}"
-
-
-class UpstreamConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """The proxy's timeouts and bounds (seconds unless named otherwise)."""
-
-    user_agent: str = USER_AGENT
-    connect_timeout_s: float = 10.0
-    request_timeout_s: float = 10.0
-    #: A pool that does not answer ``mining.configure`` is taken as not rolling versions.
-    configure_timeout_s: float = 3.0
-    #: The first job must come within this long after authorize (pool.verify's 10 s).
-    notify_timeout_s: float = 10.0
-    answer_timeout_s: float = 10.0
-    #: A pool answering a share slower than this is noted in ``last_error``.
-    slow_answer_s: float = 1.0
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 60.0
-    queue_size: int = 1024
-    in_flight: int = 64
-    check_interval_s: float = 1.0
-    #: The version bits we ask the pool for (the Stratum server's own mask).
-    version_rolling_mask: int = 0x1FFFE000
-    #: How long verification may take in all (proxy.md: 10 s).
-    verify_timeout_s: float = 10.0
 
 
 class RelayListener(Protocol):
@@ -139,23 +108,12 @@ class RelayListener(Protocol):
         ...
 
 
-class _Dropped(Exception):
-    """The session was ended from outside (``drop_all``, too many rejects)."""
-
-
 class _Redirect(Exception):
     """The pool asked us (``client.reconnect``) to connect elsewhere."""
 
     def __init__(self, host: str, port: int, wait_s: float) -> None:
         super().__init__(f"the pool asked us to reconnect to {host}:{port}")
         self.host, self.port, self.wait_s = host, port, wait_s
-
-
-@dataclass(eq=False)
-class _Queued:
-    forward: Forward
-    price_msat: int
-    queued_at: float
 
 
 @dataclass(eq=False)
@@ -168,15 +126,9 @@ class _Session:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     #: The current connection's scope and queue (``None`` between connections).
     connection: trio.CancelScope | None = None
-    queue: trio.MemorySendChannel[_Queued] | None = None
+    queue: trio.MemorySendChannel[Queued] | None = None
     drop_reason: str | None = None
     redirect: tuple[str, int] | None = None
-
-
-async def resolve(host: str, port: int) -> list[str]:
-    """The addresses ``host`` resolves to (an address resolves to itself). Raises ``OSError``."""
-    infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class UpstreamManager:
@@ -202,11 +154,10 @@ class UpstreamManager:
         self._listeners: dict[Algorithm, RelayListener] = {}
         self._nursery: trio.Nursery | None = None
         self._seq_bases = itertools.count(1)
-        #: Seconds each forwarded share of an order is held back (fault injection).
-        self.forward_delay: Callable[[str], float] | None = None
-        #: Answer latencies (s, from our accept to the pool's answer), for the benchmark.
-        self.latencies: list[float] = []
-        self.keep_latencies = False
+        #: Sends the shares and journals the answers (its ``delay`` is a fault seam).
+        self.forwarding = Forwarder(
+            engine=self._engine, market=self._market, config=self.config, now=self._now
+        )
         scheduler.set_alive(self.alive)
         self._engine.add_commit_listener(self._on_commit)
         # After a storage fault the market is put back to the journal's state: orders that were
@@ -312,7 +263,8 @@ class UpstreamManager:
         def command() -> None:
             self._market.cancel_for_pool(order_id=order_id, reason=reason, now_ms=self._now())
 
-        with contextlib.suppress(MarketError):  # it ended meanwhile
+        # It ended meanwhile, or the store fails (the next check tries again).
+        with contextlib.suppress(MarketError, StorageUnavailable):
             await self._engine.execute(command)
 
     # ------------------------------------------------------------------ fault seams
@@ -323,8 +275,7 @@ class UpstreamManager:
         dropped = 0
         for session in self._sessions.values():
             if session.connection is not None:
-                session.drop_reason = reason
-                session.connection.cancel()
+                self._drop(session, reason)
                 dropped += 1
         return dropped
 
@@ -357,29 +308,34 @@ class UpstreamManager:
         relay.begin()
         error = "the connection to the pool ended"
         reached_alive = False
-        send, receive = trio.open_memory_channel[_Queued](self.config.queue_size)
+        send, receive = trio.open_memory_channel[Queued](self.config.queue_size)
         opened: StratumClient | None = None
         try:
             with trio.CancelScope() as connection:
                 session.connection = connection
                 access = self._pools.access(session.pool_id)
                 host, port = session.redirect or (access.host, access.port)
-                address = await self._checked_address(host, port)
-                client_config = ClientConfig(
-                    user_agent=self.config.user_agent,
-                    connect_timeout=self.config.connect_timeout_s,
-                    request_timeout=self.config.request_timeout_s,
-                )
+                address = await checked_address(host, port, allow=self.allow)
+                client_config = self.config.client()
                 async with open_stratum_client(address, port, config=client_config) as client:
                     opened = client
-                    await self._subscribe(client, relay)
-                    await self._configure(client, relay)
-                    await self._authorize(client, access)
+                    await subscribe(client, relay)
+                    await configure(client, relay, self.config)
+                    await authorize(client, access)
                     session.queue = send
                     # The pool's fault ends the session as itself, not in a group of one.
                     failure: Exception | None = None
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._forwarder, session, client, receive)
+                        nursery.start_soon(
+                            partial(
+                                self.forwarding.run,
+                                username=access.username,
+                                relay=relay,
+                                client=client,
+                                receive=receive,
+                                drop=partial(self._drop, session),
+                            )
+                        )
                         try:
                             reached_alive = await self._follow(session, client)
                         except Exception as exc:
@@ -392,8 +348,8 @@ class UpstreamManager:
         except _Redirect:
             error = "the pool asked us to reconnect elsewhere"
             raise
-        except _FAILURES as exc:
-            error = _why(exc, opened, self.config.request_timeout_s)
+        except FAILURES as exc:
+            error = why(exc, opened, self.config.request_timeout_s)
         finally:
             # Cancelled from outside (the order ended, the node stops): not a loss.
             closing = trio.current_effective_deadline() == -math.inf
@@ -411,49 +367,10 @@ class UpstreamManager:
                 )
             if was_alive:
                 self._rebalance(relay)
-            await self._answer_unsent(receive, "not forwarded: the connection to the pool ended")
-        return reached_alive
-
-    async def _checked_address(self, host: str, port: int) -> str:
-        """The address to connect to: ``host`` resolved, every address allowed. Raises
-        ``RelayError`` when the operator does not allow it, ``OSError`` when it cannot be
-        resolved."""
-        addresses = await resolve(host, port)
-        if not self.allow.allows_resolved(host, addresses):
-            raise RelayError(
-                f"{host} ({', '.join(addresses) or 'no address'}) is not on the operator's "
-                "--pool-allow list"
+            await self.forwarding.answer_unsent(
+                receive, "not forwarded: the connection to the pool ended"
             )
-        return addresses[0]
-
-    async def _subscribe(self, client: StratumClient, relay: Relay) -> Subscribed:
-        """``mining.subscribe``; raises ``RelayError`` for a layout no worker can use."""
-        subscribed = await client.subscribe()
-        relay.subscribed(
-            extranonce1=subscribed.extranonce1, extranonce2_size=subscribed.extranonce2_size
-        )
-        return subscribed
-
-    async def _configure(self, client: StratumClient, relay: Relay) -> None:
-        """``mining.configure`` for version rolling: the mask granted, or none."""
-        mask = None
-        with trio.move_on_after(self.config.configure_timeout_s):
-            try:
-                options: dict[str, str | int] = {
-                    "version-rolling.mask": f"{self.config.version_rolling_mask:08x}"
-                }
-                configured = await client.configure(["version-rolling"], options)
-                if configured.version_rolling:
-                    mask = configured.version_rolling_mask
-            except RequestRejected:
-                pass
-        relay.version_rolling(mask)
-
-    async def _authorize(self, client: StratumClient, access: PoolAccess) -> None:
-        """``mining.authorize``; raises ``RelayError`` when the pool refuses."""
-        authorized = await client.authorize(access.username, access.password)
-        if not authorized.ok:
-            raise RelayError(f"authorize refused: {_failure(authorized.failure)}")
+        return reached_alive
 
     async def _follow(self, session: _Session, client: StratumClient) -> bool:
         """Follow the pool's notifications until the connection ends (raises); True once the
@@ -506,7 +423,7 @@ class UpstreamManager:
         """Queue ``forward`` for its order's pool (never blocks). A share that cannot be
         queued is answered "not forwarded" at once."""
         session = self._sessions.get(forward.order_id)
-        queued = _Queued(forward, price_msat or 0, trio.current_time())
+        queued = Queued(forward, price_msat or 0, trio.current_time())
         reason = "not forwarded: the connection to the pool is down"
         queue = None if session is None else session.queue
         if queue is not None and session is not None and session.relay.session == forward.session:
@@ -518,202 +435,16 @@ class UpstreamManager:
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
         if self._nursery is not None:
-            self._nursery.start_soon(self._record_answers, [(queued, False, reason)])
+            self._nursery.start_soon(self.forwarding.record, [(queued, False, reason)])
 
-    async def _forwarder(
-        self,
-        session: _Session,
-        client: StratumClient,
-        receive: trio.MemoryReceiveChannel[_Queued],
-    ) -> None:
-        limiter = trio.CapacityLimiter(self.config.in_flight)
-        async with trio.open_nursery() as nursery:
-            async for queued in receive:
-                await limiter.acquire_on_behalf_of(queued)
-                nursery.start_soon(self._submit, session, client, queued, limiter)
-
-    async def _submit(
-        self,
-        session: _Session,
-        client: StratumClient,
-        queued: _Queued,
-        limiter: trio.CapacityLimiter,
-    ) -> None:
-        forward = queued.forward
-        accepted, reason = False, "no answer: the connection to the pool was lost"
-        try:
-            hold = self.forward_delay(forward.order_id) if self.forward_delay else 0.0
-            if hold > 0:
-                await trio.sleep(hold)
-            access = self._pools.access(session.pool_id)
-            with trio.fail_after(self.config.answer_timeout_s):
-                result = await client.submit(
-                    username=access.username,
-                    job_id=forward.job_id,
-                    extranonce2=forward.extranonce2,
-                    ntime=forward.ntime,
-                    nonce=forward.nonce,
-                    version_bits=forward.version_bits,
-                )
-            accepted = result.accepted
-            reason = "" if accepted else _failure(result.failure)
-        except trio.TooSlowError:
-            reason = f"no answer within {self.config.answer_timeout_s:g} s"
-        except (ConnectionLost, MarketError, SealError):
-            pass
-        finally:
-            limiter.release_on_behalf_of(queued)
-        took = trio.current_time() - queued.queued_at
-        if self.keep_latencies:
-            self.latencies.append(took)
-        relay = session.relay
-        if took > self.config.slow_answer_s:
-            relay.note(f"the pool took {took:.1f} s to answer a share (slow)")
-        fatal = relay.answered(accepted=accepted, reason=reason)
-        await self._record_answers([(queued, accepted, reason)])
-        if fatal is not None and session.connection is not None:
-            session.drop_reason = fatal
+    def _drop(self, session: _Session, reason: str) -> None:
+        """End ``session``'s connection now, saying why (it reconnects after its backoff)."""
+        if session.connection is not None:
+            session.drop_reason = reason
             session.connection.cancel()
-
-    async def _answer_unsent(
-        self, receive: trio.MemoryReceiveChannel[_Queued], reason: str
-    ) -> None:
-        unsent = []
-        while True:
-            try:
-                unsent.append((receive.receive_nowait(), False, reason))
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                break
-        receive.close()
-        if unsent:
-            await self._record_answers(unsent)
-
-    async def _record_answers(self, answers: list[tuple[_Queued, bool, str]]) -> None:
-        """Journal the pool's answers (shielded: a closing session must not lose them)."""
-        market = self._market
-
-        def command() -> None:
-            for queued, accepted, reason in answers:
-                forward = queued.forward
-                try:
-                    market.record_pool_answer(
-                        order_id=forward.order_id,
-                        accepted=accepted,
-                        reason=reason,
-                        difficulty=forward.difficulty,
-                        price_msat=queued.price_msat,
-                        now_ms=self._now(),
-                    )
-                except MarketError as exc:
-                    log.warning("upstream.answer_refused", order=forward.order_id, error=str(exc))
-
-        with trio.move_on_after(5) as scope:
-            scope.shield = True
-            await self._engine.execute(command)
 
     # ------------------------------------------------------------------ pool.verify
 
     async def verify(self, access: PoolAccess) -> PoolVerifyOut:
-        """Connect to the pool as an order would, within ``verify_timeout_s`` (proxy.md's
-        ``pool.verify``): how far it got (``stage``) and why it stopped (``error``)."""
-        config = self.config
-        found: dict[str, Any] = {}
-        stage = "connect"
-        error: str | None = None
-        opened: StratumClient | None = None
-        with trio.move_on_after(config.verify_timeout_s) as overall:
-            try:
-                address = await self._checked_address(access.host, access.port)
-                client_config = ClientConfig(
-                    user_agent=config.user_agent,
-                    connect_timeout=config.connect_timeout_s,
-                    request_timeout=config.verify_timeout_s,
-                )
-                async with open_stratum_client(address, access.port, config=client_config) as c:
-                    opened = c
-                    stage = "subscribe"
-                    probe = Relay(
-                        order_id="verify", algorithm=access.algorithm, created_ms=0, now_ms=0
-                    )
-                    sent = trio.current_time()
-                    subscribed = await c.subscribe()
-                    found["latency_ms"] = round((trio.current_time() - sent) * 1000)
-                    found["extranonce1"] = subscribed.extranonce1
-                    found["extranonce2_size"] = subscribed.extranonce2_size
-                    probe.subscribed(
-                        extranonce1=subscribed.extranonce1,
-                        extranonce2_size=subscribed.extranonce2_size,
-                    )
-                    await self._configure(c, probe)
-                    if probe.version_mask:
-                        found["version_rolling"] = f"{probe.version_mask:08x}"
-                    stage = "authorize"
-                    await self._authorize(c, access)
-                    stage = "notify"
-                    difficulty = 1.0
-                    async for event in c.events:
-                        if isinstance(event, NewDifficulty):
-                            difficulty = event.difficulty
-                        elif isinstance(event, NewJob):
-                            found["difficulty"] = difficulty
-                            stage = "done"
-                            break
-                        elif isinstance(event, ConnectionClosed):
-                            raise ConnectionLost("end of stream")
-                    else:
-                        raise ConnectionLost(c.close_reason or "end of stream")
-            except _FAILURES as exc:
-                error = _why(exc, opened, config.verify_timeout_s)
-        if overall.cancelled_caught and error is None:
-            waited = {"notify": "notify", "connect": "connection"}.get(stage, f"{stage} answer")
-            error = f"no {waited} within {config.verify_timeout_s:g} s"
-        if stage == "done":
-            error = None
-        log.info("upstream.verified", pool=access.pool_id or None, stage=stage, error=error)
-        return PoolVerifyOut(
-            ok=stage == "done",
-            stage=stage,
-            latency_ms=found.get("latency_ms"),
-            extranonce1=found.get("extranonce1"),
-            extranonce2_size=found.get("extranonce2_size"),
-            difficulty=found.get("difficulty"),
-            version_rolling=found.get("version_rolling"),
-            error=error,
-        )
-
-
-#: What ends a session (or a verification) as the pool's fault, said in words by ``_why``.
-_FAILURES: Final = (
-    RelayError,
-    RemoteProtocolError,
-    ConnectionLost,
-    trio.TooSlowError,
-    OSError,
-    MarketError,
-    SealError,
-)
-
-
-def _why(exc: Exception, client: StratumClient | None, timeout_s: float) -> str:
-    """What ended a session, in words a buyer can act on."""
-    broken = exc if isinstance(exc, RemoteProtocolError) else None
-    if isinstance(exc, ConnectionLost) and client is not None:
-        broken = client.protocol_error
-    if isinstance(exc, RelayError):
-        return str(exc)
-    if broken is not None:
-        return f"the pool sent something that is not Stratum ({broken})"
-    if isinstance(exc, ConnectionLost):
-        return f"the pool closed the connection ({exc})"
-    if isinstance(exc, trio.TooSlowError):
-        return f"the pool did not answer within {timeout_s:g} s"
-    if isinstance(exc, OSError):
-        return f"cannot connect to the pool: {exc.strerror or exc}"
-    return f"the pool cannot be used: {exc}"
-
-
-def _failure(failure: StratumFailure | None) -> str:
-    """A pool's refusal as the buyer sees it: ``[code, 'message']``."""
-    if failure is None:
-        return "[false]"
-    return f"[{failure.code}, {failure.message[:120]!r}]"
+        """``pool.verify`` (``pool_login.verify_pool``) under this node's allow list."""
+        return await verify_pool(access, allow=self.allow, config=self.config)

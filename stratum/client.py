@@ -204,8 +204,15 @@ class StratumClient:
 
     async def _writer(self) -> None:
         async for line in self._out_recv:
+            # Lines queued meanwhile go out in the same write (a proxy pipelines submits).
+            lines = [line]
+            while True:
+                try:
+                    lines.append(self._out_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
             with trio.fail_after(self._config.send_timeout):
-                await self._stream.send_all(line)
+                await self._stream.send_all(b"".join(lines))
 
     async def _reader(self) -> None:
         protocol = self._protocol

@@ -20,8 +20,9 @@ from marketplace.core.invariants import check_invariants
 from marketplace.core.model import OrderType, OrderView
 from marketplace.core.pool_hosts import DEFAULT_POOL_ALLOW, AllowList
 from marketplace.core.views import MarketViews
+from marketplace.pool_login import UpstreamConfig
 from marketplace.scheduler import SchedulerConfig
-from marketplace.upstream import UpstreamConfig, UpstreamManager
+from marketplace.upstream import UpstreamManager
 from stratum.config import StratumConfig
 from stratum.core.shares import Algorithm
 from stratum.server import StratumServer

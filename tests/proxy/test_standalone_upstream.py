@@ -120,3 +120,27 @@ async def test_the_pools_clean_jobs_make_earlier_jobs_stale(
         await wait_until(lambda: pool_accepted(node, order_id) == 2)
         assert pool.stats.accepted == 2
         node.check()
+
+
+async def test_a_new_difficulty_on_a_pool_order_changes_the_header(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    # stratum.md "Difficulty": the job that follows a new difficulty moves ntime on (whole
+    # seconds), so cpuminer takes it up; the pool still accepts the share with that ntime.
+    pool_server, pool = await start_standalone(nursery)
+    assert pool_server.port is not None
+    async with proxy_node(tmp_path) as node:
+        order_id = await add_order(node, pool_id=await add_pool(node, pool_server.port))
+        await wait_until(lambda: node.upstreams.alive(order_id))
+        miner = await node.miner("seller.rig1")
+        before = miner.latest
+        assert await miner.call("mining.suggest_difficulty", [TINY * 2]) is True
+        after = await miner.pump()
+        assert after.difficulty == TINY * 2
+        assert not after.clean_jobs
+        assert after.params[1:7] == before.params[1:7]  # the same template...
+        assert int(after.params[7], 16) >= int(before.params[7], 16) + 1  # ...ntime moved on
+        assert await miner.submit("seller.rig1", after) is True
+        await wait_until(lambda: pool_accepted(node, order_id) == 1)
+        assert pool.shares[-1].ntime == after.params[7]
+        assert pool.stats.accepted == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from marketplace.upstream import UpstreamConfig
+from marketplace.pool_login import UpstreamConfig
 from tests.clocks import ManualClock
 
 from .helpers import BUYER, FAST, add_order, add_pool, proxy_node, wait_until
