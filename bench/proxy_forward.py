@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import selectors
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import trio
 from _stratum_server import environment, start_server
-from stratum_shares import Conn, flush, receive_lines
+from stratum_shares import NOTIFY, Conn, flush, open_miner, receive_lines, steady_state
 
 from marketplace.assembly import Node, run_node
 from marketplace.config import NodeConfig
@@ -41,7 +40,7 @@ from stratum.core.shares import Algorithm
 from stratum.logconfig import configure_logging
 
 EASY = "1e-12"
-NOTIFY = b'{"id":null,"method":"mining.notify"'
+
 EXTRANONCE = b'{"id":null,"method":"mining.set_extranonce"'
 
 
@@ -59,19 +58,7 @@ def drive(port: int, connections: int, window: int, warmup: float, seconds: floa
     conns: list[Conn] = []
     sizes: dict[int, int] = {}
     for i in range(connections):
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
-        conn = Conn(sock, f"seller.w{i}")
-        conn.out = (
-            b'{"id":1,"method":"mining.subscribe","params":["bench/1"]}\n'
-            b'{"id":2,"method":"mining.extranonce.subscribe","params":[]}\n'
-            + b'{"id":3,"method":"mining.authorize","params":["%s","x"]}\n'
-            % conn.user.encode()
-        )
-        conns.append(conn)
-        selector.register(sock, selectors.EVENT_READ, conn)
-        flush(conn)
+        conns.append(open_miner(selector, port, f"seller.w{i}", extranonce_subscribe=True))
     # Ready once each is on the pool's layout (set_extranonce) with a job after it.
     ready: set[int] = set()
     deadline = time.monotonic() + 60
@@ -107,28 +94,10 @@ def drive(port: int, connections: int, window: int, warmup: float, seconds: floa
             submit(conn, now)
         flush(conn)
     measure_from = time.perf_counter() + warmup
-    end = measure_from + seconds
-    accepted = rejected = 0
-    latencies: list[float] = []
     print(json.dumps({"measuring_in": warmup}), flush=True)
-    while (now := time.perf_counter()) < end:
-        for key, _ in selector.select(timeout=0.5):
-            conn = key.data
-            now = time.perf_counter()
-            for line in receive_lines(conn):
-                if line.startswith(b'{"id":4'):
-                    sent = conn.sent.popleft()
-                    if now >= measure_from:
-                        latencies.append(now - sent)
-                        if b'"result":true' in line:
-                            accepted += 1
-                        else:
-                            rejected += 1
-                    submit(conn, now)
-                elif line.startswith(NOTIFY):
-                    params = json.loads(line)["params"]
-                    conn.job, conn.ntime = params[0], params[7]
-            flush(conn)
+    accepted, rejected, latencies = steady_state(
+        selector, submit, measure_from=measure_from, end=measure_from + seconds
+    )
     for conn in conns:
         conn.sock.close()
     print(

@@ -20,6 +20,7 @@ import resource
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from _stratum_server import environment, start_server
@@ -76,17 +77,7 @@ def main() -> None:
     conns: list[Conn] = []
     try:
         for i in range(args.connections):
-            sock = socket.create_connection(("127.0.0.1", port))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setblocking(False)
-            conn = Conn(sock, f"bench.w{i}")
-            conn.out = (
-                b'{"id":1,"method":"mining.subscribe","params":["bench/1"]}\n'
-                + b'{"id":2,"method":"mining.authorize","params":["%s","x"]}\n' % conn.user.encode()
-            )
-            conns.append(conn)
-            selector.register(sock, selectors.EVENT_READ, conn)
-            flush(conn)
+            conns.append(open_miner(selector, port, f"bench.w{i}"))
         # Wait for every connection's first job.
         ready = 0
         deadline = time.monotonic() + 60
@@ -123,34 +114,15 @@ def main() -> None:
             flush(conn)
         start = time.perf_counter()
         measure_from = start + args.warmup
-        end = measure_from + args.seconds
-        accepted = rejected = 0
-        latencies: list[float] = []
-        cpu_start = None
-        while True:
-            now = time.perf_counter()
-            if now >= end:
-                break
-            if cpu_start is None and now >= measure_from:
-                cpu_start = cpu_seconds(proc.pid)
-            for key, _ in selector.select(timeout=0.5):
-                conn = key.data
-                now = time.perf_counter()
-                for line in receive_lines(conn):
-                    if line.startswith(b'{"id":4'):
-                        sent = conn.sent.popleft()
-                        if now >= measure_from:
-                            latencies.append(now - sent)
-                            if b'"result":true' in line:
-                                accepted += 1
-                            else:
-                                rejected += 1
-                        submit(conn, now)
-                    elif line.startswith(NOTIFY):
-                        params = json.loads(line)["params"]
-                        conn.job, conn.ntime = params[0], params[7]
-                flush(conn)
-        cpu_used = cpu_seconds(proc.pid) - (cpu_start or 0.0)
+        cpu_start: list[float] = []
+        accepted, rejected, latencies = steady_state(
+            selector,
+            submit,
+            measure_from=measure_from,
+            end=measure_from + args.seconds,
+            on_start=lambda: cpu_start.append(cpu_seconds(proc.pid)),
+        )
+        cpu_used = cpu_seconds(proc.pid) - (cpu_start[0] if cpu_start else 0.0)
     finally:
         for conn in conns:
             conn.sock.close()
@@ -170,6 +142,63 @@ def main() -> None:
         verdict += f" (but this run had {args.connections} connections, the floor asks 1,000)"
     print(f"floor 10,000 shares/s with 1,000 connections: {verdict}")
     print(environment())
+
+
+def open_miner(
+    selector: selectors.BaseSelector, port: int, user: str, *, extranonce_subscribe: bool = False
+) -> Conn:
+    """A non-blocking miner connection to 127.0.0.1:``port``, its subscribe (and
+    ``mining.extranonce.subscribe``) and authorize sent, registered with ``selector``."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(False)
+    conn = Conn(sock, user)
+    conn.out = b'{"id":1,"method":"mining.subscribe","params":["bench/1"]}\n'
+    if extranonce_subscribe:
+        conn.out += b'{"id":2,"method":"mining.extranonce.subscribe","params":[]}\n'
+    conn.out += b'{"id":3,"method":"mining.authorize","params":["%s","x"]}\n' % user.encode()
+    selector.register(sock, selectors.EVENT_READ, conn)
+    flush(conn)
+    return conn
+
+
+def steady_state(
+    selector: selectors.BaseSelector,
+    submit: Callable[[Conn, float], None],
+    *,
+    measure_from: float,
+    end: float,
+    on_start: Callable[[], None] | None = None,
+) -> tuple[int, int, list[float]]:
+    """Answer every reply with the next submit (``submit``) until ``end``; from
+    ``measure_from`` on (``on_start`` called then), count accepted and rejected replies and
+    their submit-to-reply latencies. New jobs are taken as they come."""
+    accepted = rejected = 0
+    latencies: list[float] = []
+    started = False
+    while (now := time.perf_counter()) < end:
+        if not started and now >= measure_from:
+            started = True
+            if on_start is not None:
+                on_start()
+        for key, _ in selector.select(timeout=0.5):
+            conn = key.data
+            now = time.perf_counter()
+            for line in receive_lines(conn):
+                if line.startswith(b'{"id":4'):
+                    sent = conn.sent.popleft()
+                    if now >= measure_from:
+                        latencies.append(now - sent)
+                        if b'"result":true' in line:
+                            accepted += 1
+                        else:
+                            rejected += 1
+                    submit(conn, now)
+                elif line.startswith(NOTIFY):
+                    params = json.loads(line)["params"]
+                    conn.job, conn.ntime = params[0], params[7]
+            flush(conn)
+    return accepted, rejected, latencies
 
 
 def flush(conn: Conn) -> None:

@@ -282,6 +282,9 @@ class UpstreamManager:
     # ------------------------------------------------------------------ one session
 
     async def _run_session(self, session: _Session) -> None:
+        # Started from whatever command made the order: its log context is not this task's.
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(order=session.order_id, pool=session.pool_id)
         config = self.config
         delay = config.backoff_initial_s
         with session.scope:

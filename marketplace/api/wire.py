@@ -29,6 +29,7 @@ from marketplace.core.model import (
     OrderStatus,
     OrderType,
     OrderView,
+    PoolLink,
     StatPoint,
     WorkerView,
 )
@@ -293,17 +294,6 @@ class MoneyMoveOut(_Result, frozen=True):
     balance: BalanceOut
 
 
-class PoolStatusOut(_Result, frozen=True):
-    """An order's ``pool`` object (proxy.md)."""
-
-    status: str
-    difficulty: float | None
-    accepted: int
-    rejected: dict[str, int]
-    last_error: str | None
-    since_ms: int
-
-
 class OrderOut(_Result, frozen=True):
     id: str
     algorithm: Algorithm
@@ -320,7 +310,8 @@ class OrderOut(_Result, frozen=True):
     ends_ms: int | None
     unit: str = ""
     pool_id: str | None = None
-    pool: PoolStatusOut | None = None
+    #: The order's ``pool`` object (proxy.md): no inside units, so the core's value as is.
+    pool: PoolLink | None = None
     cancel_reason: str | None = None
     #: Charges given back for shares the buyer's pool rejected (BTC).
     refunded: str = "0.00000000"
@@ -520,22 +511,17 @@ def order_out(view: OrderView) -> OrderOut:
         ends_ms=view.ends_ms,
         unit=UNIT_NAME[alg],
         pool_id=view.pool_id,
-        pool=None if view.pool is None else PoolStatusOut(**msgspec.structs.asdict(view.pool)),
+        pool=view.pool,
         cancel_reason=view.cancel_reason,
         refunded=format_btc(view.refunded_msat),
     )
 
 
 def pool_out(view: PoolView) -> PoolOut:
-    return PoolOut(
-        id=view.id,
-        name=view.name,
-        algorithm=view.algorithm,
-        host=view.host,
-        port=view.port,
-        username=view.username,
-        created_ms=view.created_ms,
-    )
+    """A pool as its owner sees it on the wire (the view without the account)."""
+    fields = msgspec.structs.asdict(view)
+    del fields["account"]
+    return PoolOut(**fields)
 
 
 def market_out(

@@ -287,23 +287,24 @@ class Book:
         if refund:
             self.refunds_due[order.id] = order
 
+    def _post(self, lines: list[tuple[str, LedgerKind, int]], *, ref: str, time_ms: int) -> None:
+        """Post a settlement's ledger lines (a seller's first earning opens its account)."""
+        for account, kind, amount_msat in lines:
+            self.ledger.open(account)
+            self.ledger.post(
+                account=account, kind=kind, amount_msat=amount_msat, ref=ref, time_ms=time_ms
+            )
+
     def _refund(self, event: Settled) -> None:
         """Give buyers back what their pools rejected (after this settlement's charges)."""
         for order in list(self.refunds_due.values()):
             due = order.refund_due_msat
             if due:
-                ref = f"{event.settlement_id}/{order.id}"
-                for account, kind, amount_msat in (
+                lines = [
                     (order.account, LedgerKind.REFUND, due),
                     (self.config.fee_account, LedgerKind.REFUND_PAID, -due),
-                ):
-                    self.ledger.post(
-                        account=account,
-                        kind=kind,
-                        amount_msat=amount_msat,
-                        ref=ref,
-                        time_ms=event.time_ms,
-                    )
+                ]
+                self._post(lines, ref=f"{event.settlement_id}/{order.id}", time_ms=event.time_ms)
                 order.refunded_msat += due
             # Kept while more can come due: whole msat accrued beyond what was settled yet.
             if int(order.refund_accrued) <= order.refunded_msat or not order.active:
@@ -331,15 +332,7 @@ class Book:
             if split.fee_msat:
                 lines.append((self.config.fee_account, LedgerKind.FEE, split.fee_msat))
             lines += [(p.seller.account, LedgerKind.EARNING, p.amount_msat) for p in split.payouts]
-            for account, kind, amount_msat in lines:
-                self.ledger.open(account)  # a seller's first earning opens its account
-                self.ledger.post(
-                    account=account,
-                    kind=kind,
-                    amount_msat=amount_msat,
-                    ref=ref,
-                    time_ms=event.time_ms,
-                )
+            self._post(lines, ref=ref, time_ms=event.time_ms)
             for payout in split.payouts:
                 self.seller_stats[payout.seller].add_money(
                     time_ms=event.time_ms, earned_msat=payout.amount_msat

@@ -38,6 +38,18 @@ async def buyer(node: Node) -> AsyncIterator[AsyncMarketClient]:
         yield c
 
 
+async def counting_listener(nursery: trio.Nursery, host: str) -> tuple[int, list[str]]:
+    """A port on ``host`` that counts (and closes) every connection made to it."""
+    attempts: list[str] = []
+
+    async def count(stream: trio.SocketStream) -> None:
+        attempts.append(str(stream.socket.getpeername()))
+        await stream.aclose()
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, count, 0, host=host))
+    return listeners[0].socket.getsockname()[1], attempts
+
+
 def pool_params(port: int, **overrides: Any) -> dict[str, Any]:
     params: dict[str, Any] = {
         "name": "my pool",
@@ -127,14 +139,7 @@ async def test_pools_and_orders_with_a_pool_through_the_api(
 async def test_a_host_outside_pool_allow_is_refused_before_any_connection(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    attempts: list[trio.SocketStream] = []
-
-    async def count(stream: trio.SocketStream) -> None:
-        attempts.append(stream)
-        await stream.aclose()
-
-    listeners = await nursery.start(functools.partial(trio.serve_tcp, count, 0, host="127.0.0.1"))
-    port = listeners[0].socket.getsockname()[1]
+    port, attempts = await counting_listener(nursery, "127.0.0.1")
     db = tmp_path / "node.db"
     async with serving(settings(db, pool_allow=("127.0.0.2",))) as node, buyer(node) as client:
         for host in ("127.0.0.1", "localhost", "10.0.0.1", "pool.example.com"):
@@ -151,14 +156,7 @@ async def test_a_host_outside_pool_allow_is_refused_before_any_connection(
 async def test_a_pool_cannot_redirect_us_outside_pool_allow(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    attempts: list[trio.SocketStream] = []
-
-    async def count(stream: trio.SocketStream) -> None:
-        attempts.append(stream)
-        await stream.aclose()
-
-    listeners = await nursery.start(functools.partial(trio.serve_tcp, count, 0, host="127.0.0.2"))
-    elsewhere = listeners[0].socket.getsockname()[1]
+    elsewhere, attempts = await counting_listener(nursery, "127.0.0.2")
     pool = ScriptedPool()
     await pool.start(nursery)
     async with proxy_node(tmp_path, pool_allow=("127.0.0.1",)) as node:

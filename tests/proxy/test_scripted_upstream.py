@@ -5,6 +5,8 @@ version rolling goes through the proxy within the pool's mask."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
@@ -26,19 +28,23 @@ def answered(node: ProxyNode, order_id: str) -> int:
     return link.accepted + sum(link.rejected.values())
 
 
-async def pool_order(node: ProxyNode, pool: ScriptedPool) -> str:
-    order_id = await add_order(node, pool_id=await add_pool(node, pool.port))
-    await wait_until(lambda: node.upstreams.alive(order_id))
-    return order_id
+@asynccontextmanager
+async def scripted_order(
+    tmp_path: Path, nursery: trio.Nursery, script: Script
+) -> AsyncIterator[tuple[ProxyNode, ScriptedPool, str]]:
+    """A scripted pool, a node, and an order for that pool whose session is alive."""
+    pool = ScriptedPool(script)
+    await pool.start(nursery)
+    async with proxy_node(tmp_path) as node:
+        order_id = await add_order(node, pool_id=await add_pool(node, pool.port))
+        await wait_until(lambda: node.upstreams.alive(order_id))
+        yield node, pool, order_id
 
 
 async def test_the_pools_difficulty_decides_what_is_forwarded(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    pool = ScriptedPool(Script(difficulty=TINY))
-    await pool.start(nursery)
-    async with proxy_node(tmp_path) as node:
-        order_id = await pool_order(node, pool)
+    async with scripted_order(tmp_path, nursery, Script(difficulty=TINY)) as (node, pool, order_id):
         miner = await node.miner("seller.rig1")
         # At the pool's difficulty our shares meet its target: every one goes up.
         for _ in range(3):
@@ -77,10 +83,7 @@ async def test_the_pools_difficulty_decides_what_is_forwarded(
 async def test_the_pools_set_extranonce_moves_every_worker_to_the_new_layout(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    pool = ScriptedPool(Script(difficulty=TINY))
-    await pool.start(nursery)
-    async with proxy_node(tmp_path) as node:
-        order_id = await pool_order(node, pool)
+    async with scripted_order(tmp_path, nursery, Script(difficulty=TINY)) as (node, pool, order_id):
         subscribed = await node.miner("seller.rig1")
         plain = CpuminerStyle("seller.rig2", "127.0.0.1", node.port)
         await plain.connect()
@@ -121,10 +124,9 @@ async def test_the_pools_set_extranonce_moves_every_worker_to_the_new_layout(
 async def test_version_rolling_goes_through_within_the_pools_mask(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    pool = ScriptedPool(Script(difficulty=TINY, version_mask=0x00FFE000))
-    await pool.start(nursery)
-    async with proxy_node(tmp_path) as node:
-        order_id = await pool_order(node, pool)
+    async with scripted_order(
+        tmp_path, nursery, Script(difficulty=TINY, version_mask=0x00FFE000)
+    ) as (node, pool, order_id):
         miner = RawMiner(await trio.open_tcp_stream("127.0.0.1", node.port))
         reply = await miner.call(
             "mining.configure", [["version-rolling"], {"version-rolling.mask": "ffffffff"}]

@@ -4,6 +4,8 @@ count equals the order's ``pool.accepted``; money stays conserved."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import msgspec
@@ -45,6 +47,19 @@ async def start_standalone(nursery: trio.Nursery) -> tuple[StratumServer, Record
     return server, pool
 
 
+@asynccontextmanager
+async def standalone_order(
+    tmp_path: Path, nursery: trio.Nursery
+) -> AsyncIterator[tuple[ProxyNode, StratumServer, RecordingPool, str]]:
+    """A standalone pool, a node, and an order for that pool whose session is alive."""
+    pool_server, pool = await start_standalone(nursery)
+    assert pool_server.port is not None
+    async with proxy_node(tmp_path) as node:
+        order_id = await add_order(node, pool_id=await add_pool(node, pool_server.port))
+        await wait_until(lambda: node.upstreams.alive(order_id))
+        yield node, pool_server, pool, order_id
+
+
 def pool_accepted(node: ProxyNode, order_id: str) -> int:
     link = node.order(order_id).pool
     assert link is not None
@@ -54,12 +69,7 @@ def pool_accepted(node: ProxyNode, order_id: str) -> int:
 async def test_shares_reach_a_standalone_pool_and_its_count_is_the_orders(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    pool_server, pool = await start_standalone(nursery)
-    assert pool_server.port is not None
-    async with proxy_node(tmp_path) as node:
-        pool_id = await add_pool(node, pool_server.port)
-        order_id = await add_order(node, pool_id=pool_id)
-        await wait_until(lambda: node.upstreams.alive(order_id))
+    async with standalone_order(tmp_path, nursery) as (node, pool_server, pool, order_id):
         (upstream,) = pool_server.connections()
         assert upstream.session.user_agent is not None
         assert upstream.session.user_agent.startswith("hashmarket/")
@@ -94,11 +104,7 @@ async def test_shares_reach_a_standalone_pool_and_its_count_is_the_orders(
 async def test_the_pools_clean_jobs_make_earlier_jobs_stale(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    pool_server, pool = await start_standalone(nursery)
-    assert pool_server.port is not None
-    async with proxy_node(tmp_path) as node:
-        order_id = await add_order(node, pool_id=await add_pool(node, pool_server.port))
-        await wait_until(lambda: node.upstreams.alive(order_id))
+    async with standalone_order(tmp_path, nursery) as (node, _, pool, order_id):
         miner = await node.miner("seller.rig1")
         old = miner.latest
         # A job that is not clean: earlier jobs stay valid.
@@ -127,11 +133,7 @@ async def test_a_new_difficulty_on_a_pool_order_changes_the_header(
 ) -> None:
     # stratum.md "Difficulty": the job that follows a new difficulty moves ntime on (whole
     # seconds), so cpuminer takes it up; the pool still accepts the share with that ntime.
-    pool_server, pool = await start_standalone(nursery)
-    assert pool_server.port is not None
-    async with proxy_node(tmp_path) as node:
-        order_id = await add_order(node, pool_id=await add_pool(node, pool_server.port))
-        await wait_until(lambda: node.upstreams.alive(order_id))
+    async with standalone_order(tmp_path, nursery) as (node, _pool_server, pool, order_id):
         miner = await node.miner("seller.rig1")
         before = miner.latest
         assert await miner.call("mining.suggest_difficulty", [TINY * 2]) is True
