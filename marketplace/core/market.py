@@ -54,11 +54,8 @@ from marketplace.core.model import (
 from marketplace.core.names import check_account_name
 from marketplace.core.order_rules import (
     check_active,
-    check_amount,
-    check_duration,
-    check_limit,
     check_limit_change,
-    check_price,
+    check_new_order,
     check_price_change,
     priority_key,
     require_int,
@@ -301,19 +298,14 @@ class Market(EventSourced[events.MarketEvent], PoolOrders):
         """
         self._account(account)
         rules = self.rules(algorithm)
-        try:
-            order_type = OrderType(type)
-        except ValueError:
-            raise InvalidArgument("type must be standard or fixed", {"field": "type"}) from None
-        if order_type is OrderType.STANDARD:
-            if price_msat is None:
-                raise InvalidArgument("a standard order needs a price", {"field": "price"})
-            check_price(rules, price_msat)
-        elif price_msat is not None:
-            require_int("price", price_msat)
-        check_limit(rules, limit_hs, type=order_type)
-        check_amount(rules, amount_msat)
-        check_duration(duration_s, type=order_type)
+        order_type = check_new_order(
+            rules,
+            type=type,
+            price_msat=price_msat,
+            limit_hs=limit_hs,
+            amount_msat=amount_msat,
+            duration_s=duration_s,
+        )
         if order_type is OrderType.FIXED:
             quote = self.fixed_quote(algorithm, fleet=fleet)
             if price_msat is not None and price_msat < quote:

@@ -90,6 +90,33 @@ def check_duration(duration_s: int | None, *, type: OrderType) -> None:
         raise InvalidArgument("duration_s must be positive", {"field": "duration_s"})
 
 
+def check_new_order(
+    rules: MarketRules,
+    *,
+    type: OrderType,
+    price_msat: int | None,
+    limit_hs: int,
+    amount_msat: int,
+    duration_s: int | None,
+) -> OrderType:
+    """A new order's own values against the market's rules (what the allocation says of a
+    fixed order is the market's to check); its type."""
+    try:
+        order_type = OrderType(type)
+    except ValueError:
+        raise InvalidArgument("type must be standard or fixed", {"field": "type"}) from None
+    if order_type is OrderType.STANDARD:
+        if price_msat is None:
+            raise InvalidArgument("a standard order needs a price", {"field": "price"})
+        check_price(rules, price_msat)
+    elif price_msat is not None:
+        require_int("price", price_msat)
+    check_limit(rules, limit_hs, type=order_type)
+    check_amount(rules, amount_msat)
+    check_duration(duration_s, type=order_type)
+    return order_type
+
+
 def check_active(order: Order) -> None:
     """Raises ``InvalidState`` unless the order is active."""
     if not order.active:
