@@ -12,8 +12,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from marketplace.assembly import Core, open_core, start_market_stratum
-from marketplace.bridge import MarketWorkSource
+from marketplace.assembly import open_core, start_market_stratum
 from marketplace.clock import Clock
 from marketplace.config import NodeConfig
 from marketplace.core.invariants import check_invariants
@@ -25,9 +24,8 @@ from marketplace.scheduler import SchedulerConfig
 from marketplace.upstream import UpstreamManager
 from stratum.config import StratumConfig
 from stratum.core.shares import Algorithm
-from stratum.server import StratumServer
 from tests.marketplace_io.miner import RawMiner
-from tests.marketplace_io.node import PRICE, TINY, stratum_config
+from tests.marketplace_io.node import PRICE, TINY, Node, stratum_config
 
 SHA = Algorithm.SHA256D
 BUYER = "buyer"
@@ -46,16 +44,10 @@ __all__ = ["PRICE", "TINY"]
 
 
 @dataclass
-class ProxyNode:
-    core: Core
-    bridge: MarketWorkSource
-    server: StratumServer
-    upstreams: UpstreamManager
+class ProxyNode(Node):
+    """``Node`` with the upstream sessions of proxy mode."""
 
-    @property
-    def port(self) -> int:
-        assert self.server.port is not None
-        return self.server.port
+    upstreams: UpstreamManager
 
     @property
     def views(self) -> MarketViews:
