@@ -83,6 +83,7 @@ from marketplace.control.workers import Workers
 from marketplace.core.errors import MarketError
 from marketplace.core.eventsourced import EventSourced
 from marketplace.core.fleet import Fleet
+from marketplace.core.gateway_marks import GatewayMarks
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.market_time import MarketTime
@@ -93,6 +94,8 @@ from marketplace.core.security import AccountSecurity
 from marketplace.core.views import MarketViews, RelayFacts
 from marketplace.durability import StorageHealth, StorageUnavailable
 from marketplace.engine import Engine
+from marketplace.gateways import MARKET_PREFIX
+from marketplace.local_gateways import Gateways, start_gateways
 from marketplace.masterkey import load_master_key, random_key_id, random_nonce
 from marketplace.metrics import MetricSources, NodeMetrics
 from marketplace.readiness import Readiness
@@ -195,6 +198,7 @@ class Core:
     #: The journaled offset of market time, which ``clock`` follows.
     market_time: MarketTime
     pools: PoolRegistry
+    gateway_marks: GatewayMarks
     engine: Engine
     scheduler: MarketScheduler
     #: How many journal events the restore replayed (0 after a clean shutdown's snapshot).
@@ -253,10 +257,19 @@ class Durable:
     market_time: MarketTime
     #: Buyers' pools (proxy mode), their passwords sealed under the master key.
     pools: PoolRegistry
+    #: The share ids taken from Stratum gateways (``marketplace.gateways``).
+    gateway_marks: GatewayMarks
 
     def all(self) -> list[EventSourced[Any]]:
         """Every one of them, in the engine's order."""
-        return [self.market, self.keyring, self.security, self.market_time, self.pools]
+        return [
+            self.market,
+            self.keyring,
+            self.security,
+            self.market_time,
+            self.pools,
+            self.gateway_marks,
+        ]
 
 
 def durable_components(config: NodeConfig, *, master_key: bytes) -> Durable:
@@ -272,6 +285,7 @@ def durable_components(config: NodeConfig, *, master_key: bytes) -> Durable:
         ),
         market_time=MarketTime(),
         pools=PoolRegistry(master_key=master_key, new_nonce=random_nonce),
+        gateway_marks=GatewayMarks(),
     )
 
 
@@ -350,6 +364,7 @@ async def open_core(
                 security=parts.security,
                 market_time=parts.market_time,
                 pools=parts.pools,
+                gateway_marks=parts.gateway_marks,
                 engine=engine,
                 scheduler=timers,
                 replayed=replayed,
@@ -399,6 +414,8 @@ class Node:
     #: The web side of the API port (page, ``/events``, ``/metrics``), once it is up.
     site: NodeSite | None = None
     upstreams: UpstreamManager | None = None
+    #: The gateway port, its gateways and the local ones (``serve --gateways``, ``--gateway-port``).
+    gateways: Gateways | None = None
     _stopping: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -425,10 +442,14 @@ class Node:
 
     def ports(self) -> dict[str, object]:
         """``{"api": N, "stratum": {"sha256d": N, "scrypt": N}}`` as ``--ports-file`` has it."""
-        return {
+        ports: dict[str, object] = {
             "api": self.api_port,
             "stratum": {algorithm.value: port for algorithm, port in self.stratum_ports.items()},
         }
+        if self.gateways is not None:
+            ports["gateway"] = self.gateways.port
+            ports["gateway_pids"] = self.gateways.pids()
+        return ports
 
 
 async def run_node(
@@ -484,6 +505,24 @@ def start_upstreams(core: Core) -> UpstreamManager:
     return upstreams
 
 
+async def start_bridge(
+    core: Core,
+    config: StratumConfig,
+    *,
+    background: trio.Nursery,
+    upstreams: UpstreamManager | None = None,
+) -> MarketWorkSource:
+    """One algorithm's bridge between the order book and Stratum (its job pushes run in
+    ``background``; the orders with a pool through ``upstreams``), on the core's clock."""
+    bridge = MarketWorkSource(
+        scheduler=core.scheduler, config=config, clock=core.clock, upstreams=upstreams
+    )
+    if upstreams is not None:
+        upstreams.add_listener(bridge)
+    await background.start(bridge.run)
+    return bridge
+
+
 async def start_market_stratum(
     core: Core,
     config: StratumConfig,
@@ -493,16 +532,11 @@ async def start_market_stratum(
     conn_ids: Iterator[int] | None = None,
     upstreams: UpstreamManager | None = None,
 ) -> tuple[MarketWorkSource, StratumServer]:
-    """One algorithm's market on Stratum: its bridge (job pushes, in ``background``; the orders
-    with a pool through ``upstreams``) and its server (in ``front``, where it runs until its
-    own ``shutdown``), on the core's clock; ``conn_ids`` numbers the connections (one counter
-    for a node's listeners). Raises ``OSError`` if the listener cannot bind."""
-    bridge = MarketWorkSource(
-        scheduler=core.scheduler, config=config, clock=core.clock, upstreams=upstreams
-    )
-    if upstreams is not None:
-        upstreams.add_listener(bridge)
-    await background.start(bridge.run)
+    """One algorithm's market on Stratum: its bridge (``start_bridge``) and its server (in
+    ``front``, where it runs until its own ``shutdown``), on the core's clock; ``conn_ids``
+    numbers the connections (one counter for a node's listeners). Raises ``OSError`` if the
+    listener cannot bind."""
+    bridge = await start_bridge(core, config, background=background, upstreams=upstreams)
     server: StratumServer = await front.start(
         partial(
             serve_stratum,
@@ -522,6 +556,8 @@ def make_control(node: Node) -> Control:
     workers = Workers(fleet=core.fleet, clock=core.clock)
     for server in node.servers:
         workers.add_server(server)
+    if node.gateways is not None:
+        workers.add_gateways(node.gateways.hub)
     return Control(
         clock=core.clock,
         engine=core.engine,
@@ -548,6 +584,16 @@ def _storage_problem(health: StorageHealth) -> str | None:
     return f"{health.state.value}: {health.cause or 'unknown cause'}"
 
 
+def _connections(node: Node) -> dict[Algorithm, int]:
+    """Open Stratum connections per algorithm: the node's own and its gateways'."""
+    counts = {s.config.algorithm: s.live_connections for s in node.servers}
+    if node.gateways is not None:
+        for algorithm in Algorithm:
+            remote = node.gateways.hub.live_connections(algorithm)
+            counts[algorithm] = counts.get(algorithm, 0) + remote
+    return counts
+
+
 def _metrics(node: Node) -> NodeMetrics:
     """The node's metrics, hooked into the journal (the servers and the API hook in later)."""
     core = node.core
@@ -556,7 +602,7 @@ def _metrics(node: Node) -> NodeMetrics:
             market=core.market,
             views=core.views,
             now_ms=core.clock.now_ms,
-            connections=lambda: {s.config.algorithm: s.live_connections for s in node.servers},
+            connections=lambda: _connections(node),
         )
     )
     core.journal.commit_observer = metrics.observe_commit
@@ -581,22 +627,48 @@ async def _serve(
         await background.start(core.engine.run)
         await background.start(core.scheduler.run)
         async with trio.open_nursery() as front:
-            for algorithm in Algorithm:
-                bridge, server = await start_market_stratum(
-                    core,
-                    stratum_config(config, algorithm),
-                    background=background,
-                    front=front,
-                    conn_ids=conn_ids,
-                    upstreams=upstreams,
+            if config.gateways:
+                for algorithm in Algorithm:
+                    node.bridges.append(
+                        await start_bridge(
+                            core,
+                            stratum_config(config, algorithm),
+                            background=background,
+                            upstreams=upstreams,
+                        )
+                    )
+            else:
+                for algorithm in Algorithm:
+                    bridge, server = await start_market_stratum(
+                        core,
+                        stratum_config(config, algorithm),
+                        background=background,
+                        front=front,
+                        conn_ids=conn_ids,
+                        upstreams=upstreams,
+                    )
+                    assert server.port is not None
+                    server.share_ack_observer = metrics.share_ack_observer(algorithm)
+                    node.bridges.append(bridge)
+                    node.servers.append(server)
+                    node.stratum_ports[algorithm] = server.port
+                    # A jump of market time is no silence of a connected miner (clock.py).
+                    core.jump_listeners.append(server.clock_jumped)
+            if config.gateways or config.gateway_port is not None:
+                node.gateways = await front.start(
+                    partial(
+                        start_gateways,
+                        config,
+                        bridges=node.bridges,
+                        marks=core.gateway_marks,
+                        stopping=node._stopping,
+                    )
                 )
-                assert server.port is not None
-                server.share_ack_observer = metrics.share_ack_observer(algorithm)
-                node.bridges.append(bridge)
-                node.servers.append(server)
-                node.stratum_ports[algorithm] = server.port
-                # A jump of market time is no silence of a connected miner (clock.py).
-                core.jump_listeners.append(server.clock_jumped)
+                if node.gateways.local is not None:
+                    node.stratum_ports.update(node.gateways.local.ports)
+                for server in node.servers:
+                    # The gateways own the other prefixes of the extranonce1 space.
+                    server.extranonces.prefix = bytes([MARKET_PREFIX])
             admin = None
             if config.control:
                 node.control = make_control(node)
@@ -646,6 +718,7 @@ async def _serve(
             hub.close()  # the live feed's streams end, so the API's graceful stop has none
             for server in node.servers:
                 server.shutdown()
+            # The gateways (start_gateways) stop their listeners and miners on their own.
         background.cancel_scope.cancel()
 
 

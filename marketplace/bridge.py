@@ -37,6 +37,7 @@ synchronous, so they are atomic with respect to the market and the fleet.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -46,7 +47,7 @@ import trio
 from marketplace.clock import Clock
 from marketplace.core.errors import MarketError
 from marketplace.core.model import Assignment, WorkerKey
-from marketplace.core.relay import NOT_BILLABLE, Forward, Relay, RelayError
+from marketplace.core.relay import NOT_BILLABLE, Forward, Relay, RelayError, Route
 from marketplace.core.transits import Transit, Transits
 from marketplace.core.work import hashes_per_diff1
 from marketplace.durability import StorageUnavailable
@@ -251,43 +252,64 @@ class MarketWorkSource:
         return len(late)
 
     async def record_share(self, share: Share) -> None:
-        """Journal the share (charged to the order of its job, if any) and return once it is
-        durable; forward it to the order's pool if it meets the pool's target. Raises
-        ``ShareNotRecorded`` while the store fails, ``JournalError`` if the journal failed
-        otherwise (fatal for the node)."""
-        market = self._market
-        order_id = order_of(share.source)
-        route = None
-        if order_id is not None and share.accepted and market.pool_of(order_id) is not None:
-            relay = self._relay(order_id)
-            route = NOT_BILLABLE if relay is None else relay.route(share)
+        """``record_shares`` of one share."""
+        await self.record_shares([share])
 
-        def command() -> int | None:
-            if not market.has_account(share.account):
-                try:
-                    market.ensure_account(account=share.account, now_ms=share.time_ms)
-                except MarketError:
-                    log.warning("bridge.bad_account", account=share.account[:64])
-            billable = route is None or route.billable
-            return market.record_share(share, order_id=order_id, billable=billable)
+    async def record_shares(
+        self, shares: Sequence[Share], *, also: Callable[[], None] | None = None
+    ) -> None:
+        """Journal the shares (each charged to the order of its job, if any) in one command,
+        with ``also()`` run inside it (a gateway's share ids taken: ``marketplace.gateways``),
+        and return once they are durable; forward those that meet their pool's target. Raises
+        ``ShareNotRecorded`` while the store fails (then none was), ``JournalError`` if the
+        journal failed otherwise (fatal for the node)."""
+        market = self._market
+        routes = [self._route(share) for share in shares]
+
+        def command() -> list[int | None]:
+            prices = []
+            for share, route in zip(shares, routes, strict=True):
+                if not market.has_account(share.account):
+                    try:
+                        market.ensure_account(account=share.account, now_ms=share.time_ms)
+                    except MarketError:
+                        log.warning("bridge.bad_account", account=share.account[:64])
+                billable = route is None or route.billable
+                order_id = order_of(share.source)
+                prices.append(market.record_share(share, order_id=order_id, billable=billable))
+            if also is not None:
+                also()
+            return prices
 
         try:
-            price = await self._engine.execute(command)
+            prices = await self._engine.execute(command)
         except StorageUnavailable as refused:
             raise ShareNotRecorded(STORAGE_UNAVAILABLE) from refused
-        if not share.accepted:
-            return
-        if route is not None and route.forward is not None and self._upstreams is not None:
-            self._upstreams.forward(route.forward, price_msat=price)
-        key = self._keys.get(share.conn_id)
-        if key is not None:
-            self._fleet.share_accepted(
-                worker=key, difficulty=share.difficulty, time_ms=share.time_ms
-            )
-        if order_id is not None and not market.order_active(order_id):
+        ended = False
+        for share, route, price in zip(shares, routes, prices, strict=True):
+            if not share.accepted:
+                continue
+            if route is not None and route.forward is not None and self._upstreams is not None:
+                self._upstreams.forward(route.forward, price_msat=price)
+            key = self._keys.get(share.conn_id)
+            if key is not None:
+                self._fleet.share_accepted(
+                    worker=key, difficulty=share.difficulty, time_ms=share.time_ms
+                )
+            order_id = order_of(share.source)
+            ended = ended or (order_id is not None and not market.order_active(order_id))
+        if ended:
             # The budget ran out (or the order ended): move its workers now, not at the tick,
             # so they stop hashing for an order that no longer pays.
             self._scheduler.request_rebalance()
+
+    def _route(self, share: Share) -> Route | None:
+        """Where a share of a pool order goes (``None``: not a pool order's accepted share)."""
+        order_id = order_of(share.source)
+        if order_id is None or not share.accepted or self._market.pool_of(order_id) is None:
+            return None
+        relay = self._relay(order_id)
+        return NOT_BILLABLE if relay is None else relay.route(share)
 
     # ------------------------------------------------------------------ jobs and layouts
 

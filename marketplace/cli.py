@@ -1,6 +1,7 @@
 """``hashmarket``: the one console script (also ``python -m marketplace``).
 
-Sub-commands (see ``../shared/spec/cli.md``): ``serve``, ``account create``, ``account key``
+Sub-commands (see ``../shared/spec/cli.md``): ``serve``, ``gateway`` (Stratum listeners
+linked to a market, cluster.md), ``account create``, ``account key``
 (a recovery key, security.md), ``migrate`` (a SQLite market into PostgreSQL), ``demo``,
 ``worker`` (the CPU miner, same as ``python -m workers``), ``pool-server`` (a standalone pool,
 same as ``python -m stratum serve``: the buyer's own pool for trying proxy mode),
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     import marketplace.client_cli as client_cli
     from marketplace.config import add_serve_arguments
     from stratum import __main__ as stratum_main
+    from stratum import gateway_cli
     from workers import cli as worker_cli
 
     parser = argparse.ArgumentParser(
@@ -33,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run a market: Stratum listeners, order book, API")
     add_serve_arguments(serve)
     serve.set_defaults(handler=_serve)
+
+    gateway = sub.add_parser(
+        "gateway", help="a Stratum gateway: listeners and share checks, linked to a market"
+    )
+    gateway_cli.add_arguments(gateway)
+    gateway.set_defaults(handler=_gateway)
 
     demo = sub.add_parser("demo", help="a live local market with a buyer, two orders, workers")
     demo.add_argument("--duration", type=float, default=None, help="stop after S seconds")
@@ -116,6 +124,12 @@ def _serve(args: argparse.Namespace) -> int:
     from marketplace.node import main_serve
 
     return main_serve(args)
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from stratum import gateway_cli
+
+    return gateway_cli.main(args)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -72,6 +72,21 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     log_level: str = "info"
     #: Where buyers' pools may be: host names, addresses, CIDRs (proxy.md; default loopback).
     pool_allow: tuple[str, ...] = DEFAULT_POOL_ALLOW
+    #: Local Stratum gateway processes sharing the Stratum ports (0: Stratum in this process).
+    gateways: int = 0
+    #: The port remote gateways (``hashmarket gateway``) link to (``None``: none unless
+    #: ``gateways`` > 0, which then uses any free loopback port).
+    gateway_port: int | None = None
+    gateway_host: str = "127.0.0.1"
+    #: The shared secret gateways prove they hold (``HASHMARKET_GATEWAY_SECRET``); local
+    #: gateways alone get a generated one.
+    gateway_secret: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.gateways <= 64:
+            raise ValueError("--gateways must be 0-64")
+        if self.gateway_port is not None and not self.gateway_secret:
+            raise ValueError("--gateway-port needs --gateway-secret (or HASHMARKET_GATEWAY_SECRET)")
 
 
 _BOUNDS = (
@@ -133,6 +148,24 @@ _FLAGS: tuple[tuple[str, type, str], ...] = (
         str,
         "commit durability: FULL (default) or NORMAL (SQLite synchronous, PostgreSQL"
         " synchronous_commit off)",
+    ),
+    (
+        "gateways",
+        int,
+        "local Stratum gateway processes sharing the Stratum ports, one per core to use"
+        " (default 0: Stratum in the market process)",
+    ),
+    (
+        "gateway_port",
+        int,
+        "port remote gateways (hashmarket gateway) link to (default none; 0 = any free port)",
+    ),
+    ("gateway_host", str, "address the gateway port binds (default 127.0.0.1)"),
+    (
+        "gateway_secret",
+        str,
+        "secret gateways prove they hold (or HASHMARKET_GATEWAY_SECRET; needed with"
+        " --gateway-port)",
     ),
     ("log_format", str, "console, json or auto (console on a terminal; default)"),
     ("log_level", str, "debug, info, warning, error (default info)"),

@@ -44,6 +44,8 @@ class StratumConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     algorithm: Algorithm = Algorithm.SHA256D
     host: str = "127.0.0.1"
     port: int = 3333
+    #: Listen in a ``SO_REUSEPORT`` group (``stratum.listeners``): a market's local gateways.
+    reuse_port: bool = False
     #: Close a connection that sends nothing useful for this long (spec: 10 min)...
     idle_timeout_s: float = 600.0
     #: ...or this long before it has subscribed (spec: 30 s).

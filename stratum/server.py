@@ -46,6 +46,7 @@ from stratum.core.session_types import Outcome
 from stratum.core.shares import Algorithm
 from stratum.core.states import CloseReason, SessionState
 from stratum.faults import JUNK_LINE, HeldLines, LinkFaults
+from stratum.listeners import open_shared_listeners
 
 Clock = Callable[[], int]
 
@@ -557,7 +558,10 @@ class StratumServer:
         Raises ``OSError`` if the address cannot be bound.
         """
         _ = self.clock
-        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+        if self.config.reuse_port:
+            listeners = await open_shared_listeners(self.config.host, self.config.port)
+        else:
+            listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         self.port = listeners[0].socket.getsockname()[1]
         log.info(
             "stratum.listening",

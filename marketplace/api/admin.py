@@ -36,13 +36,12 @@ from marketplace.bridge import MarketWorkSource
 from marketplace.clock import Clock
 from marketplace.control.advance import TimeMachine
 from marketplace.control.faults import ApiTarget, Faults
-from marketplace.control.workers import Workers, worker_name
+from marketplace.control.workers import WorkerConnection, Workers, worker_name
 from marketplace.core.idempotency import params_digest
 from marketplace.core.market import Market
 from marketplace.core.rules import RuleChange
 from marketplace.engine import Engine
 from stratum.core.shares import Algorithm
-from stratum.server import Connection
 
 P = TypeVar("P", bound=msgspec.Struct)
 R = TypeVar("R", bound=msgspec.Struct)
@@ -110,7 +109,7 @@ async def worker_list(control: Control, p: aw.WorkerListParams) -> aw.AdminWorke
     )
 
 
-def _done(conn: Connection) -> aw.WorkerActionOut:
+def _done(conn: WorkerConnection) -> aw.WorkerActionOut:
     return aw.WorkerActionOut(
         ok=True, worker=worker_name(conn) or f"conn:{conn.conn_id}", conn_id=conn.conn_id
     )

@@ -216,7 +216,7 @@ class Faults:
             with trio.move_on_after(DROP_POLL_S):
                 await self._changed.wait()
             now = trio.current_time()
-            for conn in self._stratum.due_drops(self._workers.connections(), now):
+            for conn in self._stratum.due_drops(self._workers.local_connections(), now):
                 log.info("fault.dropped", conn=conn.conn_id, worker=worker_name(conn))
                 conn.drop()
 

@@ -14,31 +14,63 @@ injects them into every ``ServerSession``; nothing here knows about sockets or t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class ExtranonceAllocator:
-    """Hands out extranonce1 values unique among live connections (shared by all sessions)."""
+    """Hands out extranonce1 values unique among live connections (shared by all sessions).
 
-    def __init__(self, *, size: int = 4, start: int = 0) -> None:
+    ``prefix`` (settable) makes every fresh value begin with those bytes: a Stratum gateway owns
+    a prefix, so values stay unique across the gateways of one market. A resumed session gets
+    the value it asks for only under the prefix, or when ``admit`` says the market reserved it
+    (a miner moving from another gateway)."""
+
+    def __init__(self, *, size: int = 4, start: int = 0, prefix: bytes = b"") -> None:
         if not 1 <= size <= 8:
             raise ValueError("extranonce1 size must be 1..8 bytes")
         self.size = size
-        self._space = 1 << (8 * size)
-        self._next = start % self._space
+        self._start = start
         self._live: set[bytes] = set()
+        #: Says whether a requested value outside the prefix may be handed out.
+        self.admit: Callable[[bytes], bool] | None = None
+        self.prefix = prefix
+
+    @property
+    def prefix(self) -> bytes:
+        """The bytes every fresh value begins with (``b""``: none)."""
+        return self._prefix
+
+    @prefix.setter
+    def prefix(self, prefix: bytes) -> None:
+        if len(prefix) >= self.size:
+            raise ValueError("the extranonce1 prefix must be shorter than the extranonce1")
+        self._prefix = prefix
+        self._space = 1 << (8 * (self.size - len(prefix)))
+        self._next = self._start % self._space
 
     def __len__(self) -> int:
         return len(self._live)
 
     def allocate(self, requested: bytes | None = None) -> bytes:
-        """A fresh value, or ``requested`` (session resume) if it has the right size and is free.
+        """A fresh value, or ``requested`` (session resume) if it has the right size, is free
+        and is under the prefix (or admitted).
 
         Raises ``RuntimeError`` if every value is in use.
         """
-        if requested is not None and len(requested) == self.size and requested not in self._live:
+        if (
+            requested is not None
+            and len(requested) == self.size
+            and requested not in self._live
+            and (
+                requested.startswith(self._prefix)
+                or (self.admit is not None and self.admit(requested))
+            )
+        ):
             self._live.add(requested)
             return requested
+        width = self.size - len(self._prefix)
         for _ in range(min(self._space, len(self._live) + 1)):
-            value = self._next.to_bytes(self.size, "big")
+            value = self._prefix + self._next.to_bytes(width, "big")
             self._next = (self._next + 1) % self._space
             if value not in self._live:
                 self._live.add(value)
