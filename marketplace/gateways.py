@@ -358,10 +358,11 @@ class GatewayHub:
             with gateway.scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_write, stream, gateway.frames, nursery.cancel_scope)
-                    await read_messages(stream, decoder, partial(self._dispatch, gateway))
+                    try:
+                        await read_messages(stream, decoder, partial(self._dispatch, gateway))
+                    except (LinkError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+                        log.warning("gateway.link_error", error=str(error))
                     nursery.cancel_scope.cancel()
-        except (LinkError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
-            log.warning("gateway.link_error", error=str(error))
         except Exception:
             log.exception("gateway.crashed")
         finally:

@@ -297,6 +297,12 @@ class _Base:
         return self._launch.running
 
     @property
+    def gateway_pids(self) -> list[int]:
+        """The local gateways' process ids (``gateways=N``), as the node started them."""
+        ports = self._launch.ports or {}
+        return [int(pid) for pid in ports.get("gateway_pids", [])]
+
+    @property
     def operator_credentials(self) -> Credentials:
         """The operator key ``operator`` signs with (account ``operator``)."""
         return self._launch.operator_credentials()

@@ -1,0 +1,152 @@
+"""``hashmarket serve --gateways 2``, the real program: two local gateway processes on the
+market's Stratum ports, real CPU workers and loopback miners mining one order, the operator's
+view across gateways, and one gateway killed with SIGKILL under load.
+
+The loopback miners submit each share under a fresh worker name (authorized just before), so a
+journaled ``ShareRecorded.worker`` names one submission: after the run the journal must hold
+every share a miner saw acknowledged exactly once, and nothing no miner submitted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from marketplace.testing import TrioMarket
+from tests.marketplace_io.killcheck import AFTER, journal_shares, share_after_restart
+from tests.marketplace_io.miner import RawMiner, StratumError
+
+from .test_disk_full import PRICE, TINY
+
+MINERS = 4
+BEFORE = 40
+AFTER_KILL = 40
+RECONNECT_S = 20.0
+CPU_DIFFICULTY = 1e-4
+
+
+@dataclass
+class Seen:
+    acked: set[str] = field(default_factory=set)
+    submitted: set[str] = field(default_factory=set)
+    acked_after_kill: dict[str, int] = field(default_factory=dict)
+    reconnects: int = 0
+    killed: bool = False
+    crashes: list[str] = field(default_factory=list)
+
+
+async def _connect(port: int) -> trio.SocketStream:
+    with trio.move_on_after(RECONNECT_S):
+        while True:
+            try:
+                return await trio.open_tcp_stream("127.0.0.1", port)
+            except OSError:
+                await trio.sleep(0.02)
+    raise OSError(f"nothing answered on port {port} for {RECONNECT_S} s")
+
+
+async def mine(port: int, prefix: str, seen: Seen, done: trio.Event) -> None:
+    """Shares under fresh names until ``done``; a lost gateway means reconnecting to the port."""
+    serial = 0
+    while not done.is_set():
+        stream = await _connect(port)
+        try:
+            miner = RawMiner(stream, timeout=10)
+            await miner.login(f"seller.{prefix}")
+            while not done.is_set():
+                serial += 1
+                name = f"{prefix}s{serial}"
+                assert await miner.call("mining.authorize", [f"seller.{name}", "x"]) is True
+                seen.submitted.add(name)
+                try:
+                    accepted = await miner.submit(f"seller.{name}")
+                except StratumError:
+                    continue  # a stale job after a move: a reject, journaled as one
+                assert accepted is True, accepted
+                seen.acked.add(name)
+                if seen.killed:
+                    seen.acked_after_kill[prefix] = seen.acked_after_kill.get(prefix, 0) + 1
+        except (EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            if not seen.killed:
+                seen.crashes.append(f"{prefix}: lost its gateway before the kill")
+                return
+            seen.reconnects += 1
+        finally:
+            await stream.aclose()
+
+
+async def test_two_gateways_mine_an_order_and_survive_one_killed(tmp_path: Path) -> None:
+    seen = Seen()
+    async with TrioMarket(
+        directory=tmp_path,
+        gateways=2,
+        sha256d_start_difficulty=TINY,
+        sha256d_min_difficulty=TINY,
+        # The CPU workers ask for more (d=...): a share every few ms each, not thousands a second.
+        sha256d_max_difficulty=CPU_DIFFICULTY,
+        # Vardiff would raise the loopback miners' difficulty past what they brute-force.
+        target_share_interval=0.001,
+        rebalance_interval=1,
+    ) as market:
+        pids = market.gateway_pids
+        assert len(pids) == 2
+        buyer = await market.buyer("buyer")
+        order = await buyer.client.create_order(
+            algorithm="sha256d", type="standard", limit="0", amount="0.5", price=PRICE
+        )
+        port = market.stratum_port()
+        cpu = [market.worker(f"seller.cpu{k}", password=f"d={CPU_DIFFICULTY}") for k in range(2)]
+        done = trio.Event()
+        async with trio.open_nursery() as nursery:
+            for k in range(MINERS):
+                nursery.start_soon(mine, port, f"m{k}", seen, done)
+            with trio.fail_after(60):
+                while len(seen.acked) < BEFORE:
+                    await trio.sleep(0.02)
+            # The operator sees every worker, whichever gateway it is on, with its shares.
+            cpu_names = {f"seller.cpu{k}" for k in range(len(cpu))}
+            with trio.fail_after(60):
+                while True:
+                    listed = await market.operator.connected_workers("sha256d")
+                    counted = {w.name: w.shares.get("accepted", 0) for w in listed}
+                    if all(counted.get(name, 0) >= 3 for name in cpu_names):
+                        break
+                    await trio.sleep(0.1)
+            names = {w.name for w in listed}
+            assert {f"seller.m{k}" for k in range(MINERS)} | cpu_names <= names
+            assert {w.extranonce1[:2] for w in listed if w.extranonce1} == {"01", "02"}
+            assert all(w.order_id == order.id for w in listed)
+            for worker in cpu:
+                await trio.to_thread.run_sync(worker.stop)
+            os.kill(pids[0], signal.SIGKILL)
+            seen.killed = True
+            started = time.monotonic()
+            with trio.fail_after(60):
+                while (
+                    sum(seen.acked_after_kill.values()) < AFTER_KILL
+                    or len(seen.acked_after_kill) < MINERS
+                ):
+                    await trio.sleep(0.02)
+            done.set()
+            assert time.monotonic() - started < 60
+        assert not seen.crashes, seen.crashes
+        assert seen.reconnects >= 1  # the killed gateway's miners came back on the same port
+        await share_after_restart(port)
+        summaries = [w.events("worker.summary")[-1] for w in cpu]
+        assert await market.stop() == 0
+    shares, _ = await journal_shares(tmp_path / "market.db")
+    journaled = [s.worker for s in shares if s.accepted and s.worker != AFTER]
+    raw = [name for name in journaled if not name.startswith("cpu")]
+    assert len(raw) == len(set(raw)), "a share was journaled twice"
+    assert seen.acked <= set(raw), f"lost: {sorted(seen.acked - set(raw))}"
+    assert set(raw) <= seen.submitted
+    for k, summary in enumerate(summaries):
+        accepted = summary["accepted"]
+        assert accepted > 0
+        # Each accepted share is journaled; one in flight when the worker stopped may be too.
+        assert accepted <= journaled.count(f"cpu{k}") <= accepted + 1
