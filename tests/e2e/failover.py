@@ -13,6 +13,12 @@ the same ports until the standby answers; after ``after`` more acknowledged shar
 must have some) the load stops. It measures the time from SIGKILL to the standby's ports being
 bound and to its first acknowledged share, then kills the standby too and reads the database:
 ``Failover`` holds what the miners and the client saw and what the journal holds.
+
+With ``gateways`` the miners mine through that many ``hashmarket gateway`` processes sharing
+one Stratum port (``--reuse-port``), linked to the markets' gateway port (the same on both):
+the miners keep their connections across the failover (each gateway re-links to the standby
+and re-sends what it had no answer for), and every acknowledgement after the kill counts as the
+standby's.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from tests.pg import free_port
 from .test_disk_full import PRICE, ROOT, SERVE
 
 DEPOSIT = "0.001"
+GATEWAY_SECRET = "failover-test-secret"
 #: How long a miner or the client keeps trying to reach a market that is gone.
 RECONNECT_S = 30.0
 
@@ -60,6 +67,8 @@ class Failover:
     market: Market | None = None
     killed_at: float | None = None
     crashes: list[str] = field(default_factory=list)
+    #: Connections each miner made (1 each: nobody had to reconnect).
+    connects: dict[str, int] = field(default_factory=dict)
 
     @property
     def lost(self) -> set[str]:
@@ -75,12 +84,18 @@ class Failover:
 class Markets:
     """The two ``hashmarket serve`` processes of one database, on the same ports."""
 
-    def __init__(self, url: str, tmp: Path) -> None:
+    def __init__(self, url: str, tmp: Path, *, gateways: int = 0) -> None:
         self.url = url
         self.tmp = tmp
         self.key_file = tmp / "market.key"
         self.api_port, self.sha_port, self.scrypt_port = free_port(), free_port(), free_port()
         self.procs: list[trio.Process] = []
+        self.gateways = gateways
+        self.gateway_port = free_port()
+        #: Where miners connect: the gateways' shared port, else the markets' own.
+        self.miner_port = free_port() if gateways else self.sha_port
+        self._gateway_scrypt_port = free_port()
+        self.gateway_procs: list[trio.Process] = []
 
     def flags(self) -> list[str]:
         """``serve``'s flags for this database, its key and the fixed ports (the disk-full
@@ -90,7 +105,35 @@ class Markets:
             *("--db", self.url, "--master-key-file", str(self.key_file)),
             *("--api-port", str(self.api_port), "--sha256d-port", str(self.sha_port)),
             *("--scrypt-port", str(self.scrypt_port)),
+            *(
+                ("--gateway-port", str(self.gateway_port), "--gateway-secret", GATEWAY_SECRET)
+                if self.gateways
+                else ()
+            ),
         ]
+
+    async def start_gateways(self) -> None:
+        """Start the gateways on the miners' port; return once each listens."""
+        for k in range(self.gateways):
+            log = self.tmp / f"gateway{k}.log"
+            proc = await trio.lowlevel.open_process(
+                [
+                    *(sys.executable, "-m", "marketplace", "gateway"),
+                    *("--market", f"127.0.0.1:{self.gateway_port}", "--id", f"gw{k}"),
+                    *("--sha256d-port", str(self.miner_port)),
+                    *("--scrypt-port", str(self._gateway_scrypt_port)),
+                    *("--reuse-port", "--gateway-secret", GATEWAY_SECRET),
+                    *("--log-format", "json"),
+                ],
+                cwd=ROOT,
+                stdout=log.open("ab"),
+                stderr=subprocess.STDOUT,
+            )
+            self.gateway_procs.append(proc)
+            with trio.fail_after(30):
+                while '"gateway.listening"' not in log.read_text():
+                    assert proc.returncode is None, log.read_text()[-3000:]
+                    await trio.sleep(0.02)
 
     async def start(self, tag: str, *, standby: bool = False) -> trio.Process:
         """Start a market; return once it serves (or, a standby, once it follows)."""
@@ -126,7 +169,7 @@ class Markets:
         return Credentials(made["account_id"], made["key_id"], made["secret"])
 
     async def kill_all(self) -> None:
-        for proc in self.procs:
+        for proc in [*self.procs, *self.gateway_procs]:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGKILL)
             with trio.fail_after(10):
@@ -139,13 +182,14 @@ async def mine(markets: Markets, prefix: str, seen: Failover, done: trio.Event) 
     serial = 0
     while not done.is_set():
         try:
-            stream = await _connect(markets.sha_port)
+            stream = await _connect(markets.miner_port)
         except OSError as exc:
             seen.crashes.append(f"{prefix}: no market came back: {exc!r}")
             return
         # Acks on a connection made after the kill are the standby's (one made before may
         # still carry the dying market's last answers).
         on_standby = seen.killed_at is not None
+        seen.connects[prefix] = seen.connects.get(prefix, 0) + 1
         try:
             miner = RawMiner(stream, timeout=10)
             await miner.login(f"seller.{prefix}")
@@ -160,7 +204,10 @@ async def mine(markets: Markets, prefix: str, seen: Failover, done: trio.Event) 
                     continue  # a stale job after a move: a reject, journaled as one
                 assert accepted is True, accepted
                 seen.acked.add(name)
-                if on_standby and seen.killed_at is not None:
+                # Through gateways an answer after the kill is the standby's; else only on a
+                # connection made after the kill (one made before may carry the dying
+                # market's last answers).
+                if (on_standby or markets.gateways) and seen.killed_at is not None:
                     if not seen.acked_after_kill:
                         seen.first_ack_after_s = time.monotonic() - seen.killed_at
                     seen.acked_after_kill[prefix] = seen.acked_after_kill.get(prefix, 0) + 1
@@ -207,16 +254,23 @@ async def deposit(markets: Markets, buyer: Credentials, seen: Failover, done: tr
 
 
 async def run_failover(
-    url: str, tmp: Path, *, miners: int = 4, before: int = 40, after: int = 40
+    url: str,
+    tmp: Path,
+    *,
+    miners: int = 4,
+    before: int = 40,
+    after: int = 40,
+    gateways: int = 0,
 ) -> Failover:
     """One failover under load on the empty PostgreSQL database ``url`` (see the module
-    doc)."""
-    markets = Markets(url, tmp)
+    doc), the miners through ``gateways`` gateways if not 0."""
+    markets = Markets(url, tmp, gateways=gateways)
     seen = Failover()
     try:
         await markets.start("active")
         buyer = await trio.to_thread.run_sync(markets.account_create, "buyer")
         await markets.start("standby", standby=True)
+        await markets.start_gateways()
         api = f"http://127.0.0.1:{markets.api_port}"
         async with AsyncMarketClient(api, credentials=buyer) as client:
             await client.deposit("1")
