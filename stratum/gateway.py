@@ -260,7 +260,9 @@ class GatewayLink:
                 except (OSError, LinkError, trio.TooSlowError, trio.BrokenResourceError) as error:
                     if stream is not None:
                         await trio.aclose_forcefully(stream)
-                    log.debug("gateway.unreachable", market=f"{host}:{port}", error=str(error))
+                    # Said once per outage (as a warning), then at debug at every attempt.
+                    level = log.warning if delay == self.settings.backoff_min_s else log.debug
+                    level("gateway.unreachable", market=f"{host}:{port}", error=str(error))
                     continue
                 delay = self.settings.backoff_min_s
                 self._welcomed(welcome)
