@@ -8,10 +8,14 @@ journal, exit 0.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from marketplace.testing import Market
 
@@ -74,3 +78,31 @@ def test_sigint_stops_accepting_tells_miners_snapshots_and_exits_zero(hashmarket
     assert stopping < shutting_down < closed < max(stopped) < snapshot
     assert snapshot < journal_closed < node_stopped
     assert node_stopped == len(events) - 1
+
+
+def test_sigint_with_gateways_stops_them_first(tmp_path: Path) -> None:
+    """``serve --gateways 2``: the children stop first (each its own Stratum shutdown, its
+    miners told), then the market snapshots and closes its journal; no child is left."""
+    with Market(directory=tmp_path, gateways=2) as market:
+        pids = market.gateway_pids
+        account_create("alice", market.db)
+        port = market.stratum_port("sha256d")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as miner:
+            miner.sendall(SUBSCRIBE + AUTHORIZE)
+            assert b"mining.notify" in read_until(miner, b"mining.notify", timeout=10)
+            assert market.stop(signum=signal.SIGINT) == 0
+            rest = read_until(miner, b"\x00never", timeout=15)
+            assert b"\x00never" not in rest
+        events = market.events()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    stopping = first(events, "node.stopping", reason="SIGINT")
+    shutting_down = first(events, "stratum.shutting_down", connections=1)
+    closed = first(events, "conn.closed", worker="alice.rig")
+    assert events[closed]["reason"] == "shutdown"
+    gateways_stopped = [i for i, e in enumerate(events) if e["event"] == "gateway.stopped"]
+    assert len(gateways_stopped) == 2
+    snapshot = first(events, "engine.snapshot")
+    assert stopping < shutting_down < closed < max(gateways_stopped) < snapshot
+    assert snapshot < first(events, "journal.closed") < first(events, "node.stopped")
