@@ -43,42 +43,11 @@ import trio
 
 from marketplace.bridge import MarketWorkSource
 from marketplace.core.gateway_marks import GatewayMarks
+from stratum import link as wire
 from stratum.config import StratumConfig
 from stratum.core.jobs import Job, Layout, ShareNotRecorded
 from stratum.core.shares import Algorithm
 from stratum.core.states import CloseReason
-from stratum.link import (
-    MAX_BATCH_SHARES,
-    NONCE_BYTES,
-    PROTOCOL_VERSION,
-    Ack,
-    Challenge,
-    ChangeLayout,
-    Difficulty,
-    GatewayMessage,
-    HandshakeError,
-    Hello,
-    Join,
-    Kick,
-    Leave,
-    LinkError,
-    Listening,
-    MarketMessage,
-    Message,
-    Proof,
-    PushJob,
-    Reconnect,
-    Refused,
-    Reserve,
-    Shares,
-    Welcome,
-    check_hello,
-    check_proof,
-    encode,
-    gateway_decoder,
-    gateway_proof,
-    market_proof,
-)
 from stratum.linkio import read_messages, receive_message, write_frames
 
 log = structlog.get_logger("marketplace.gateways")
@@ -104,7 +73,7 @@ class RemoteSession:
 class RemoteMinerLink:
     """One miner connection on a gateway, as the market's bridge and operator see it."""
 
-    def __init__(self, *, gateway: LinkedGateway, join: Join, config: StratumConfig) -> None:
+    def __init__(self, *, gateway: LinkedGateway, join: wire.Join, config: StratumConfig) -> None:
         self._gateway = gateway
         self._join = join
         self._own_size = config.extranonce2_size
@@ -170,7 +139,7 @@ class RemoteMinerLink:
 
     def push_job(self, job: Job) -> None:
         """Send ``job`` through the gateway. Never blocks."""
-        self._gateway.send(PushJob(conn=self.conn_id, job=job))
+        self._gateway.send(wire.PushJob(conn=self.conn_id, job=job))
 
     def change_layout(self, layout: Layout | None, job: Job) -> bool:
         """As ``MinerLink.change_layout``: False when the extranonce would change and the
@@ -180,7 +149,7 @@ class RemoteMinerLink:
             return False
         self._extranonce = shape
         self.session.extranonce1 = shape[0]
-        self._gateway.send(ChangeLayout(conn=self.conn_id, layout=layout, job=job))
+        self._gateway.send(wire.ChangeLayout(conn=self.conn_id, layout=layout, job=job))
         return True
 
     def reconnect(
@@ -191,27 +160,27 @@ class RemoteMinerLink:
         self._gateway.hub.reserve(self.algorithm, self.session_id)
         if host is None:
             host, port = self.local_address
-        self._gateway.send(Reconnect(conn=self.conn_id, host=host, port=port, wait_s=wait_s))
+        self._gateway.send(wire.Reconnect(conn=self.conn_id, host=host, port=port, wait_s=wait_s))
 
     # ------------------------------------------------------------------ the operator's
 
     def show_message(self, text: str) -> None:
         """Send ``client.show_message``."""
-        self._gateway.send(Message(conn=self.conn_id, text=text))
+        self._gateway.send(wire.Message(conn=self.conn_id, text=text))
 
     def set_difficulty(self, difficulty: float) -> None:
         """Set the share difficulty now (vardiff resumes from it)."""
         self.session.difficulty = difficulty
-        self._gateway.send(Difficulty(conn=self.conn_id, difficulty=difficulty))
+        self._gateway.send(wire.Difficulty(conn=self.conn_id, difficulty=difficulty))
 
     def close(self, reason: CloseReason = CloseReason.KICKED) -> None:
         """Close the connection (after what is queued for it)."""
         del reason  # the gateway closes it as kicked: the only reason the operator gives
-        self._gateway.send(Kick(conn=self.conn_id))
+        self._gateway.send(wire.Kick(conn=self.conn_id))
 
     def drop(self) -> None:
         """Close at once, flushing nothing (an injected fault)."""
-        self._gateway.send(Kick(conn=self.conn_id, drop=True))
+        self._gateway.send(wire.Kick(conn=self.conn_id, drop=True))
 
 
 @dataclass(eq=False)
@@ -229,10 +198,10 @@ class LinkedGateway:
     ports: dict[str, int] | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
-    def send(self, message: MarketMessage) -> None:
+    def send(self, message: wire.MarketMessage) -> None:
         """Queue a frame for the gateway; nothing if the link is gone."""
         with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-            self.outbox.send_nowait(encode(message))
+            self.outbox.send_nowait(wire.encode(message))
 
 
 @dataclass(eq=False)
@@ -297,7 +266,7 @@ class GatewayHub:
         """Tell every gateway the layout the bridge keeps for a miner resuming
         ``session_id``."""
         layout = self._bridges[algorithm].layout_for(session_id)
-        message = Reserve(
+        message = wire.Reserve(
             algorithm=algorithm, session_id=session_id, layout=layout, for_s=self._transit_s
         )
         for gateway in self.gateways.values():
@@ -335,18 +304,18 @@ class GatewayHub:
             peer = f"{host}:{port}"
         except OSError:
             peer = "?"
-        decoder = gateway_decoder()
+        decoder = wire.gateway_decoder()
         try:
             with trio.fail_after(self._handshake_timeout_s):
                 gateway = await self._handshake(stream, decoder, peer)
-        except HandshakeError as error:
+        except wire.HandshakeError as error:
             log.warning("gateway.refused", peer=peer, error=str(error))
             with trio.move_on_after(1):
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                    await stream.send_all(encode(Refused(reason=str(error))))
+                    await stream.send_all(wire.encode(wire.Refused(reason=str(error))))
             await trio.aclose_forcefully(stream)
             return
-        except (LinkError, trio.TooSlowError, trio.BrokenResourceError, OSError) as error:
+        except (wire.LinkError, trio.TooSlowError, trio.BrokenResourceError, OSError) as error:
             log.warning("gateway.hello_failed", peer=peer, error=str(error))
             await trio.aclose_forcefully(stream)
             return
@@ -360,7 +329,11 @@ class GatewayHub:
                     nursery.start_soon(_write, stream, gateway.frames, nursery.cancel_scope)
                     try:
                         await read_messages(stream, decoder, partial(self._dispatch, gateway))
-                    except (LinkError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+                    except (
+                        wire.LinkError,
+                        trio.BrokenResourceError,
+                        trio.ClosedResourceError,
+                    ) as error:
                         log.warning("gateway.link_error", error=str(error))
                     nursery.cancel_scope.cancel()
         except Exception:
@@ -371,12 +344,14 @@ class GatewayHub:
             log.info("gateway.unlinked", miners=len(gateway.links))
 
     async def _handshake(self, stream: trio.SocketStream, decoder: Any, peer: str) -> LinkedGateway:
-        hello = await receive_message(stream, decoder, Hello)
-        check_hello(hello)
-        challenge = secrets.token_bytes(NONCE_BYTES)
-        await stream.send_all(encode(Challenge(version=PROTOCOL_VERSION, nonce=challenge)))
-        proof = await receive_message(stream, decoder, Proof)
-        check_proof(gateway_proof(self._secret, hello, challenge), proof.mac)
+        hello = await receive_message(stream, decoder, wire.Hello)
+        wire.check_hello(hello)
+        challenge = secrets.token_bytes(wire.NONCE_BYTES)
+        await stream.send_all(
+            wire.encode(wire.Challenge(version=wire.PROTOCOL_VERSION, nonce=challenge))
+        )
+        proof = await receive_message(stream, decoder, wire.Proof)
+        wire.check_proof(wire.gateway_proof(self._secret, hello, challenge), proof.mac)
         prefix = self._grant(hello)
         old = self.gateways.get(hello.gateway)
         if old is not None:
@@ -394,17 +369,17 @@ class GatewayHub:
             frames=receive,
         )
         self.gateways[hello.gateway] = gateway
-        welcome = Welcome(
-            mac=market_proof(self._secret, hello, challenge),
+        welcome = wire.Welcome(
+            mac=wire.market_proof(self._secret, hello, challenge),
             prefix=prefix,
             settings=list(self._settings.values()),
         )
-        await stream.send_all(encode(welcome))
+        await stream.send_all(wire.encode(welcome))
         return gateway
 
-    def _grant(self, hello: Hello) -> int:
+    def _grant(self, hello: wire.Hello) -> int:
         """The gateway's prefix: the one it asks for back, unless another live gateway has
-        it; else the lowest free one. Raises ``HandshakeError`` when none is free."""
+        it; else the lowest free one. Raises ``wire.HandshakeError`` when none is free."""
         held = {g.prefix: g.gateway for g in self.gateways.values()}
         wanted = hello.prefix
         if (
@@ -416,7 +391,7 @@ class GatewayHub:
         for prefix in range(MARKET_PREFIX + 1, 256):
             if held.get(prefix, hello.gateway) == hello.gateway:
                 return prefix
-        raise HandshakeError("no extranonce1 prefix free: too many gateways")
+        raise wire.HandshakeError("no extranonce1 prefix free: too many gateways")
 
     def _unlink(self, gateway: LinkedGateway) -> None:
         if self.gateways.get(gateway.gateway) is gateway:
@@ -428,32 +403,32 @@ class GatewayHub:
         for link in links.values():
             self._bridges[link.algorithm].disconnect(link)
 
-    def _dispatch(self, gateway: LinkedGateway, message: GatewayMessage) -> None:
-        if isinstance(message, Shares):
-            if message.first < 0 or not 1 <= len(message.shares) <= MAX_BATCH_SHARES:
-                raise LinkError("a batch holds 1-1000 shares from id 0 up")
+    def _dispatch(self, gateway: LinkedGateway, message: wire.GatewayMessage) -> None:
+        if isinstance(message, wire.Shares):
+            if message.first < 0 or not 1 <= len(message.shares) <= wire.MAX_BATCH_SHARES:
+                raise wire.LinkError("a batch holds 1-1000 shares from id 0 up")
             if message.algorithm not in self._bridges:
-                raise LinkError(f"this market runs no {message.algorithm.value}")
+                raise wire.LinkError(f"this market runs no {message.algorithm.value}")
             assert self._records is not None
             self._records.start_soon(self._take, gateway, message)
-        elif isinstance(message, Join):
+        elif isinstance(message, wire.Join):
             self._join(gateway, message)
-        elif isinstance(message, Leave):
+        elif isinstance(message, wire.Leave):
             link = gateway.links.pop(message.conn, None)
             if link is not None:
                 self._bridges[link.algorithm].disconnect(link)
-        elif isinstance(message, Listening):
+        elif isinstance(message, wire.Listening):
             gateway.ports = message.ports
             self._changed.set()
             self._changed = trio.Event()
             log.info("gateway.listening", **message.ports)
         else:
-            raise LinkError(f"unexpected {type(message).__name__} after the hello")
+            raise wire.LinkError(f"unexpected {type(message).__name__} after the hello")
 
-    def _join(self, gateway: LinkedGateway, join: Join) -> None:
+    def _join(self, gateway: LinkedGateway, join: wire.Join) -> None:
         bridge = self._bridges.get(join.algorithm)
         if bridge is None:
-            raise LinkError(f"this market runs no {join.algorithm.value}")
+            raise wire.LinkError(f"this market runs no {join.algorithm.value}")
         old = gateway.links.pop(join.conn, None)
         if old is not None:
             bridge.disconnect(old)
@@ -465,13 +440,13 @@ class GatewayHub:
         if job is not None:
             link.push_job(job)
 
-    async def _take(self, gateway: LinkedGateway, batch: Shares) -> None:
+    async def _take(self, gateway: LinkedGateway, batch: wire.Shares) -> None:
         """Record a batch once (see the module doc) and answer it."""
         key = (gateway.gateway, gateway.incarnation, batch.first)
         taking = self._taking.get(key)
         if taking is not None:
             await taking.done.wait()
-            gateway.send(Ack(first=batch.first, refusal=taking.refusal))
+            gateway.send(wire.Ack(first=batch.first, refusal=taking.refusal))
             return
         taking = self._taking[key] = _Taking()
         try:
@@ -479,9 +454,9 @@ class GatewayHub:
         finally:
             del self._taking[key]
             taking.done.set()
-        gateway.send(Ack(first=batch.first, refusal=taking.refusal))
+        gateway.send(wire.Ack(first=batch.first, refusal=taking.refusal))
 
-    async def _record(self, gateway: LinkedGateway, batch: Shares) -> str | None:
+    async def _record(self, gateway: LinkedGateway, batch: wire.Shares) -> str | None:
         marks = self._marks
         ids = {"gateway": gateway.gateway, "incarnation": gateway.incarnation}
         offsets = marks.untaken(**ids, first=batch.first, count=len(batch.shares))

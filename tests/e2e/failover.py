@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -176,19 +177,24 @@ class Markets:
                 await proc.wait()
 
 
-async def mine(markets: Markets, prefix: str, seen: Failover, done: trio.Event) -> None:
-    """One miner: shares under fresh worker names until ``done``; reconnects (to the same port)
-    whenever the market goes away."""
+async def mine(
+    port: int, prefix: str, seen: Failover, done: trio.Event, *, any_after_kill: bool = False
+) -> None:
+    """One miner on ``port``: shares under fresh worker names until ``done``; reconnects (to
+    the same port) whenever what it is connected to goes away after ``seen.killed_at`` (before
+    that it is a crash). An answer after the kill counts in ``acked_after_kill`` if it came on
+    a connection made after the kill, or any with ``any_after_kill``."""
     serial = 0
     while not done.is_set():
         try:
-            stream = await _connect(markets.miner_port)
+            stream = await _connect(port)
         except OSError as exc:
             seen.crashes.append(f"{prefix}: no market came back: {exc!r}")
             return
         # Acks on a connection made after the kill are the standby's (one made before may
-        # still carry the dying market's last answers).
-        on_standby = seen.killed_at is not None
+        # still carry the dying market's last answers); through gateways every answer after
+        # the kill is.
+        on_standby = seen.killed_at is not None or any_after_kill
         seen.connects[prefix] = seen.connects.get(prefix, 0) + 1
         try:
             miner = RawMiner(stream, timeout=10)
@@ -204,10 +210,7 @@ async def mine(markets: Markets, prefix: str, seen: Failover, done: trio.Event) 
                     continue  # a stale job after a move: a reject, journaled as one
                 assert accepted is True, accepted
                 seen.acked.add(name)
-                # Through gateways an answer after the kill is the standby's; else only on a
-                # connection made after the kill (one made before may carry the dying
-                # market's last answers).
-                if (on_standby or markets.gateways) and seen.killed_at is not None:
+                if on_standby and seen.killed_at is not None:
                     if not seen.acked_after_kill:
                         seen.first_ack_after_s = time.monotonic() - seen.killed_at
                     seen.acked_after_kill[prefix] = seen.acked_after_kill.get(prefix, 0) + 1
@@ -280,7 +283,11 @@ async def run_failover(
         done = trio.Event()
         async with trio.open_nursery() as nursery:
             for k in range(miners):
-                nursery.start_soon(mine, markets, f"m{k}", seen, done)
+                nursery.start_soon(
+                    partial(
+                        mine, markets.miner_port, f"m{k}", seen, done, any_after_kill=bool(gateways)
+                    )
+                )
             nursery.start_soon(deposit, markets, buyer, seen, done)
             with trio.fail_after(60):
                 while len(seen.acked) < before:

@@ -49,18 +49,23 @@ def first(events: list[dict[str, Any]], name: str, **match: Any) -> int:
     raise AssertionError(f"no {name} {match or ''} in the log: {[e['event'] for e in events]}")
 
 
-def test_sigint_stops_accepting_tells_miners_snapshots_and_exits_zero(hashmarket: Market) -> None:
+def stop_with_a_miner(market: Market) -> int:
+    """SIGINT to ``market`` while a miner is connected; the market exits 0 and the miner's
+    connection ends (the log says by whom). Returns the Stratum port."""
     # Journaled through the node's inbox: the shutdown snapshot has something to hold.
-    account_create("alice", hashmarket.db)
-    port = hashmarket.stratum_port("sha256d")
+    account_create("alice", market.db)
+    port = market.stratum_port("sha256d")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as miner:
         miner.sendall(SUBSCRIBE + AUTHORIZE)
         assert b"mining.notify" in read_until(miner, b"mining.notify", timeout=10)
-        assert hashmarket.stop(signum=signal.SIGINT) == 0
-        # The server closed the connection (after its last lines, if any): the log below says
-        # it was the server, with reason "shutdown".
+        assert market.stop(signum=signal.SIGINT) == 0
         rest = read_until(miner, b"\x00never", timeout=15)
         assert b"\x00never" not in rest
+    return port
+
+
+def test_sigint_stops_accepting_tells_miners_snapshots_and_exits_zero(hashmarket: Market) -> None:
+    port = stop_with_a_miner(hashmarket)
     with socket.socket() as late:  # nothing listens any more
         late.settimeout(2)
         assert late.connect_ex(("127.0.0.1", port)) != 0
@@ -85,14 +90,7 @@ def test_sigint_with_gateways_stops_them_first(tmp_path: Path) -> None:
     miners told), then the market snapshots and closes its journal; no child is left."""
     with Market(directory=tmp_path, gateways=2) as market:
         pids = market.gateway_pids
-        account_create("alice", market.db)
-        port = market.stratum_port("sha256d")
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as miner:
-            miner.sendall(SUBSCRIBE + AUTHORIZE)
-            assert b"mining.notify" in read_until(miner, b"mining.notify", timeout=10)
-            assert market.stop(signum=signal.SIGINT) == 0
-            rest = read_until(miner, b"\x00never", timeout=15)
-            assert b"\x00never" not in rest
+        stop_with_a_miner(market)
         events = market.events()
     for pid in pids:
         with pytest.raises(ProcessLookupError):
