@@ -28,6 +28,7 @@ from marketplace.assembly import Node, run_node
 from marketplace.clock import Clock
 from marketplace.config import NodeConfig, load_config
 from marketplace.storage import JournalError, NodeBusy
+from stratum.groups import leaves
 from stratum.logconfig import configure_logging
 
 log = structlog.get_logger("marketplace.node")
@@ -80,14 +81,7 @@ def main_serve(args: argparse.Namespace) -> int:
     try:
         trio.run(serve_until_signalled, config)
     except* (NodeBusy, OSError, ValueError, JournalError) as group:
-        refused.extend(_leaves(group))
+        refused.extend(leaves(group))
     for error in refused:
         print(f"error: {error}", file=sys.stderr)
     return 1 if refused else 0
-
-
-def _leaves(error: BaseException) -> list[BaseException]:
-    """The exceptions inside ``error``, however deeply the nurseries grouped them."""
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
-    return [error]

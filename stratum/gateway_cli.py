@@ -21,6 +21,7 @@ import trio
 
 from stratum.core.shares import Algorithm
 from stratum.gateway import GatewayOptions, GatewayRefused, LinkSettings, run_gateway
+from stratum.groups import leaves
 from stratum.logconfig import configure_logging
 
 SECRET_ENV = "HASHMARKET_GATEWAY_SECRET"
@@ -129,7 +130,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         trio.run(partial(serve_gateway, options, exit_with_parent=args.exit_with_parent))
     except* (GatewayRefused, OSError) as group:
-        refused.extend(group.exceptions)
+        refused.extend(leaves(group))
     for problem in refused:
         print(f"error: {problem}", file=sys.stderr)
     return 1 if refused else 0

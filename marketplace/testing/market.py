@@ -297,6 +297,12 @@ class _Base:
         return self._launch.running
 
     @property
+    def gateway_port(self) -> int | None:
+        """The port gateways link to (``gateways=N`` or ``gateway_port=...``), if any."""
+        ports = self._launch.ports or {}
+        return None if ports.get("gateway") is None else int(ports["gateway"])
+
+    @property
     def gateway_pids(self) -> list[int]:
         """The local gateways' process ids (``gateways=N``), as the node started them."""
         ports = self._launch.ports or {}

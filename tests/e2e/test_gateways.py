@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -99,3 +100,18 @@ async def test_two_gateways_mine_an_order_and_survive_one_killed(tmp_path: Path)
         assert accepted > 0
         # Each accepted share is journaled; one in flight when the worker stopped may be too.
         assert accepted <= journaled.count(f"cpu{k}") <= accepted + 1
+
+
+async def test_a_gateway_with_a_wrong_secret_exits_1(tmp_path: Path) -> None:
+    async with TrioMarket(directory=tmp_path, gateway_port=0, gateway_secret="the secret") as m:
+        assert m.gateway_port is not None
+        command = [
+            *(sys.executable, "-m", "marketplace", "gateway"),
+            *("--market", f"127.0.0.1:{m.gateway_port}", "--gateway-secret", "a guess"),
+            *("--sha256d-port", "0", "--scrypt-port", "0", "--log-format", "json"),
+        ]
+        with trio.fail_after(30):
+            done = await trio.run_process(command, capture_stderr=True, check=False)
+        assert done.returncode == 1
+        assert done.stderr.decode().strip().endswith("error: wrong gateway secret")
+        assert [e["error"] for e in m.events("gateway.refused")] == ["wrong gateway secret"]
