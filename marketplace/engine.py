@@ -319,18 +319,24 @@ class Engine:
         try:
             envelope = msgspec.json.decode(stored.body, type=SnapshotEnvelope)
             formats = {name: envelope.formats.get(name, 1) for name in envelope.states}
-            if envelope.format != _ENVELOPE_FORMAT or formats != self._state_formats():
+            ours = self._state_formats()
+            if envelope.format != _ENVELOPE_FORMAT or any(
+                ours.get(name) != format for name, format in formats.items()
+            ):
                 raise ValueError(f"format {envelope.format} of {formats}")
-            # Decode every state before importing any, so a bad one leaves all fresh.
+            # Decode every state before importing any, so a bad one leaves all fresh. A
+            # component the snapshot does not name is newer than the snapshot (it had no
+            # events then): it stays fresh and replays what came after.
             states = {
                 name: component.decode_state(envelope.states[name])
                 for name, component in components.items()
+                if name in envelope.states
             }
         except (msgspec.DecodeError, ValueError) as error:
             log.warning("engine.snapshot_ignored", seq=stored.seq, error=str(error)[:200])
             return 0
-        for name, component in components.items():
-            component.import_state(states[name])
+        for name, state in states.items():
+            components[name].import_state(state)
         return stored.seq
 
     def _can_snapshot(self) -> bool:
