@@ -48,12 +48,15 @@ from stratum.config import StratumConfig
 from stratum.core.jobs import Job, Layout, ShareNotRecorded
 from stratum.core.shares import Algorithm
 from stratum.core.states import CloseReason
-from stratum.linkio import read_messages, receive_message, write_frames
+from stratum.linkio import keep_alive, read_messages, receive_message, write_frames
 
 log = structlog.get_logger("marketplace.gateways")
 
 #: The market's own Stratum listeners hand out extranonce1 values under this prefix.
 MARKET_PREFIX = 0
+#: Frames queued for a gateway beyond this mean a gateway that does not read (jobs for some
+#: 100,000 miners at once, or a stuck process): its link is closed, its miners leave.
+MAX_QUEUED_FRAMES = 200_000
 
 
 @dataclass
@@ -199,7 +202,13 @@ class LinkedGateway:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
     def send(self, message: wire.MarketMessage) -> None:
-        """Queue a frame for the gateway; nothing if the link is gone."""
+        """Queue a frame for the gateway; nothing if the link is gone. A gateway that takes
+        none of ``MAX_QUEUED_FRAMES`` is not reading: its link is closed instead."""
+        if self.outbox.statistics().current_buffer_used >= MAX_QUEUED_FRAMES:
+            log.warning("gateway.not_reading", gateway=self.gateway)
+            self.scope.cancel()
+            self.outbox.close()
+            return
         with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             self.outbox.send_nowait(wire.encode(message))
 
@@ -305,6 +314,7 @@ class GatewayHub:
         except OSError:
             peer = "?"
         decoder = wire.gateway_decoder()
+        keep_alive(stream)
         try:
             with trio.fail_after(self._handshake_timeout_s):
                 gateway = await self._handshake(stream, decoder, peer)

@@ -80,7 +80,7 @@ from stratum.link import (
     market_decoder,
     market_proof,
 )
-from stratum.linkio import read_messages, receive_message, write_frames
+from stratum.linkio import keep_alive, read_messages, receive_message, write_frames
 from stratum.server import Connection, StratumServer
 
 #: What a miner is told (code 20) for a submit while the gateway has no market.
@@ -248,6 +248,7 @@ class GatewayLink:
                 welcome = stream = None
                 try:
                     stream = await trio.open_tcp_stream(host, port)
+                    keep_alive(stream)
                     with trio.fail_after(self.settings.handshake_timeout_s):
                         welcome = await self._handshake(stream)
                 except HandshakeError as error:

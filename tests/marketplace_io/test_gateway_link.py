@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from marketplace import gateways
 from marketplace.control.workers import Workers
-from marketplace.gateways import GatewayHub, settings_for
+from marketplace.core.gateway_marks import GatewayMarks
+from marketplace.gateways import GatewayHub, LinkedGateway, settings_for
+from stratum import link as wire
 from stratum.core.shares import Algorithm
 from stratum.gateway import (
     MARKET_UNAVAILABLE,
@@ -258,3 +261,19 @@ async def test_gateway_settings_come_from_the_market(tmp_path: Path, algorithm: 
             market.job_interval_s,
         )
         assert mine.algorithm is algorithm
+
+
+async def test_a_gateway_that_does_not_read_loses_its_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gateways, "MAX_QUEUED_FRAMES", 2)
+    send, receive = trio.open_memory_channel[bytes](float("inf"))
+    hub = GatewayHub(bridges={}, marks=GatewayMarks(), settings={}, secret=SECRET)
+    gateway = LinkedGateway(
+        hub=hub, gateway="g", incarnation="i", prefix=1, peer="?", outbox=send, frames=receive
+    )
+    for _ in range(2):
+        gateway.send(wire.Message(conn=1, text="hello"))
+    assert not gateway.scope.cancel_called
+    gateway.send(wire.Message(conn=1, text="one too many"))
+    assert gateway.scope.cancel_called
+    gateway.send(wire.Message(conn=1, text="after"))  # the link is gone: nothing, no error
+    assert len([receive.receive_nowait() for _ in range(2)]) == 2
