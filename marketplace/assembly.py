@@ -613,6 +613,7 @@ async def _serve(
                 clock=core.clock,
                 admin=admin,
                 health=core.health,
+                nicehash=config.nicehash_api,
                 pools=core.pools,
                 proxy=upstreams,
                 relays=upstreams,

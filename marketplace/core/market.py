@@ -343,20 +343,38 @@ class Market(EventSourced[events.MarketEvent], PoolOrders):
         """Command: change a standard order's price: up any time, down by at most the market's
         step once per interval. Raises ``NotFound``, ``InvalidState`` (not active, fixed, too
         far, too soon), ``RuleViolation`` (under the minimum), ``InvalidArgument``."""
-        order = self._book.owned(account, order_id)
-        check_price_change(order, self.rules(order.algorithm), price_msat=price_msat, now_ms=now_ms)
-        if price_msat != order.price_msat:
-            self._emit(
-                events.PriceChanged(order_id=order.id, price_msat=price_msat, time_ms=now_ms)
-            )
+        self.change_order(account=account, order_id=order_id, price_msat=price_msat, now_ms=now_ms)
 
     def set_limit(self, *, account: str, order_id: str, limit_hs: int, now_ms: int) -> None:
         """Command: change a standard order's limit (0 = none). Raises ``NotFound``,
         ``InvalidState`` (not active, fixed), ``RuleViolation`` (under the minimum),
         ``InvalidArgument``."""
+        self.change_order(account=account, order_id=order_id, limit_hs=limit_hs, now_ms=now_ms)
+
+    def change_order(
+        self,
+        *,
+        account: str,
+        order_id: str,
+        price_msat: int | None = None,
+        limit_hs: int | None = None,
+        now_ms: int,
+    ) -> None:
+        """Command: a standard order's new price, new limit or both (NiceHash changes them in
+        one call), each under ``set_price``'s and ``set_limit``'s rules; both are checked
+        before either changes, so a refusal changes nothing. Raises as those two do."""
         order = self._book.owned(account, order_id)
-        check_limit_change(order, self.rules(order.algorithm), limit_hs=limit_hs)
-        if limit_hs != order.limit_hs:
+        rules = self.rules(order.algorithm)
+        check_active(order)
+        if price_msat is not None:
+            check_price_change(order, rules, price_msat=price_msat, now_ms=now_ms)
+        if limit_hs is not None:
+            check_limit_change(order, rules, limit_hs=limit_hs)
+        if price_msat is not None and price_msat != order.price_msat:
+            self._emit(
+                events.PriceChanged(order_id=order.id, price_msat=price_msat, time_ms=now_ms)
+            )
+        if limit_hs is not None and limit_hs != order.limit_hs:
             self._emit(events.LimitChanged(order_id=order.id, limit_hs=limit_hs, time_ms=now_ms))
 
     def refill(self, *, account: str, order_id: str, amount_msat: int, now_ms: int) -> None:

@@ -224,8 +224,10 @@ async def real_stack(
     market: Market | None = None,
     keyring: KeyRing | None = None,
     security: AccountSecurity | None = None,
+    nicehash: bool = False,
 ) -> AsyncIterator[Stack]:
-    """Journal at ``path`` + engine (restored) + the API served on an ephemeral port."""
+    """Journal at ``path`` + engine (restored) + the API served on an ephemeral port (with
+    NiceHash's REST door too when ``nicehash``)."""
     clock = clock or ManualClock()
     if market is None or keyring is None:
         market, keyring = make_components()
@@ -248,7 +250,12 @@ async def real_stack(
         async with trio.open_nursery() as nursery:
             with trio.fail_after(10):
                 port = await nursery.start(
-                    partial(serve_api, app=ApiApp(service), host="127.0.0.1", port=0)
+                    partial(
+                        serve_api,
+                        app=ApiApp(service, nicehash=nicehash),
+                        host="127.0.0.1",
+                        port=0,
+                    )
                 )
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
                 yield Stack(
