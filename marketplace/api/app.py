@@ -641,6 +641,10 @@ class ApiApp:
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1003})
 
+    def serves(self, path: str) -> bool:
+        """Whether ``path`` is this app's: ``/rpc``, and NiceHash's paths with ``nicehash``."""
+        return path == RPC_PATH or (self.nicehash is not None and serves_nicehash(path))
+
     async def _http(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if self.nicehash is not None and serves_nicehash(scope["path"]):
             await self._nicehash(self.nicehash, scope, receive, send)

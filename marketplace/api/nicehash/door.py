@@ -28,6 +28,7 @@ One ``api.nicehash`` event is logged per request (method, route, status, NiceHas
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, NamedTuple
@@ -68,6 +69,12 @@ PREFIXES: Final = ("/api/v2/", "/main/api/v2/")
 LAYOUTS: Final = frozenset(Layout)
 
 _TIME: Final = ("GET", "api/v2/time")
+#: What the metrics call the answers the door gives without a route.
+_LABELS: Final = {
+    _TIME: "nicehash.time",
+    ("GET", "main/api/v2/mining/markets"): "nicehash.markets",
+    ("GET", "main/api/v2/public/currencies"): "nicehash.currencies",
+}
 _encoder: Final = msgspec.json.Encoder()
 #: Answers that depend on nothing: NiceHash's markets and currencies.
 _STATIC: Final[dict[tuple[str, str], bytes]] = {
@@ -144,79 +151,102 @@ class NiceHashDoor:
     ) -> Reply:
         """The answer to one request on a NiceHash path (see the module doc). Never raises
         for anything a client sends."""
+        started = time.perf_counter()
         path = raw_path.decode("latin-1")
-        raw_query = query.decode("latin-1")
         trimmed = path[:-1] if path.endswith("/") else path
         segments = [unquote(s) for s in trimmed.removeprefix("/").split("/")]
         key = (http, "/".join(segments))
         found = find(self._routes, http, segments)
-        caller: Caller | None = None
-        route_name = found[0].template if found else "/" + key[1][:100]
+        route = None if found is None else found[0]
+        callers: list[Caller] = []
         log_id = uuid.uuid4().hex[:16]
         try:
-            if key == _TIME:
-                # The clock every client signs with: never faulted, never rate-limited.
-                wall = self._service.clock.wall_ms()
-                return self._ok(http, route_name, _encoder.encode(TimeOut(server_time=wall)))
-            if await self._service.injected_failure(body=b"", headers=headers):
-                raise NiceHashError(503, 503, "Service unavailable", retry_after_s=1)
-            static = _STATIC.get(key)
-            if static is not None:
-                self._take_public(remote)
-                return self._ok(http, route_name, static)
-            if found is None:
-                raise not_found()
-            route, bound = found
-            scope = route.method.scope
-            if scope is None:
-                self._take_public(remote)
-            else:
-                caller = await self._service.authenticate(
-                    headers=headers,
-                    body=body,
-                    target=SignedTarget(http, path, raw_query),
-                    cost=1,
-                    remote=remote,
-                    layouts=LAYOUTS,
-                )
-                require_scope(caller, scope)
-            params = route.build(Request(bound, parse_query(raw_query), body))
-            answer = await self._service.run_method(
-                route.method,
-                _encoder.encode(params),
-                caller=caller,
+            answer = await self._answer(
+                key,
+                found,
+                target=SignedTarget(http, path, query.decode("latin-1")),
+                headers=headers,
+                body=body,
                 remote=remote,
                 log_id=log_id,
+                callers=callers,
             )
+            reply, code, forbidden = Reply(200, answer), 0, False
         except Exception as error:
             if isinstance(error, RpcError):
-                refusal = self._nicehash(error, caller, found[0] if found else None)
+                refusal = self._nicehash(error, callers[0] if callers else None, route)
             else:
                 # A bug of ours, not the client's: logged, answered as NiceHash answers one.
-                log.exception("api.internal_error", route=route_name, log_id=log_id)
+                log.exception("api.internal_error", route=key[1][:100], log_id=log_id)
                 refusal = generic()
-            await self._service.after_request(
-                caller,
-                succeeded=False,
-                forbidden=isinstance(error, RpcError) and error.code is ApiCode.FORBIDDEN,
-                remote=remote,
-            )
-            log.info(
-                "api.nicehash",
-                http=http,
-                route=route_name,
-                status=refusal.status,
-                code=refusal.nicehash_code,
-                key_id=None if caller is None else caller.key_id,
-                log_id=log_id,
-            )
-            return Reply(refusal.status, error_body(refusal), refusal.retry_after_s)
-        await self._service.after_request(caller, succeeded=True, forbidden=False, remote=remote)
-        return self._ok(http, route_name, answer, key_id=None if caller is None else caller.key_id)
+            forbidden = isinstance(error, RpcError) and error.code is ApiCode.FORBIDDEN
+            reply = Reply(refusal.status, error_body(refusal), refusal.retry_after_s)
+            code = refusal.nicehash_code
+        caller = callers[0] if callers else None
+        await self._service.after_request(
+            caller, succeeded=code == 0, forbidden=forbidden, remote=remote
+        )
+        label = route.method.name if route is not None else _LABELS.get(key, "nicehash.unknown")
+        observer = self._service.call_observer
+        if observer is not None:
+            observer(label, code, time.perf_counter() - started)
+        log.info(
+            "api.nicehash",
+            http=http,
+            route=route.template if route is not None else "/" + key[1][:100],
+            status=reply.status,
+            code=code or None,
+            key_id=None if caller is None else caller.key_id,
+            log_id=log_id,
+        )
+        return reply
 
-    def _ok(self, http: str, route: str, body: bytes, *, key_id: str | None = None) -> Reply:
-        log.info("api.nicehash", http=http, route=route, status=200, key_id=key_id)
-        return Reply(200, body)
+    async def _answer(
+        self,
+        key: tuple[str, str],
+        found: tuple[Route, dict[str, str]] | None,
+        *,
+        target: SignedTarget,
+        headers: Mapping[bytes, bytes],
+        body: bytes,
+        remote: str | None,
+        log_id: str,
+        callers: list[Caller],
+    ) -> bytes:
+        """Steps 2 to 4 of the module doc: the answer's body. Raises ``RpcError`` (a
+        ``NiceHashError`` among them) for every refusal; ``callers`` gets the caller as soon as
+        the request is authenticated."""
+        if key == _TIME:
+            # The clock every client signs with: never faulted, never rate-limited.
+            return _encoder.encode(TimeOut(server_time=self._service.clock.wall_ms()))
+        if await self._service.injected_failure(body=b"", headers=headers):
+            raise NiceHashError(503, 503, "Service unavailable", retry_after_s=1)
+        static = _STATIC.get(key)
+        if static is not None:
+            self._take_public(remote)
+            return static
+        if found is None:
+            raise not_found()
+        route, bound = found
+        scope = route.method.scope
+        caller = None
+        if scope is None:
+            self._take_public(remote)
+        else:
+            caller = await self._service.authenticate(
+                headers=headers,
+                body=body,
+                target=target,
+                cost=1,
+                remote=remote,
+                layouts=LAYOUTS,
+            )
+            callers.append(caller)
+            require_scope(caller, scope)
+        params = route.build(Request(bound, parse_query(target.query), body))
+        return await self._service.run_method(
+            route.method, _encoder.encode(params), caller=caller, remote=remote, log_id=log_id
+        )
 
     def _take_public(self, remote: str | None) -> None:
         refused = self._service.take_public(1, remote)
