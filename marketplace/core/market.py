@@ -283,10 +283,12 @@ class Market(EventSourced[events.MarketEvent], PoolOrders):
         now_ms: int,
         fleet: FleetFacts,
         pool_id: str | None = None,
+        request_id: str | None = None,
     ) -> str:
         """Command: place an order, escrowing ``amount_msat`` from the account's available
         balance; return its id. ``pool_id``: the buyer's pool it mines for (the caller checked
-        it is the account's, of this algorithm: ``PoolRegistry.usable``).
+        it is the account's, of this algorithm: ``PoolRegistry.usable``); ``request_id``: the
+        request it was placed with, which the order keeps.
 
         Standard orders bid ``price_msat``; fixed orders get the market's quote (a given
         ``price_msat`` is the most the buyer accepts) and need a limit and a duration; both
@@ -335,6 +337,7 @@ class Market(EventSourced[events.MarketEvent], PoolOrders):
                 duration_s=duration_s,
                 time_ms=now_ms,
                 pool_id=pool_id,
+                request_id=request_id,
             )
         )
         return order_id
