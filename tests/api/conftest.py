@@ -26,6 +26,7 @@ from marketplace.core.fleet import Fleet
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import MarketConfig
+from marketplace.core.pools import PoolRegistry
 from marketplace.core.security import AccountSecurity
 from marketplace.core.views import MarketViews
 from marketplace.engine import Engine
@@ -80,13 +81,16 @@ class Harness:
         methods: dict[str, Method] | None = None,
         clock: ManualClock | None = None,
         security: AccountSecurity | None = None,
+        pools: PoolRegistry | None = None,
     ) -> None:
         self.clock = clock or ManualClock()
         self.market, self.keyring = make_components()
         self.security = security or make_security()
+        self.pools = pools
         self.fleet = Fleet(config=self.market.config)
         self.views = MarketViews(self.market, self.fleet)
-        self.executor = MemoryExecutor([self.market, self.keyring, self.security])
+        components: list[EventSourced[Any]] = [self.market, self.keyring, self.security]
+        self.executor = MemoryExecutor([*components, *([pools] if pools else [])])
         self.service = RpcService(
             market=self.market,
             fleet=self.fleet,
@@ -96,6 +100,7 @@ class Harness:
             settings=settings,
             clock=self.clock,
             methods=methods or METHODS,
+            pools=pools,
         )
         self.app = ApiApp(self.service)
         self._nonces = itertools.count(1)

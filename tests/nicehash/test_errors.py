@@ -233,3 +233,70 @@ async def test_rate_limit_is_429(tmp_path: Path) -> None:
         # The clock is never rate-limited: every client finds its X-Time through it.
         for _ in range(5):
             assert (await nh.http.get("/api/v2/time")).status_code == 200
+
+
+async def test_order_creation_and_pool_errors(tmp_path: Path) -> None:
+    async with nicehash_node(tmp_path) as nh:
+        alice = await nh.buyer()
+        pool = {
+            "name": "home",
+            "algorithm": "SHA256",
+            "stratumHostname": "127.0.0.1",
+            "stratumPort": 3456,
+            "username": "alice.rig",
+            "password": "x",
+        }
+        created = await send(nh, alice, "POST", "/main/api/v2/pool", body=pool)
+        assert created.status_code == 200
+        pool_id = created.json()["id"]
+        order = {
+            "market": "EU",
+            "algorithm": "SHA256",
+            "amount": "0.01",
+            "price": "0.0100",
+            "limit": "0",
+            "poolId": pool_id,
+            "type": "STANDARD",
+        }
+        create = "/main/api/v2/hashpower/order"
+        table: list[tuple[dict[str, Any], tuple[int, int, str]]] = [
+            ({"type": "FIXED"}, (500, 2999, "Generic Server Error")),
+            ({"type": "SPOT"}, (400, 2997, "Invalid input: TYPE")),
+            ({"poolId": "p-999999"}, (404, 404, "Not found")),
+            ({"algorithm": "SCRYPT"}, (400, 2997, "Invalid input: POOL_ID")),
+            ({"algorithm": "X16R"}, (400, 2997, "Invalid input: ALGORITHM")),
+            ({"market": "ASIA"}, (400, 2997, "Invalid input: MARKET")),
+            ({"amount": "0.0001"}, (400, 2997, "Invalid input: AMOUNT")),
+            ({"amount": "0.000000001"}, (400, 2997, "Invalid input: AMOUNT")),
+            ({"amount": "2"}, (409, 3001, "Insufficient balance in account: (BTC, USER, alice)")),
+            ({"price": "0.01001"}, (400, 2997, "Invalid input: PRICE_DATA_SCALE")),
+            ({"marketFactor": "1000"}, (400, 5068, "Invalid order market factor")),
+            ({"displayMarketFactor": "TH"}, (400, 5068, "Invalid order market factor")),
+            ({"poolId": None}, (400, 60, "Malformed request")),
+        ]
+        for change, expected in table:
+            body = {k: v for k, v in {**order, **change}.items() if v is not None}
+            assert error_of(await send(nh, alice, "POST", create, body=body)) == expected, change
+        for change, expected in (
+            ({"stratumHostname": "192.0.2.7"}, (400, 2997, "Invalid input: STRATUM_HOSTNAME")),
+            ({"stratumPort": "http"}, (400, 2997, "Invalid input: STRATUM_PORT")),
+            ({"stratumPort": 70000}, (400, 2997, "Invalid input: STRATUM_PORT")),
+            ({"id": "p-999999"}, (404, 404, "Not found")),
+            ({"algorithm": "ETHASH"}, (400, 2997, "Invalid input: ALGORITHM")),
+        ):
+            refused = await send(nh, alice, "POST", "/main/api/v2/pool", body={**pool, **change})
+            assert error_of(refused) == expected, change
+        for method in ("GET", "DELETE"):
+            missing = await send(nh, alice, method, "/main/api/v2/pool/p-999999")
+            assert error_of(missing) == (404, 404, "Not found")
+        bob = await nh.buyer("bob")
+        assert error_of(await send(nh, bob, "GET", "/main/api/v2/pool/" + pool_id)) == (
+            404,
+            404,
+            "Not found",
+        )
+        # Nothing of it happened.
+        with trio.fail_after(10):
+            assert await alice.rpc.list_orders() == []
+            assert [p.id for p in await alice.rpc.list_pools()] == [pool_id]
+            assert (await alice.rpc.balance()).available == "1.00000000"

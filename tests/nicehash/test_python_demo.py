@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from stratum.core.shares import Algorithm
+from tests.proxy.test_standalone_upstream import start_standalone
 
 from .clients import ClientError
 from .helpers import nicehash_node
@@ -86,3 +87,58 @@ async def test_account_and_order_helpers(tmp_path: Path) -> None:
         assert balance.available == "1.00000000"
         with pytest.raises(ClientError, match=r"^404: .*\"code\":404,\"message\":\"Not found\""):
             await demo.cancel_hashpower_order("o-999999")
+
+
+async def test_pool_and_order_creation_helpers(tmp_path: Path, nursery: trio.Nursery) -> None:
+    pool_server, _ = await start_standalone(nursery)
+    async with nicehash_node(tmp_path) as nh:
+        alice = await nh.buyer()
+        demo, rpc = alice.demo, alice.rpc
+        algorithms = await nh.public().get_algorithms()
+        pool = await demo.create_pool(
+            "home", "SHA256", "127.0.0.1", pool_server.port, "alice.pool", "x"
+        )
+        assert pool["id"] == "p-000001"
+        assert (pool["stratumHostname"], pool["stratumPort"], pool["username"]) == (
+            "127.0.0.1",
+            pool_server.port,
+            "alice.pool",
+        )
+        assert pool["password"] == ""  # write-only
+        assert pool["status"] == "NOT_VERIFIED"
+        assert pool["algorithm"] == "SHA256"
+        pools = await demo.get_my_pools(0, 10)
+        assert [p["id"] for p in pools["list"]] == [pool["id"]]
+        # The demo's own test_bot.py passes floats; limit 0 is no limit.
+        order = await demo.create_hashpower_order(
+            "EU", "STANDARD", "SHA256", 0.0123, 0, 0.005, pool["id"], algorithms
+        )
+        sent = demo.sent[-1]
+        assert sent.body is not None
+        assert b'"price": 0.0123' in sent.body  # json.dumps's separators, a JSON number
+        assert order["requestId"] == sent.headers["X-Request-Id"]
+        assert order["pool"]["id"] == pool["id"]
+        assert (order["price"], order["limit"], order["amount"]) == ("0.0123", "0.00", "0.00500000")
+        assert order["status"]["code"] in ("ACTIVE", "DEAD")
+        mine = await demo.get_my_active_orders("SHA256", "EU", 10)
+        assert [o["id"] for o in mine["list"]] == [order["id"]]
+        assert mine["list"][0]["requestId"] == order["requestId"]
+        with trio.fail_after(10):
+            seen = await rpc.get_order(order["id"])
+            listed = await rpc.list_pools()
+        assert (seen.pool_id, seen.price, seen.amount) == (pool["id"], "0.01230000", "0.00500000")
+        assert [p.id for p in listed] == [pool["id"]]
+        # A pool an active order uses stays.
+        with pytest.raises(ClientError, match=r"^400: .*Invalid input: ID"):
+            await demo.delete_pool(pool["id"])
+        await demo.cancel_hashpower_order(order["id"])
+        assert await demo.delete_pool(pool["id"]) == {}
+        with trio.fail_after(10):
+            assert await rpc.list_pools() == []
+        # NiceHash refuses FIXED orders today: so does this door.
+        with pytest.raises(
+            ClientError, match=r"^500: .*\"code\":2999,\"message\":\"Generic Server"
+        ):
+            await demo.create_hashpower_order(
+                "EU", "FIXED", "SHA256", 0.0123, 1, 0.005, "p-000001", algorithms
+            )

@@ -1,11 +1,14 @@
 """Hypothesis: random sequences of calls mixing the two doors, JSON-RPC and NiceHash's REST, over
-one service (in process), with shares charged and settlements between them. After every step
-the market's invariants hold, and both doors report the same orders (status, price, limit,
-amount, spend, what is left) and the same balance; a call refused on either door changes
+one service (in process) with its pool registry, with shares charged and settlements between
+them: orders placed on either door (NiceHash's always for a pool), changed, refilled and
+cancelled on either, pools edited and deleted on either. After every step the market's
+invariants hold, both doors report the same orders (status, price, limit, amount, spend, what
+is left, pool), the same balance and the same pools, and a call refused on either door changes
 nothing."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from decimal import Decimal
 from typing import Any
@@ -18,7 +21,9 @@ from marketplace.api.app import ApiSettings
 from marketplace.api.nicehash.door import NiceHashDoor
 from marketplace.core.invariants import check_invariants
 from marketplace.core.money import format_btc
+from marketplace.core.pools import PoolRegistry
 from marketplace.core.rules import RuleChange
+from marketplace.core.sealing import NONCE_BYTES
 from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
 from tests.api.conftest import Harness
@@ -26,6 +31,14 @@ from tests.api.conftest import Harness
 from .helpers import signed
 
 ORDER = "/main/api/v2/hashpower/order/"
+POOL = {
+    "name": "home",
+    "algorithm": "SHA256",
+    "stratumHostname": "127.0.0.1",
+    "stratumPort": 3333,
+    "username": "alice.rig",
+    "password": "x",
+}
 #: The clock stands still between calls: no rate limit in the way.
 UNLIMITED = ApiSettings(rate_per_s=10**6, burst=10**6)
 prices = st.sampled_from(["0.0100", "0.0120", "0.0095", "0.0090", "0.0001", "0.00001", "0.5"])
@@ -36,6 +49,9 @@ doors = st.sampled_from(["rpc", "nicehash"])
 pick = st.integers(0, 5)
 actions = st.one_of(
     st.tuples(st.just("create"), prices, limits, amounts),
+    st.tuples(st.just("nh_create"), prices, limits, amounts, pick),
+    st.tuples(st.just("pool_edit"), pick, st.sampled_from([3333, 4444])),
+    st.tuples(st.just("pool_delete"), doors, pick),
     st.tuples(st.just("refill"), doors, pick, amounts),
     st.tuples(st.just("price"), doors, pick, prices),
     st.tuples(st.just("limit"), doors, pick, limits),
@@ -59,6 +75,10 @@ class World:
     def order(self, index: int) -> str:
         return self.orders[index % len(self.orders)] if self.orders else "o-000001"
 
+    def pool(self, index: int) -> str:
+        """One of the pools made at the start (p-000001 sha256d, p-000002 scrypt), or none."""
+        return ("p-000001", "p-000002", "p-000009")[index % 3]
+
     async def rpc(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         answer: dict[str, Any] = await self.h.call(self.creds, method, params)
         return answer
@@ -79,7 +99,8 @@ class World:
         return reply.status, json.loads(reply.body)
 
     def state(self) -> Any:
-        return self.h.market.export_state()
+        assert self.h.pools is not None
+        return self.h.market.export_state(), self.h.pools.export_state()
 
 
 async def act(w: World, action: tuple[Any, ...]) -> bool:
@@ -99,6 +120,29 @@ async def act(w: World, action: tuple[Any, ...]) -> bool:
         if "result" in answer:
             w.orders.append(answer["result"]["id"])
         return "result" in answer
+    if kind == "nh_create":
+        body = {
+            "algorithm": "SHA256",
+            "type": "STANDARD",
+            "price": action[1],
+            "limit": action[2],
+            "amount": action[3],
+            "poolId": w.pool(action[4]),
+            "market": "EU",
+        }
+        status, answer = await w.nicehash("POST", "/main/api/v2/hashpower/order", body=body)
+        if status == 200:
+            w.orders.append(answer["id"])
+        return bool(status == 200)
+    if kind == "pool_edit":
+        body = {**POOL, "id": w.pool(action[1]), "stratumPort": action[2]}
+        status, _ = await w.nicehash("POST", "/main/api/v2/pool", body=body)
+        return bool(status == 200)
+    if kind == "pool_delete":
+        if action[1] == "rpc":
+            return "result" in await w.rpc("pool.delete", {"id": w.pool(action[2])})
+        status, _ = await w.nicehash("DELETE", "/main/api/v2/pool/" + w.pool(action[2]))
+        return bool(status == 200)
     if kind == "tick":
         w.h.clock.advance(action[1])
         return True
@@ -165,6 +209,15 @@ async def same_picture(w: World) -> None:
         assert nh["payedAmount"] == order["spent"]
         assert nh["availableAmount"] == order["remaining"]
         assert nh["rigsCount"] == order["workers"]
+    for order in orders:
+        pool = shown[order["id"]]["pool"]
+        assert (None if pool is None else pool["id"]) == order["pool_id"]
+    status, nh_pools = await w.nicehash("GET", "/main/api/v2/pools")
+    assert status == 200
+    rpc_pools = (await w.rpc("pool.list"))["result"]["pools"]
+    assert [
+        (p["id"], p["stratumHostname"], p["stratumPort"], p["username"]) for p in nh_pools["list"]
+    ] == [(p["id"], p["host"], p["port"], p["username"]) for p in rpc_pools]
     btc = accounts["currencies"][0]
     assert btc["available"] == accounts["total"]["available"] == balance["available"]
     assert btc["pending"] == balance["escrowed"]
@@ -176,9 +229,18 @@ async def same_picture(w: World) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(actions, min_size=1, max_size=30))
 async def test_two_doors_one_market(steps: list[tuple[Any, ...]]) -> None:
-    h = Harness(settings=UNLIMITED)
+    nonces = itertools.count(1)
+    pools = PoolRegistry(
+        master_key=b"m" * 32, new_nonce=lambda: next(nonces).to_bytes(NONCE_BYTES, "big")
+    )
+    h = Harness(settings=UNLIMITED, pools=pools)
     w = World(h, await h.bootstrap())
     await w.rpc("account.deposit", {"amount": "1"})
+    for algorithm in ("SHA256", "SCRYPT"):
+        status, _ = await w.nicehash(
+            "POST", "/main/api/v2/pool", body={**POOL, "algorithm": algorithm}
+        )
+        assert status == 200
     change = RuleChange(min_limit_hs=500_000)
     await h.executor.execute(
         lambda: h.market.change_rules(algorithm=Algorithm.SHA256D, change=change, now_ms=h.clock())

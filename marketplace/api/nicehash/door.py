@@ -47,7 +47,8 @@ from marketplace.api.nicehash.errors import (
     malformed,
     not_found,
 )
-from marketplace.api.nicehash.routes import ROUTES, Request, Route, find
+from marketplace.api.nicehash.handlers import Handlers
+from marketplace.api.nicehash.routes import Request, Route, find, table
 from marketplace.api.nicehash.wire import (
     CurrenciesOut,
     CurrencyInfoOut,
@@ -135,9 +136,10 @@ def error_body(error: NiceHashError) -> bytes:
 class NiceHashDoor:
     """NiceHash's REST API v2 over an ``RpcService`` (see the module doc)."""
 
-    def __init__(self, service: RpcService, *, routes: tuple[Route, ...] = ROUTES) -> None:
+    def __init__(self, service: RpcService) -> None:
         self._service = service
-        self._routes = routes
+        self.handlers = Handlers()
+        self._routes = table(self.handlers)
 
     async def respond(
         self,

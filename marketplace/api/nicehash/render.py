@@ -20,9 +20,12 @@ from marketplace.api.nicehash.wire import (
     CodeOut,
     MiningAlgorithmOut,
     OrderOut,
+    PoolOut,
 )
+from marketplace.api.wire import PoolVerifyOut
 from marketplace.core.model import MarketRules, OrderStatus, OrderType, OrderView
 from marketplace.core.money import MAX_HS, MAX_MSAT, MSAT_PER_BTC, UNIT_HS
+from marketplace.core.pools import PoolView
 from stratum.core.shares import Algorithm
 
 _STATUS: Final[dict[OrderStatus, CodeOut]] = {
@@ -35,8 +38,9 @@ _TYPE: Final[dict[OrderType, CodeOut]] = {
     OrderType.STANDARD: CodeOut(code="STANDARD", description="Standard"),
     OrderType.FIXED: CodeOut(code="FIXED", description="Fixed"),
 }
+_DEAD: Final = CodeOut(code="DEAD", description="Dead")
 #: The status codes a ``myOrders`` filter may name.
-STATUS_CODES: Final = frozenset(c.code for c in _STATUS.values())
+STATUS_CODES: Final = frozenset({*(c.code for c in _STATUS.values()), _DEAD.code})
 
 #: One price tick at this door's scale, as the step a bot may lower by (our own rule is
 #: relative: ``price_down_step_bps`` of the price, see the README).
@@ -115,11 +119,46 @@ def estimate_s(view: OrderView) -> int:
     return view.remaining_msat * UNIT_HS[view.algorithm] * 86_400 // per_day
 
 
-def order(view: OrderView, *, now_ms: int) -> OrderOut:
-    """An order as NiceHash shows it (see the module doc)."""
+def pool(view: PoolView, *, verified: bool) -> PoolOut:
+    """A pool as NiceHash shows it (``verified``: its settings passed ``pools/verify``)."""
+    return PoolOut(
+        id=view.id,
+        name=view.name,
+        algorithm=units.NAME[view.algorithm],
+        stratum_hostname=view.host,
+        stratum_port=view.port,
+        username=view.username,
+        password="",
+        status="VERIFIED" if verified else "NOT_VERIFIED",
+        updated_ts=units.iso(view.updated_ms or view.created_ms),
+        in_moratorium=False,
+    )
+
+
+def verify_logs(found: PoolVerifyOut) -> list[str]:
+    """What ``pool.verify`` found, as NiceHash's verifier's log lines."""
+    lines = [f"stage: {found.stage}"]
+    if found.extranonce1 is not None:
+        lines.append(
+            f"extranonce1: {found.extranonce1}, extranonce2_size: {found.extranonce2_size}"
+        )
+    if found.difficulty is not None:
+        lines.append(f"difficulty: {found.difficulty:g}")
+    if found.version_rolling is not None:
+        lines.append(f"version rolling mask: {found.version_rolling}")
+    if found.latency_ms is not None:
+        lines.append(f"latency: {found.latency_ms} ms")
+    lines.append("verification passed" if found.ok else f"verification failed: {found.error}")
+    return lines
+
+
+def order(view: OrderView, *, pool: PoolOut | None, now_ms: int) -> OrderOut:
+    """An order as NiceHash shows it (see the module doc); ``pool`` is its pool's object."""
     alg = view.algorithm
     factor, display = units.factor(alg), units.display_factor(alg)
     active = view.status is OrderStatus.ACTIVE
+    link = None if view.pool is None else view.pool.status
+    status = _DEAD if active and link == "dead" else _STATUS[view.status]
     estimate = estimate_s(view)
     if view.ended_ms is not None:
         end_ms: int | None = view.ended_ms
@@ -127,10 +166,9 @@ def order(view: OrderView, *, now_ms: int) -> OrderOut:
         end_ms = view.ends_ms
     else:
         end_ms = now_ms + estimate * 1000 if estimate else None
-    updated = view.created_ms if view.ended_ms is None else view.ended_ms
     return OrderOut(
         id=view.id,
-        request_id=None,
+        request_id=view.request_id,
         available_amount=units.amount_out(view.remaining_msat),
         payed_amount=units.amount_out(view.spent_msat),
         amount=units.amount_out(view.amount_msat),
@@ -138,19 +176,19 @@ def order(view: OrderView, *, now_ms: int) -> OrderOut:
         limit=units.limit_out(view.limit_hs, alg),
         accepted_current_speed=units.speed_out(view.accepted_speed_hs, alg),
         rigs_count=view.workers,
-        alive=active,
+        alive=active and link in (None, "alive"),
         market=units.ORDER_MARKET,
         algorithm=algorithm_ref(alg),
         type=_TYPE[view.type],
-        status=_STATUS[view.status],
+        status=status,
         display_market_factor=display,
         market_factor=factor,
         display_price_factor=display,
         price_factor=factor,
-        pool=None,
+        pool=pool,
         start_ts=units.iso(view.created_ms),
         end_ts=None if end_ms is None else units.iso(end_ms),
         created_ts=units.iso(view.created_ms),
-        updated_ts=units.iso(updated),
+        updated_ts=units.iso(view.updated_ms or view.created_ms),
         estimate_duration_in_seconds=estimate,
     )

@@ -91,6 +91,11 @@ def decimal_text(value: decimal.Decimal, *, field: str) -> str:
     return format(value, "f")
 
 
+def same_number(a: str, b: str) -> bool:
+    """Whether two decimal strings are the same number (``"1000000"``, ``"1000000.0"``)."""
+    return decimal.Decimal(a) == decimal.Decimal(b)
+
+
 def _decimals(text: str) -> int:
     return len(text.partition(".")[2])
 

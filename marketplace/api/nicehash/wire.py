@@ -36,7 +36,8 @@ class OrderBody(_Body, frozen=True, kw_only=True):
     amount: Number
     price: Number
     limit: Number
-    pool_id: Text | None = None
+    #: NiceHash's orders always name a pool (proxy.md): required here too.
+    pool_id: Text
     type: Text
     market_factor: Number | None = None
     display_market_factor: Text | None = None
@@ -130,6 +131,45 @@ class UpdateParams(_Params, frozen=True):
 
 class CurrencyParams(_Params, frozen=True):
     currency: str
+
+
+class PageParams(_Params, frozen=True):
+    size: int
+    page: int
+
+
+class OrderParams(_Params, frozen=True):
+    """A STANDARD order's values, checked at the door: our algorithm name and decimals."""
+
+    algorithm: str
+    price: str
+    limit: str
+    amount: str
+    pool_id: str
+    market_factor: str | None
+    price_factor: str | None
+    display_market_factor: str | None
+    display_price_factor: str | None
+
+
+class PoolParams(_Params, frozen=True):
+    """A pool to create (``id`` None) or edit."""
+
+    id: str | None
+    name: str
+    algorithm: str
+    host: str
+    port: int
+    username: str
+    password: str
+
+
+class VerifyParams(_Params, frozen=True):
+    algorithm: str
+    host: str
+    port: int
+    username: str
+    password: str
 
 
 # ---------------------------------------------------------------------------------- answers
