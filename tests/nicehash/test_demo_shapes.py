@@ -105,8 +105,11 @@ async def test_csharp_and_java_demos(tmp_path: Path) -> None:
     async with nicehash_node(tmp_path) as nh:
         alice = await nh.buyer()
         creds = alice.creds
-        keys = {"org_id": creds.account_id, "api_key": creds.key_id, "api_secret": creds.secret}
-        for api in (CSharpDemo(nh.http, **keys), JavaDemo(nh.http, **keys)):
+        org, key, secret = creds.account_id, creds.key_id, creds.secret
+        for api in (
+            CSharpDemo(nh.http, org_id=org, api_key=key, api_secret=secret),
+            JavaDemo(nh.http, org_id=org, api_key=key, api_secret=secret),
+        ):
             server_time = str(json.loads(await api.get("/api/v2/time"))["serverTime"])
             algos = json.loads(await api.get("/main/api/v2/mining/algorithms"))
             settings = next(a for a in algos["miningAlgorithms"] if a["algorithm"] == "SHA256")

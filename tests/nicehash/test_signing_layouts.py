@@ -157,7 +157,7 @@ async def test_storage_fault_is_503() -> None:
         },
     )
     order_id = created["result"]["id"]
-    h.service._executor = FailingExecutor()  # type: ignore[assignment]
+    h.service._executor = FailingExecutor()
     door = NiceHashDoor(h.service)
     url, headers, body = signed(
         creds,

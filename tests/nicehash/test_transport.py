@@ -153,3 +153,53 @@ async def test_door_off_is_404(tmp_path: Path) -> None:
             response = await nh.http.get(path)
             assert response.status_code == 404
             assert response.headers["content-type"].startswith("text/plain")
+
+
+async def test_an_order_whose_pool_is_dead_is_dead(tmp_path: Path) -> None:
+    async with nicehash_node(tmp_path) as nh:
+        alice = await nh.buyer()
+
+        async def call(method: str, path: str, query: str = "", body: Any = None) -> Any:
+            url, headers, data = signed(alice.creds, method, path, query, body, time_ms=now_ms())
+            with trio.fail_after(10):
+                return decode(await nh.http.request(method, url, headers=headers, content=data))
+
+        # Nothing listens on port 9 of loopback: the pool is dead once the first try fails.
+        pool = await call(
+            "POST",
+            "/main/api/v2/pool",
+            body={
+                "name": "gone",
+                "algorithm": "SHA256",
+                "stratumHostname": "127.0.0.1",
+                "stratumPort": 9,
+                "username": "alice.rig",
+                "password": "",
+            },
+        )
+        order = await call(
+            "POST",
+            "/main/api/v2/hashpower/order",
+            body={
+                "algorithm": "SHA256",
+                "amount": "0.01",
+                "price": "0.0100",
+                "limit": "0",
+                "poolId": pool["id"],
+                "type": "standard",
+            },
+        )
+
+        async def link_status() -> str | None:
+            link = (await alice.rpc.get_order(order["id"])).pool
+            return None if link is None else link.status
+
+        with trio.fail_after(10):
+            while await link_status() != "dead":
+                await trio.sleep(0.05)
+        dead = await call("GET", ORDER + order["id"])
+        assert dead["status"] == {"code": "DEAD", "description": "Dead"}
+        assert dead["alive"] is False
+        listed = await call("GET", "/main/api/v2/hashpower/myOrders", "status=dead&active=true")
+        assert [o["id"] for o in listed["list"]] == [order["id"]]
+        assert (await call("GET", "/main/api/v2/hashpower/myOrders", "status=ACTIVE"))["list"] == []
