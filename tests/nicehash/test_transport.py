@@ -203,3 +203,33 @@ async def test_an_order_whose_pool_is_dead_is_dead(tmp_path: Path) -> None:
         listed = await call("GET", "/main/api/v2/hashpower/myOrders", "status=dead&active=true")
         assert [o["id"] for o in listed["list"]] == [order["id"]]
         assert (await call("GET", "/main/api/v2/hashpower/myOrders", "status=ACTIVE"))["list"] == []
+
+
+async def test_request_ids_make_mutations_idempotent(tmp_path: Path) -> None:
+    async with nicehash_node(tmp_path) as nh:
+        alice = await nh.buyer()
+        order_id = await alice.place()
+        path = ORDER + order_id + "/refill"
+
+        async def refill(request_id: str, amount: str = "0.005") -> Any:
+            url, headers, data = signed(
+                alice.creds,
+                "POST",
+                path,
+                body={"amount": amount},
+                time_ms=now_ms(),
+                request_id=request_id,
+            )
+            with trio.fail_after(10):
+                return await nh.http.post(url, headers=headers, content=data)
+
+        first = await refill("refill-1")
+        again = await refill("refill-1")
+        assert first.status_code == again.status_code == 200
+        assert first.content == again.content  # the first answer, and nothing done again
+        with trio.fail_after(10):
+            assert (await alice.rpc.get_order(order_id)).amount == "0.01500000"
+        # The same id for another call: refused, as on the JSON-RPC door.
+        assert error_of(await refill("refill-1", amount="0.006")) == (400, 60, "Malformed request")
+        with trio.fail_after(10):
+            assert (await alice.rpc.get_order(order_id)).amount == "0.01500000"
