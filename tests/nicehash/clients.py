@@ -105,11 +105,6 @@ class PythonPublic(_Base):
     async def get_currencies(self) -> Any:
         return await self.request("GET", "/main/api/v2/public/currencies/", "", None)
 
-    async def get_hashpower_orderbook(self, algorithm: str) -> Any:
-        return await self.request(
-            "GET", "/main/api/v2/hashpower/orderBook/", "algorithm=" + algorithm, None
-        )
-
 
 @dataclass
 class PythonDemo(_Base):
@@ -204,6 +199,11 @@ class PythonDemo(_Base):
     async def get_my_pools(self, page: int, size: int) -> Any:
         return await self.request("GET", "/main/api/v2/pools/", "", None)
 
+    async def get_hashpower_orderbook(self, algorithm: str) -> Any:
+        # A signed call in that file (``private_api``), to a path that needs no signature.
+        path = "/main/api/v2/hashpower/orderBook/"
+        return await self.request("GET", path, "algorithm=" + algorithm, None)
+
     async def create_hashpower_order(
         self,
         market: str,
@@ -291,6 +291,12 @@ def _qs_stringify(query: dict[str, Any]) -> str:
     )
 
 
+def _qs_parse(text: str) -> dict[str, str]:
+    """``qs.parse`` of a flat query: ``+`` is a space, then percent-decoded."""
+    pairs = (p.partition("=") for p in text.split("&") if p)
+    return {unquote(k.replace("+", " ")): unquote(v.replace("+", " ")) for k, _, v in pairs}
+
+
 def _js_nonce() -> str:
     alphabet = string.digits + string.ascii_lowercase
     return "".join(random.choice(alphabet) for _ in range(32))
@@ -319,11 +325,11 @@ class JsDemo(_Base):
         path_only, _, path_query = path.partition("?")
         query = dict(query or {})
         if path_query:
-            query = {**dict(p.split("=", 1) for p in path_query.split("&")), **query}
+            query = {**_qs_parse(path_query), **query}
         nonce = _js_nonce()
         timestamp = str(int(time.time() * 1000) + self.local_time_diff)
         query_text = _qs_stringify(query)
-        body_text = None if body is None else json.dumps(body, separators=(",", ":"))
+        body_text = None if body is None else _compact(body)
         parts: list[bytes | None] = [
             self.key.encode(),
             timestamp.encode(),
@@ -365,9 +371,9 @@ class JsDemo(_Base):
 # ---------------------------------------------------------------------------------- C#, Java
 
 
-def _compact(data: dict[str, str]) -> str:
-    """``JsonConvert.SerializeObject`` of a ``Dictionary<string, string>`` / Gson's
-    ``JsonObject.toString()``: compact, in insertion order."""
+def _compact(data: Any) -> str:
+    """``JSON.stringify`` / ``JsonConvert.SerializeObject`` of a ``Dictionary<string, string>``
+    / Gson's ``JsonObject.toString()``: compact, in insertion order, non-ASCII as it is."""
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -193,6 +193,11 @@ async def test_a_bot_session_through_the_nicehash_door(
         stats = await demo.request("GET", order_path + "/stats", "", None)
         column = stats["columns"].index("accepted_shares")
         assert sum(row[column] for row in stats["data"]) == 6
+        with trio.fail_after(10):
+            points = (await alice.rpc.order_stats(order["id"])).points
+        assert [(row[0], row[column]) for row in stats["data"]] == [
+            (p.time_ms, p.accepted_shares) for p in points
+        ]
         order = await demo.cancel_hashpower_order(order["id"])
         assert order["status"]["code"] == "CANCELLED"
         assert order["availableAmount"] == "0.00000000"

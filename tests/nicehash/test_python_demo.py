@@ -38,9 +38,6 @@ async def test_public_helpers(tmp_path: Path) -> None:
         info = await public.buy_info()
         assert [a["name"] for a in info["miningAlgorithms"]] == ["Scrypt", "SHA256"]
         assert info["miningAlgorithms"][1]["speed_text"] == "MH"
-        book = await public.get_hashpower_orderbook("SHA256")
-        assert set(book["stats"]) == {"EU", "USA"}
-        assert book["stats"]["EU"]["orders"] == []
 
 
 async def test_account_and_order_helpers(tmp_path: Path) -> None:
@@ -58,6 +55,18 @@ async def test_account_and_order_helpers(tmp_path: Path) -> None:
             placed = await rpc.create_order(
                 algorithm="sha256d", type="standard", price="0.0100", limit="1.5", amount="0.01"
             )
+        book = await demo.get_hashpower_orderbook("SHA256")
+        assert demo.sent[-1].headers["X-Auth"].startswith(alice.creds.key_id + ":")
+        assert set(book["stats"]) == {"EU", "USA"}
+        (offer,) = book["stats"]["EU"]["orders"]
+        assert (offer["id"], offer["type"], offer["price"], offer["limit"]) == (
+            placed.id,
+            "STANDARD",
+            "0.0100",
+            "1.50",
+        )
+        assert book["stats"]["USA"] == book["stats"]["EU"]
+        assert (await demo.get_hashpower_orderbook("SCRYPT"))["stats"]["EU"]["orders"] == []
         mine = await demo.get_my_active_orders("SHA256", "EU", 10)
         (order,) = mine["list"]
         assert order["id"] == placed.id
