@@ -9,27 +9,15 @@ import pytest
 
 from marketplace.core.errors import RuleViolation
 from marketplace.core.market import Market
-from marketplace.core.model import OrderType
 
-from .helpers import SHA, funded, join, make_core, share, worker
+from .helpers import funded, join, make_core, share, standard, worker
 
 
 def test_request_id_and_updated_time() -> None:
     core = make_core()
     funded(core, "buyer")
     market = core.market
-    order_id = market.create_order(
-        account="buyer",
-        algorithm=SHA,
-        type=OrderType.STANDARD,
-        price_msat=200_000_000,
-        limit_hs=0,
-        amount_msat=100_000_000,
-        duration_s=None,
-        now_ms=1_000,
-        fleet=core.fleet,
-        request_id="req-1",
-    )
+    order_id = standard(core, now_ms=1_000, request_id="req-1").id
 
     def seen() -> tuple[str | None, int]:
         view = core.views.get_order(account="buyer", order_id=order_id)
@@ -60,17 +48,7 @@ def test_change_order_takes_both_or_neither() -> None:
     core = make_core()
     funded(core, "buyer")
     market = core.market
-    order_id = market.create_order(
-        account="buyer",
-        algorithm=SHA,
-        type=OrderType.STANDARD,
-        price_msat=200_000_000,
-        limit_hs=0,
-        amount_msat=100_000_000,
-        duration_s=None,
-        now_ms=0,
-        fleet=core.fleet,
-    )
+    order_id = standard(core).id
     market.drain_events()
     before = market.export_state()
     with pytest.raises(RuleViolation):  # a good price, a limit under the minimum

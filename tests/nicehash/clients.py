@@ -236,49 +236,35 @@ class PythonDemo(_Base):
         path = "/main/api/v2/hashpower/order/" + order_id + "/refill/"
         return await self.request("POST", path, "", {"amount": amount})
 
-    async def _update(self, order_id: str, data: dict[str, Any]) -> Any:
+    async def _update(
+        self, order_id: str, data: dict[str, Any], algorithm: str, algo_response: Any
+    ) -> Any:
+        """updatePriceAndLimit with ``data`` then the algorithm's two market factors, in the
+        order that file writes its bodies."""
+        setting = self.algo_settings_from_response(algorithm, algo_response)
+        body = {
+            **data,
+            "marketFactor": setting["marketFactor"],
+            "displayMarketFactor": setting["displayMarketFactor"],
+        }
         path = "/main/api/v2/hashpower/order/" + order_id + "/updatePriceAndLimit/"
-        return await self.request("POST", path, "", data)
+        return await self.request("POST", path, "", body)
 
     async def set_price_hashpower_order(
         self, order_id: str, price: Any, algorithm: str, algo_response: Any
     ) -> Any:
-        setting = self.algo_settings_from_response(algorithm, algo_response)
-        return await self._update(
-            order_id,
-            {
-                "price": price,
-                "marketFactor": setting["marketFactor"],
-                "displayMarketFactor": setting["displayMarketFactor"],
-            },
-        )
+        return await self._update(order_id, {"price": price}, algorithm, algo_response)
 
     async def set_limit_hashpower_order(
         self, order_id: str, limit: Any, algorithm: str, algo_response: Any
     ) -> Any:
-        setting = self.algo_settings_from_response(algorithm, algo_response)
-        return await self._update(
-            order_id,
-            {
-                "limit": limit,
-                "marketFactor": setting["marketFactor"],
-                "displayMarketFactor": setting["displayMarketFactor"],
-            },
-        )
+        return await self._update(order_id, {"limit": limit}, algorithm, algo_response)
 
     async def set_price_and_limit_hashpower_order(
         self, order_id: str, price: Any, limit: Any, algorithm: str, algo_response: Any
     ) -> Any:
-        setting = self.algo_settings_from_response(algorithm, algo_response)
-        return await self._update(
-            order_id,
-            {
-                "price": price,
-                "limit": limit,
-                "marketFactor": setting["marketFactor"],
-                "displayMarketFactor": setting["displayMarketFactor"],
-            },
-        )
+        data = {"price": price, "limit": limit}
+        return await self._update(order_id, data, algorithm, algo_response)
 
 
 # ---------------------------------------------------------------------------------- javascript
