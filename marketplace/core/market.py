@@ -34,12 +34,11 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from marketplace.core import events
+from marketplace.core.account_commands import AccountCommands
 from marketplace.core.allocation import FleetFacts, OrderSlot
 from marketplace.core.book import MAX_NAME, Book
 from marketplace.core.errors import (
-    InsufficientBalance,
     InvalidArgument,
-    InvalidState,
     NotFound,
     RuleViolation,
 )
@@ -51,7 +50,6 @@ from marketplace.core.model import (
     MarketRules,
     OrderType,
 )
-from marketplace.core.names import check_account_name
 from marketplace.core.order_rules import (
     check_active,
     check_limit_change,
@@ -69,13 +67,7 @@ from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
 
 
-def _check_name(field: str, value: object) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME:
-        raise InvalidArgument(f"{field} must be a non-empty string of at most {MAX_NAME} chars")
-    return value
-
-
-class Market(EventSourced[events.MarketEvent], PoolOrders):
+class Market(EventSourced[events.MarketEvent], AccountCommands, PoolOrders):
     """The durable marketplace (see the module doc). Not thread-safe; run it from one trio task
     at a time (synchronous methods are atomic under trio)."""
 
@@ -199,65 +191,6 @@ class Market(EventSourced[events.MarketEvent], PoolOrders):
             if order.type is OrderType.FIXED
         )
         return total - fixed
-
-    # ------------------------------------------------------------------ commands: accounts
-
-    def create_account(self, *, account: str, now_ms: int) -> None:
-        """Command: open an account. Raises ``InvalidState`` if it exists, ``InvalidArgument``
-        for a bad name."""
-        check_account_name(account)
-        if self._book.ledger.has(account):
-            raise InvalidState("account exists", {"account": account})
-        self._emit(events.AccountCreated(account=account, time_ms=now_ms))
-
-    def ensure_account(self, *, account: str, now_ms: int) -> None:
-        """Command: open ``account`` if it does not exist (sellers). Raises ``InvalidArgument``
-        for a bad name."""
-        check_account_name(account)
-        if not self._book.ledger.has(account):
-            self._emit(events.AccountCreated(account=account, time_ms=now_ms))
-
-    def deposit(self, *, account: str, amount_msat: int, now_ms: int) -> LedgerEntry:
-        """Command: faucet money into ``account``. Raises ``RuleViolation`` when the faucet is
-        off, ``NotFound`` for an unknown account, ``InvalidArgument`` for an amount <= 0."""
-        if not self._config.faucet:
-            raise RuleViolation("the faucet is off", {"faucet": "off"})
-        self._account(account)
-        if require_int("amount", amount_msat) <= 0:
-            raise InvalidArgument("amount must be positive", {"field": "amount"})
-        self._emit(events.Deposited(account=account, amount_msat=amount_msat, time_ms=now_ms))
-        return self._book.ledger.entries(account, limit=1)[0]
-
-    def withdraw(self, *, account: str, amount_msat: int, address: str, now_ms: int) -> LedgerEntry:
-        """Command: record a withdrawal of ``amount_msat`` (0 allowed) to ``address``.
-
-        Raises ``NotFound`` (account), ``InvalidArgument`` (negative amount, bad address),
-        ``InsufficientBalance`` (more than available).
-        """
-        self._account(account)
-        _check_name("address", address)
-        if require_int("amount", amount_msat) < 0:
-            raise InvalidArgument("amount must not be negative", {"field": "amount"})
-        self._require_available(account, amount_msat)
-        withdrawal_id = f"w-{self._book.withdrawal_seq + 1:06d}"
-        self._emit(
-            events.Withdrawn(
-                withdrawal_id=withdrawal_id,
-                account=account,
-                amount_msat=amount_msat,
-                address=address,
-                time_ms=now_ms,
-            )
-        )
-        return self._book.ledger.entries(account, limit=1)[0]
-
-    def _require_available(self, account: str, amount_msat: int) -> None:
-        """Raise ``InsufficientBalance`` unless ``account`` has ``amount_msat`` available."""
-        available = self._book.ledger.balance(account).available_msat
-        if amount_msat > available:
-            raise InsufficientBalance(
-                "amount exceeds the available balance", {"available_msat": available}
-            )
 
     def change_rules(self, *, algorithm: Algorithm, change: RuleChange, now_ms: int) -> MarketRules:
         """Command: change some of ``algorithm``'s rules from now on (``rules.py``); the rules
