@@ -21,8 +21,6 @@ Other modules read the attributes (``Market`` to validate commands, ``views`` an
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 from marketplace.core.errors import NotFound
 from marketplace.core.events import (
     AccountCreated,
@@ -43,7 +41,7 @@ from marketplace.core.events import (
 from marketplace.core.history import History
 from marketplace.core.ledger import Ledger
 from marketplace.core.model import LedgerKind, MarketConfig, MarketRules, OrderStatus, SellerKey
-from marketplace.core.orders import Order, share_value
+from marketplace.core.orders import Order, share_value_ratio
 from marketplace.core.rules import changed
 from marketplace.core.settlement import split_spend
 from marketplace.core.stats import Series, share_work
@@ -233,13 +231,13 @@ class Book:
         )
         if not (event.accepted and order.charges_at(event.time_ms)):
             return
-        value = share_value(
+        value = share_value_ratio(
             price_msat=order.price_msat,
             difficulty=event.difficulty,
             unit_hs=self.rules[order.algorithm].unit_hs,
         )
         charged = order.charge(
-            value, seller=seller, work=Fraction(event.difficulty), time_ms=event.time_ms
+            value, seller=seller, work=event.difficulty.as_integer_ratio(), time_ms=event.time_ms
         )
         self.unsettled[order.id] = order
         if charged:
@@ -264,7 +262,7 @@ class Book:
             ref = f"{event.settlement_id}/{order.id}"
             split = split_spend(
                 spend_msat=spend,
-                work=order.period_work,
+                work=order.period_work_exact(),
                 fee_bps=rules.fee_bps,
                 fee_carry=order.fee_carry,
                 tiebreak=ref,

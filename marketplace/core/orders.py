@@ -13,7 +13,9 @@ Charging is exact. A share's value is ``price * difficulty * 2**32 / (unit * 864
 rational number. The order accumulates the exact value of everything it was sent
 (``accrued``) and its integer spend follows ``floor(accrued)``, capped at the amount: the
 fractions of a msat are carried to the next share, never rounded away, and the share that
-reaches the amount is charged only what is left, after which the order is ``completed``.
+reaches the amount is charged only what is left, after which the order is ``completed``. The
+sums are ``accrual.Accrual`` values (a whole part and a carried remainder: the same rationals
+as ``Fraction`` sums, without a gcd per share).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from fractions import Fraction
 
 import msgspec
 
+from marketplace.core.accrual import Accrual, Ratio
 from marketplace.core.errors import InvalidArgument, InvalidState, RuleViolation
 from marketplace.core.model import (
     MarketRules,
@@ -38,14 +41,17 @@ BPS = 10_000
 
 
 def share_value(*, price_msat: int, difficulty: float, unit_hs: int) -> Fraction:
-    """Exact msat value of one accepted share: price * difficulty * 2**32 / (unit * 86400).
-
-    Built from the float's exact ratio in one step (one normalisation instead of three: this
-    runs for every share, live and on replay)."""
-    numerator, denominator = difficulty.as_integer_ratio()
+    """Exact msat value of one accepted share: price * difficulty * 2**32 / (unit * 86400)."""
     return Fraction(
-        numerator * price_msat * HASHES_PER_DIFF1, denominator * unit_hs * SECONDS_PER_DAY
+        *share_value_ratio(price_msat=price_msat, difficulty=difficulty, unit_hs=unit_hs)
     )
+
+
+def share_value_ratio(*, price_msat: int, difficulty: float, unit_hs: int) -> Ratio:
+    """``share_value`` as an unreduced (numerator, denominator), from the float's exact ratio:
+    what ``Order.charge`` adds to its ``Accrual`` for every share, live and on replay."""
+    numerator, denominator = difficulty.as_integer_ratio()
+    return numerator * price_msat * HASHES_PER_DIFF1, denominator * unit_hs * SECONDS_PER_DAY
 
 
 #: An exact ``Fraction`` in a snapshot: (numerator, denominator).
@@ -93,12 +99,16 @@ def _fraction(state: FractionState) -> Fraction:
     return Fraction(state[0], state[1])
 
 
+def _accrual(state: FractionState) -> Accrual:
+    return Accrual.of(state[0], state[1])
+
+
 class Order:
     """One order's state (internal; ``views.py`` hands out ``OrderView`` copies)."""
 
     __slots__ = (
+        "_accrued",
         "account",
-        "accrued",
         "algorithm",
         "amount_msat",
         "created_ms",
@@ -147,14 +157,14 @@ class Order:
         #: Whole msat charged for shares (the buyer's spend), <= amount.
         self.spent_msat = 0
         #: Exact value of every share charged so far; spend follows its floor.
-        self.accrued = Fraction(0)
+        self._accrued = Accrual()
         #: Part of the spend already moved out of escrow by settlements.
         self.settled_msat = 0
         #: Unspent budget given back (cancel, expiry).
         self.released_msat = 0
         self.last_lowered_ms: int | None = None
         #: Accepted work per seller since the last settlement (sum of share difficulties).
-        self.period_work: dict[SellerKey, Fraction] = {}
+        self.period_work: dict[SellerKey, Accrual] = {}
         #: Fraction of a msat of fee owed but not yet taken (see ``settlement``).
         self.fee_carry = Fraction(0)
 
@@ -174,12 +184,12 @@ class Order:
             ends_ms=self.ends_ms,
             ended_ms=self.ended_ms,
             spent_msat=self.spent_msat,
-            accrued=_fraction_state(self.accrued),
+            accrued=self._accrued.state(),
             settled_msat=self.settled_msat,
             released_msat=self.released_msat,
             last_lowered_ms=self.last_lowered_ms,
             period_work=[
-                SellerWork(seller.account, seller.worker, seller.algorithm, _fraction_state(work))
+                SellerWork(seller.account, seller.worker, seller.algorithm, work.state())
                 for seller, work in self.period_work.items()
             ],
             fee_carry=_fraction_state(self.fee_carry),
@@ -204,16 +214,24 @@ class Order:
         order.status = state.status
         order.ended_ms = state.ended_ms
         order.spent_msat = state.spent_msat
-        order.accrued = _fraction(state.accrued)
+        order._accrued = _accrual(state.accrued)
         order.settled_msat = state.settled_msat
         order.released_msat = state.released_msat
         order.last_lowered_ms = state.last_lowered_ms
         order.period_work = {
-            SellerKey(w.account, w.worker, w.algorithm): _fraction(w.work)
-            for w in state.period_work
+            SellerKey(w.account, w.worker, w.algorithm): _accrual(w.work) for w in state.period_work
         }
         order.fee_carry = _fraction(state.fee_carry)
         return order
+
+    @property
+    def accrued(self) -> Fraction:
+        """The exact value of every share charged so far (msat)."""
+        return self._accrued.value
+
+    def period_work_exact(self) -> dict[SellerKey, Fraction]:
+        """Each seller's accepted work since the last settlement, exactly."""
+        return {seller: work.value for seller, work in self.period_work.items()}
 
     @property
     def active(self) -> bool:
@@ -257,9 +275,10 @@ class Order:
         order, is not charged)."""
         return self.active and (self.ends_ms is None or time_ms < self.ends_ms)
 
-    def charge(self, value: Fraction, *, seller: SellerKey, work: Fraction, time_ms: int) -> int:
+    def charge(self, value: Ratio, *, seller: SellerKey, work: Ratio, time_ms: int) -> int:
         """Charge one accepted share of exact ``value`` msat, found at ``time_ms`` by ``seller``
-        with ``work`` (its difficulty); return the whole msat charged now.
+        with ``work`` (its difficulty), both as (numerator, denominator) with non-negative
+        numerators and positive denominators; return the whole msat charged now.
 
         Only an active order is charged (an ended one returns 0 and changes nothing). Fractions
         carry over in ``accrued``; the charge never takes the spend past the amount, and
@@ -268,11 +287,15 @@ class Order:
         """
         if not self.active:
             return 0
-        self.accrued += value
-        due = int(self.accrued) - self.spent_msat  # floor: accrued is never negative
+        accrued = self._accrued
+        accrued.add(*value)
+        due = accrued.whole - self.spent_msat  # floor(accrued)
         charged = min(due, self.amount_msat - self.spent_msat)
         self.spent_msat += charged
-        self.period_work[seller] = self.period_work.get(seller, 0) + work
+        seller_work = self.period_work.get(seller)
+        if seller_work is None:
+            seller_work = self.period_work[seller] = Accrual()
+        seller_work.add(*work)
         if self.spent_msat == self.amount_msat:
             self.status = OrderStatus.COMPLETED
             self.ended_ms = time_ms
