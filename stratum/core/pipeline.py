@@ -68,11 +68,13 @@ class SharePipeline:
         params: SubmitParams,
         *,
         jobs: Mapping[str, SentJob],
+        usernames: Mapping[str, Worker],
         workers: Container[Worker],
         version_mask: int,
         now_ms: int,
     ) -> Verdict:
-        """Check ``params`` against the connection's ``jobs`` and authorized ``workers``.
+        """Check ``params`` against the connection's ``jobs`` and authorized ``workers``
+        (``usernames``: the names they authorized with, the usual spelling of each).
 
         A share that passes the duplicate check is remembered in its job's ``seen`` set (so the
         same share again is a duplicate, accepted or not). Never raises for peer input.
@@ -81,12 +83,14 @@ class SharePipeline:
             return Verdict(
                 _other(f"Invalid extranonce2 size: expected {self.extranonce2_size} bytes")
             )
-        try:
-            worker = parse_username(params.username)
-        except StratumError as bad_name:
-            return Verdict(bad_name)
-        if worker not in workers:
-            return Verdict(StratumError(StratumErrorCode.UNAUTHORIZED), worker)
+        worker = usernames.get(params.username)
+        if worker is None:  # another spelling of an authorized worker ("a" is "a.default")?
+            try:
+                worker = parse_username(params.username)
+            except StratumError as bad_name:
+                return Verdict(bad_name)
+            if worker not in workers:
+                return Verdict(StratumError(StratumErrorCode.UNAUTHORIZED), worker)
         sent = jobs.get(params.job_id)
         if sent is None or (sent.stale_at_ms is not None and now_ms >= sent.stale_at_ms):
             return Verdict(StratumError(StratumErrorCode.STALE), worker)

@@ -62,7 +62,6 @@ from stratum.core.jobfeed import JobFeed, SentJob
 from stratum.core.jobs import Job, Share
 from stratum.core.messages import (
     MAX_LINE_BYTES,
-    METHODS,
     AuthorizeParams,
     ConfigureParams,
     Envelope,
@@ -73,6 +72,7 @@ from stratum.core.messages import (
     SubscribeParams,
     SuggestDifficultyParams,
     decode_params,
+    decode_submit,
     envelope_decoder,
     error_line,
     notification_line,
@@ -88,6 +88,8 @@ from stratum.core.tally import SubmitTally
 from stratum.core.vardiff import VardiffConfig, round_difficulty
 
 _HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})+")
+_SUBMIT: Final = Method.SUBMIT.value
+_NO_PARAMS: Final = msgspec.Raw(b"[]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,6 +162,7 @@ class ServerSession:
         self.extranonce_subscribed = False
         self.version_rolling_mask = 0
         self.workers: dict[Worker, str] = {}  # worker -> the username it authorized with
+        self._usernames: dict[str, Worker] = {}  # and back, for the submits' fast lookup
         self.first_worker: Worker | None = None
         self.tally = SubmitTally()
         self.close_reason: CloseReason | None = None
@@ -185,7 +188,7 @@ class ServerSession:
         self.veto_share: Callable[[], bool] | None = None
         self._now_ms = now_ms  # the latest time the driver gave us
         self._last_useful_ms = now_ms
-        self._handlers: dict[Method, _Handler] = {
+        handlers: dict[Method, _Handler] = {
             Method.SUBSCRIBE: self._subscribe,
             Method.AUTHORIZE: self._authorize,
             Method.EXTRANONCE_SUBSCRIBE: self._extranonce_subscribe,
@@ -193,6 +196,8 @@ class ServerSession:
             Method.SUGGEST_DIFFICULTY: self._suggest_difficulty,
             Method.SUBMIT: self._submit,
         }
+        # By wire name: a line's method is a str, and a str key hashes in C.
+        self._routes = {m.value: (m, handler) for m, handler in handlers.items()}
 
     # ----------------------------------------------------------------------- input
 
@@ -308,23 +313,29 @@ class ServerSession:
         return Outcome(reply=reply, close=reason, error=error, detail=reason.value)
 
     def _handle_line(self, line: bytes, now_ms: int) -> Outcome:
-        try:
-            envelope: Envelope = envelope_decoder.decode(line)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return self._closing(CloseReason.BAD_JSON, message=f"Parse error: {exc}", line=line)
-        if envelope.method is None:
-            return Outcome(detail="response_ignored")  # e.g. a reply to client.get_version
-        request_id = envelope.id
-        method = METHODS.get(envelope.method)
-        handler = None if method is None else self._handlers.get(method)
-        outcome = Outcome(method=envelope.method)
-        if method is None or handler is None:
+        submit = decode_submit(line)
+        if submit is not None:
+            request_id, name, raw = submit.id, _SUBMIT, _NO_PARAMS
+        else:
+            try:
+                envelope: Envelope = envelope_decoder.decode(line)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                message = f"Parse error: {exc}"
+                return self._closing(CloseReason.BAD_JSON, message=message, line=line)
+            if envelope.method is None:
+                return Outcome(detail="response_ignored")  # e.g. a reply to client.get_version
+            request_id, name, raw = envelope.id, envelope.method, envelope.params
+        route = self._routes.get(name)
+        outcome = Outcome(method=name)
+        if route is None:
             outcome.error = StratumError(StratumErrorCode.OTHER, NOT_SUPPORTED)
             outcome.reply = error_line(request_id, outcome.error)
             return outcome
+        method, handler = route
         try:
             target = next_state(self.state, method)
-            handler(request_id, decode_params(method, envelope.params), now_ms, outcome)
+            params = submit.params if submit is not None else decode_params(method, raw)
+            handler(request_id, params, now_ms, outcome)
             self.state = target
         except StratumError as error:
             outcome.error = error
@@ -376,6 +387,7 @@ class ServerSession:
             self.first_worker = worker
             out.start_work = True
         self.workers.setdefault(worker, params.username)
+        self._usernames[params.username] = worker
         out.reply = response_line(request_id, True)
 
     def _extranonce_subscribe(
@@ -410,6 +422,7 @@ class ServerSession:
         verdict = self._pipeline.check(
             params,
             jobs=self._feed.jobs,
+            usernames=self._usernames,
             workers=self.workers,
             version_mask=self.version_rolling_mask,
             now_ms=now_ms,

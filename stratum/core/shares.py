@@ -101,6 +101,26 @@ def merkle_root(coinbase: bytes, branch: list[bytes] | tuple[bytes, ...]) -> byt
     return root
 
 
+class CoinbasePrefix:
+    """The SHA-256 state after a coinbase's fixed first part (coinb1 + extranonce1), computed
+    once per job sent: the merkle root of each extranonce2 then hashes only the rest (a
+    midstate, as miners use one)."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, prefix: bytes) -> None:
+        self._state = hashlib.sha256(prefix)
+
+    def merkle_root(self, suffix: bytes, branch: tuple[bytes, ...]) -> bytes:
+        """``merkle_root(prefix + suffix, branch)``; ``suffix`` is extranonce2 + coinb2."""
+        state = self._state.copy()
+        state.update(suffix)
+        root = hashlib.sha256(state.digest()).digest()
+        for node in branch:
+            root = sha256d(root + node)
+        return root
+
+
 def build_coinbase(coinb1: bytes, extranonce1: bytes, extranonce2: bytes, coinb2: bytes) -> bytes:
     """coinb1 + extranonce1 + extranonce2 + coinb2."""
     return coinb1 + extranonce1 + extranonce2 + coinb2
