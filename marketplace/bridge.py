@@ -10,11 +10,12 @@ id and every share is attributable to exactly one order); workers that no order 
   the first job comes from the stream of the order it now serves.
 - Moves: the bridge listens to the scheduler's rebalances; every moved worker gets a fresh job
   from its new stream at once, with ``clean_jobs=True`` so it drops the old order's work.
-- ``record_share(share)``: ``await engine.execute(market.record_share(share, order_id=...))``
-  with the order taken from the job's ``source``, so the share is journaled (one record in a
-  shared group commit) before the server replies ``true``; then an accepted share's work goes
-  to the connection's speed estimate (``Fleet.share_accepted``), which is not journaled. While
-  the store fails the engine refuses (``StorageUnavailable``) and the miner is answered
+- ``record_shares(shares)``: one ``await engine.execute(...)`` whose command runs
+  ``market.record_share(share, order_id=...)`` for each of a connection's batch, the order taken
+  from the job's ``source``, so the shares are journaled (records in a shared group commit)
+  before the server replies ``true``; then each accepted share's work goes to the connection's
+  speed estimate (``Fleet.share_accepted``), which is not journaled. While the store fails the
+  engine refuses (``StorageUnavailable``) and the miner is answered
   ``[20, "storage unavailable, retry"]`` (``ShareNotRecorded``); it keeps its jobs.
 - ``run``: a new job for every worker at least every ``job_interval_s``, and at once (with
   ``clean_jobs``) when the emulated chain finds a block. ``catch_up`` is that step run at once
@@ -27,6 +28,7 @@ synchronous, so they are atomic with respect to the market and the fleet.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 import msgspec
@@ -149,33 +151,37 @@ class MarketWorkSource:
             members.pop(key, None)
         self._fleet.worker_left(worker=key, now_ms=self._clock())
 
-    async def record_share(self, share: Share) -> None:
-        """Journal the share (charged to the order of its job, if any) and return once it is
-        durable. Raises ``ShareNotRecorded`` while the store fails, ``JournalError`` if the
-        journal failed otherwise (fatal for the node)."""
+    async def record_shares(self, shares: Sequence[Share]) -> None:
+        """Journal the shares (each charged to the order of its job, if any) in one command
+        and return once they are durable. Raises ``ShareNotRecorded`` while the store fails,
+        ``JournalError`` if the journal failed otherwise (fatal for the node)."""
         market = self._market
-        order_id = order_of(share.source)
 
         def command() -> None:
-            if not market.has_account(share.account):
-                try:
-                    market.ensure_account(account=share.account, now_ms=share.time_ms)
-                except MarketError:
-                    log.warning("bridge.bad_account", account=share.account[:64])
-            market.record_share(share, order_id=order_id)
+            for share in shares:
+                if not market.has_account(share.account):
+                    try:
+                        market.ensure_account(account=share.account, now_ms=share.time_ms)
+                    except MarketError:
+                        log.warning("bridge.bad_account", account=share.account[:64])
+                market.record_share(share, order_id=order_of(share.source))
 
         try:
             await self._engine.execute(command)
         except StorageUnavailable as refused:
             raise ShareNotRecorded(STORAGE_UNAVAILABLE) from refused
-        if not share.accepted:
-            return
-        key = self._keys.get(share.conn_id)
-        if key is not None:
-            self._fleet.share_accepted(
-                worker=key, difficulty=share.difficulty, time_ms=share.time_ms
-            )
-        if order_id is not None and not market.order_active(order_id):
+        ended = False
+        for share in shares:
+            if not share.accepted:
+                continue
+            key = self._keys.get(share.conn_id)
+            if key is not None:
+                self._fleet.share_accepted(
+                    worker=key, difficulty=share.difficulty, time_ms=share.time_ms
+                )
+            order_id = order_of(share.source)
+            ended = ended or (order_id is not None and not market.order_active(order_id))
+        if ended:
             # The budget ran out (or the order ended): move its workers now, not at the tick,
             # so they stop hashing for an order that no longer pays.
             self._scheduler.request_rebalance()

@@ -10,9 +10,10 @@ in the order the driver must carry it out:
 1. ``share``: a checked submission; the driver awaits ``WorkSource.record_share`` first, so the
    reply the miner sees means the share is durable. A submit the connection's state refuses
    (before subscribe or authorize) has no worker to attribute: it is no share, only
-   ``refused_submit`` (its reason) for the driver's counters. If the work source cannot record
-   the share, the driver calls ``share_not_recorded`` before it sends anything: the reply
-   becomes that refusal and the submit counts for nothing;
+   ``refused_submit`` (its reason) for the driver's counters. The driver may record the shares
+   of several lines together (every complete line one read brought). If the work source
+   cannot record them, the driver calls ``share_not_recorded`` for each, newest first, before
+   it sends anything: each reply becomes that refusal and the submit counts for nothing;
 2. ``reply``: the response line (empty for lines that get none);
 3. ``start_work``: the connection's first worker just authorized; the driver asks its
    ``WorkSource.connect`` for the first job and sends ``send_job(job, now_ms)``;
@@ -84,7 +85,7 @@ from stratum.core.pipeline import SharePipeline, Verdict
 from stratum.core.registries import ExtranonceAllocator, JobIds, SubmittedShares
 from stratum.core.shares import Algorithm
 from stratum.core.states import CloseReason, RefusedInState, SessionState, next_state
-from stratum.core.tally import SubmitTally
+from stratum.core.tally import Counted, SubmitTally
 from stratum.core.vardiff import VardiffConfig, round_difficulty
 
 _HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})+")
@@ -131,6 +132,8 @@ class Outcome:
     method: str | None = None
     error: StratumError | None = None
     detail: str | None = None
+    #: How the tally counted the submit whose ``share`` this is (to take it back).
+    counted: Counted | None = None
 
 
 #: A request's handler: its id, its params (already decoded as the method's Struct), the time
@@ -436,7 +439,7 @@ class ServerSession:
             out.reply = error_line(request_id, verdict.error)
             self._reject(request_id, verdict, now_ms, out)
             return
-        self.tally.accept(request_id, verdict)
+        out.counted = self.tally.accept(request_id, verdict)
         out.share = self._share(verdict, now_ms)
         out.reply = true_line(request_id)
         out.followups += self._feed.on_accepted(out.share.difficulty, now_ms)
@@ -445,23 +448,27 @@ class ServerSession:
 
     def _reject(self, request_id: RequestId, verdict: Verdict, now_ms: int, out: Outcome) -> None:
         """Count a rejected submit; hand a share to the work source only if it has a worker."""
-        reason = self.tally.reject(request_id, verdict)
+        reason, counted = self.tally.reject(request_id, verdict)
         if isinstance(verdict.error, RefusedInState):
             # Before subscribe or authorize there is no worker to charge or pay: the work
             # source never hears of it (an empty account is no seller), the driver counts it.
             out.refused_submit = reason
             return
         out.share = self._share(verdict, now_ms)
+        out.counted = counted
 
     def share_not_recorded(self, outcome: Outcome, message: str) -> None:
         """The work source could not record ``outcome.share``: answer ``[20, message]`` and
-        count the submit for nothing (``tally.take_back``). Raises ``RuntimeError`` unless
-        ``outcome`` carries the last share this session handed out (a driver bug)."""
-        if outcome.share is None:
-            raise RuntimeError("share_not_recorded for an outcome with no share")
-        request_id = self.tally.take_back()
+        count the submit for nothing (``tally.take_back``; several newest first). Raises
+        ``RuntimeError`` for an outcome with no share, or one taken back already (a driver
+        bug)."""
+        counted = outcome.counted
+        if outcome.share is None or counted is None:
+            raise RuntimeError("share_not_recorded for an outcome with no share to take back")
+        self.tally.take_back(counted)
+        outcome.counted = None
         outcome.error = StratumError(StratumErrorCode.OTHER, message)
-        outcome.reply = error_line(request_id, outcome.error)
+        outcome.reply = error_line(counted.request_id, outcome.error)
 
     def _share(self, verdict: Verdict, now_ms: int) -> Share:
         first = self.first_worker

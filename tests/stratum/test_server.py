@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 import structlog
 import trio
@@ -384,10 +386,10 @@ class SlowSource:
     def disconnect(self, link: MinerLink) -> None:
         self.links.remove(link)
 
-    async def record_share(self, share: Share) -> None:
+    async def record_shares(self, shares: Sequence[Share]) -> None:
         self.entered.set()
         await self.release.wait()
-        self.recorded.append(share)
+        self.recorded.extend(shares)
 
 
 async def test_reply_waits_for_record_share(nursery: trio.Nursery) -> None:
