@@ -170,7 +170,7 @@ class MarketWorkSource:
             await self._engine.execute(command)
         except StorageUnavailable as refused:
             raise ShareNotRecorded(STORAGE_UNAVAILABLE) from refused
-        ended = False
+        sources: set[str] = set()
         for share in shares:
             if not share.accepted:
                 continue
@@ -179,9 +179,9 @@ class MarketWorkSource:
                 self._fleet.share_accepted(
                     worker=key, difficulty=share.difficulty, time_ms=share.time_ms
                 )
-            order_id = order_of(share.source)
-            ended = ended or (order_id is not None and not market.order_active(order_id))
-        if ended:
+            sources.add(share.source)
+        orders = [order_of(source) for source in sources]
+        if any(order_id is not None and not market.order_active(order_id) for order_id in orders):
             # The budget ran out (or the order ended): move its workers now, not at the tick,
             # so they stop hashing for an order that no longer pays.
             self._scheduler.request_rebalance()

@@ -196,6 +196,7 @@ class Book:
 
     def _apply_share(self, event: ShareRecorded) -> None:
         reason = event.reason or "other"
+        work = share_work(event.difficulty)
         seller = SellerKey(event.account, event.worker, event.algorithm)
         seller_series = self.seller_stats.get(seller)
         if seller_series is None:
@@ -205,6 +206,7 @@ class Book:
             difficulty=event.difficulty,
             accepted=event.accepted,
             reason=reason,
+            work=work,
         )
         market_series = self.market_stats.get(event.algorithm)
         if market_series is None:
@@ -214,6 +216,7 @@ class Book:
             difficulty=event.difficulty,
             accepted=event.accepted,
             reason=reason,
+            work=work,
         )
         history = self.market_history[event.algorithm]
         history.add_share(
@@ -228,6 +231,7 @@ class Book:
             difficulty=event.difficulty,
             accepted=event.accepted,
             reason=reason,
+            work=work,
         )
         if not (event.accepted and order.charges_at(event.time_ms)):
             return

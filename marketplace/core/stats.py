@@ -174,13 +174,23 @@ class Series:
             del self._buckets[self._minutes.pop(0)]
         return bucket
 
-    def add_share(self, *, time_ms: int, difficulty: float, accepted: bool, reason: str) -> None:
-        """Count one share (``reason`` is ignored for an accepted one)."""
+    def add_share(
+        self,
+        *,
+        time_ms: int,
+        difficulty: float,
+        accepted: bool,
+        reason: str,
+        work: int | None = None,
+    ) -> None:
+        """Count one share (``reason`` is ignored for an accepted one); ``work`` is
+        ``share_work(difficulty)``, given when the caller has it already."""
         if self.first_ms is None or time_ms < self.first_ms:
             self.first_ms = time_ms
         self.last_difficulty = difficulty
         bucket = self._bucket(time_ms)
-        work = share_work(difficulty)
+        if work is None:
+            work = share_work(difficulty)
         if accepted:
             self.accepted_shares += 1
             if bucket is not None:
@@ -290,7 +300,12 @@ class RateWindow:
 
     def add(self, *, time_ms: int, work: int) -> None:
         """Count ``work`` hashes accepted at ``time_ms``."""
-        self._shares.append((time_ms, work))
+        shares = self._shares
+        if shares and shares[-1][0] == time_ms:
+            # Shares of one millisecond (a batch) leave the window together: one entry.
+            shares[-1] = (time_ms, shares[-1][1] + work)
+        else:
+            shares.append((time_ms, work))
         self._work += work
         self._seen = True
 

@@ -36,7 +36,7 @@ from stratum.core.handshake import Worker, parse_username
 from stratum.core.jobfeed import SentJob
 from stratum.core.jobs import Share
 from stratum.core.messages import SubmitParams
-from stratum.core.shares import Algorithm, hash_to_int, pow_hash
+from stratum.core.shares import POW_HASH, Algorithm
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -116,9 +116,9 @@ class SharePipeline:
         header = sent.layout.header(
             version=version, merkle=sent.merkle_root(extranonce2), ntime=ntime_bytes, nonce=nonce
         )
-        digest = pow_hash(self.algorithm, header)
+        digest = POW_HASH[self.algorithm](header)
         hash_hex = digest[::-1].hex()
-        if hash_to_int(digest) > sent.target:
+        if int.from_bytes(digest, "little") > sent.target:  # shares.hash_to_int
             low = StratumError(StratumErrorCode.LOW_DIFFICULTY)
             return Verdict(low, worker, sent, hash_hex, key)
         return Verdict(None, worker, sent, hash_hex, key)

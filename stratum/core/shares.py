@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from enum import StrEnum
 from fractions import Fraction
 from typing import Final
@@ -53,9 +54,14 @@ def scrypt_hash(header: bytes) -> bytes:
 
 def pow_hash(algorithm: Algorithm, header: bytes) -> bytes:
     """The proof-of-work hash of an 80-byte header for ``algorithm``."""
-    if algorithm is Algorithm.SHA256D:
-        return sha256d(header)
-    return scrypt_hash(header)
+    return POW_HASH[algorithm](header)
+
+
+#: The proof-of-work hash function of each algorithm.
+POW_HASH: Final[dict[Algorithm, Callable[[bytes], bytes]]] = {
+    Algorithm.SHA256D: sha256d,
+    Algorithm.SCRYPT: scrypt_hash,
+}
 
 
 def hash_to_int(digest: bytes) -> int:
@@ -145,7 +151,15 @@ class HeaderLayout:
 
     def header(self, *, version: int, merkle: bytes, ntime: bytes, nonce: bytes) -> bytes:
         """The full header; ``ntime`` and ``nonce`` as wire bytes (the submit's hex)."""
-        return self.prefix(version=version, merkle=merkle, ntime=ntime) + nonce[::-1]
+        # ``prefix`` + the nonce, written out: this runs for every share the server checks.
+        return (
+            version.to_bytes(4, "little")
+            + self._prevhash
+            + merkle
+            + ntime[::-1]
+            + self._nbits
+            + nonce[::-1]
+        )
 
 
 def header_prefix(
