@@ -26,6 +26,7 @@ withholds it), and by the session before a valid share is accepted (answered sta
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import secrets
 import time
@@ -112,6 +113,7 @@ class Connection:
         self._shares_in_batch = 0
         self._linked = False
         self._reader_scope = trio.CancelScope()
+        self._waiting: trio.CancelScope | None = None  # the reader's deadline scope
         self._scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._held = HeldLines(self._write)  # what an injected latency holds back
@@ -232,16 +234,17 @@ class Connection:
         the others.
 
         One cancel scope carries the session's next deadline across many receives (entering a
-        scope per receive costs more than the rest of a share's handling). It is moved only
-        when the session's deadline comes earlier: a deadline that passes early finds nothing
-        due (``tick`` answers ``None``) and the scope is set again. A share being recorded is
-        shielded (``_record``), so the deadline only ever interrupts a wait for bytes.
+        scope per receive costs more than the rest of a share's handling). It is lifted while
+        shares are recorded (``_record``), so it only ever interrupts a wait for bytes, and
+        otherwise moved only when the session's deadline comes earlier: a deadline that passes
+        early finds nothing due (``tick`` answers ``None``) and the scope is set again.
         """
         fd = self._fd
         size = self._server.config.receive_size
         while True:
             data: bytes | None = None
             with trio.CancelScope(deadline=self._deadline()) as waiting:
+                self._waiting = waiting
                 while True:
                     await trio.lowlevel.wait_readable(fd)
                     try:
@@ -345,17 +348,19 @@ class Connection:
         """Record the shares of ``outcomes`` in one call; a refusal becomes each one's reply.
 
         What was queued before goes out now; anything pushed while the shares are being
-        recorded follows it directly, and the replies wait until the shares are durable.
-        Shielded: once handed over, the shares are recorded (or refused) whatever happens to
-        the connection meanwhile.
+        recorded follows it directly, and the replies wait until the shares are durable. The
+        reader's deadline is lifted meanwhile (it sets it again): a share being recorded is
+        never interrupted by a timeout.
         """
         shares = [outcome.share for outcome in outcomes if outcome.share is not None]
         stats = self._server.stats
         self._flush()
         self._in_batch = False
+        waiting = self._waiting
+        if waiting is not None:
+            waiting.deadline = math.inf
         try:
-            with trio.CancelScope(shield=True):
-                await self._server.work_source.record_shares(shares)
+            await self._server.work_source.record_shares(shares)
         except ShareNotRecorded as refused:
             # The miner hears why and may send them again; the connection and its jobs go on.
             for outcome in reversed(outcomes):
