@@ -309,9 +309,7 @@ class Connection:
             self._flush()
             observer = self._server.share_ack_observer
             if self._shares_in_batch and observer is not None:
-                elapsed = time.perf_counter() - received
-                for _ in range(self._shares_in_batch):
-                    observer(elapsed)
+                observer(time.perf_counter() - received, self._shares_in_batch)
 
     def _carry_out(self, outcome: Outcome) -> bool:
         """Do what one outcome says (its share already recorded); True when the connection
@@ -538,9 +536,10 @@ class StratumServer:
         self.stats = ServerStats()
         #: Injected faults (``stratum.faults``); ``None``: none, at no cost.
         self.faults: LinkFaults | None = None
-        #: Called with the seconds from a share's bytes received to its reply written (or
-        #: handed to the writer), once per share; ``None``: not measured.
-        self.share_ack_observer: Callable[[float], None] | None = None
+        #: Called with the seconds from a batch's bytes received to its replies written (or
+        #: handed to the writer) and the number of shares in it, once per batch (its shares
+        #: all waited that long); ``None``: not measured.
+        self.share_ack_observer: Callable[[float, int], None] | None = None
         self.port: int | None = None
         self._clock = clock
         # Shared between listeners, connection ids are unique in a whole node.
