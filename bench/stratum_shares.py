@@ -17,9 +17,10 @@ submits in flight per connection) it saturates the server for ``--seconds`` afte
 and prints accepted shares/s, the server's CPU time per 1,000 accepted shares (user + system
 of the whole server process, its threads included: the figure to optimise against, as it
 hardly depends on how busy the machine is), p50/p99 submit-to-reply latency and the server's
-CPU use. Then, unless ``--no-half-load``, it offers about half the highest rate it measured
-(open loop: submits at fixed times, whatever the replies do) and prints the p99 submit-to-reply
-latency there (the floor asks 20 ms or less). Run:
+CPU use. Then, unless ``--no-half-load``, it offers about half the saturation rate (open loop:
+submits at fixed times, one at a time per connection, whatever the replies do; so half the
+strict mode's rate, the same pattern, or of the highest if strict was not run) and prints the
+p99 submit-to-reply latency there (the floor asks 20 ms or less). Run:
 
     .venv/bin/python bench/stratum_shares.py [--target pool|node|both] [--windows 1,4]
         [--connections 1000] [--seconds 10] [--warmup 2] [--no-half-load]
@@ -355,7 +356,10 @@ def run_target(name: str, args: argparse.Namespace, profile: str | None) -> list
                     driver.saturate(window=window, warmup=args.warmup, seconds=args.seconds)
                 )
             if args.half_load:
-                half = max(r.rate for r in results) / 2
+                # Open-loop submits come one at a time per connection, as in strict mode:
+                # that mode's maximum is the saturation of this pattern (else the highest).
+                strict = [r.rate for r, w in zip(results, args.windows, strict=True) if w == 1]
+                half = (strict[0] if strict else max(r.rate for r in results)) / 2
                 results.append(driver.paced(rate=half, warmup=args.warmup, seconds=args.seconds))
             if node is not None:
                 print(f"{name}: {node.spent()}")
