@@ -9,7 +9,9 @@ target):
 - ``node``: a whole node (``hashmarket serve``, journal ``synchronous=FULL``) with one buyer's
   standard order that takes every worker, so every share is checked, charged to the order and
   journaled before its ``true`` goes out (the bench checks that every connection mines for
-  the order, and prints what the order spent).
+  the order, and prints what the order spent); ``--synchronous NORMAL`` runs its journal
+  without an fsync per commit (a ``true`` then survives a crash of the process, not of the
+  machine).
 
 This process drives the server with raw non-blocking sockets: ``--connections`` miners
 (default 1000). For each ``--windows`` entry (default ``1,4``: strict request/reply, then four
@@ -24,9 +26,10 @@ p99 submit-to-reply latency there (the floor asks 20 ms or less). Run:
 
     .venv/bin/python bench/stratum_shares.py [--target pool|node|both] [--windows 1,4]
         [--connections 1000] [--seconds 10] [--warmup 2] [--no-half-load]
+        [--synchronous FULL|NORMAL]
 
 With ``BENCH_PROFILE=FILE`` the server runs under cProfile (FILE, or FILE.pool and FILE.node
-for ``--target both``), which records the main thread's CPU time during the measured windows
+for ``--target both``), which records the main thread (wall time) during the measured windows
 only (``_profiled.py``); the CPU figures are then of course higher.
 """
 
@@ -297,7 +300,7 @@ def pool_process(profile: str | None) -> tuple[subprocess.Popen[str], int]:
 class NodeTarget:
     """A node with a funded buyer whose one standard order takes every worker."""
 
-    def __init__(self, directory: Path, profile: str | None) -> None:
+    def __init__(self, directory: Path, profile: str | None, *, synchronous: str) -> None:
         from marketplace.client import Credentials, MarketClient
         from marketplace.config import NodeConfig
         from marketplace.operator import account_create
@@ -305,7 +308,7 @@ class NodeTarget:
         extra = [
             *("--sha256d-start-difficulty", EASY, "--sha256d-min-difficulty", EASY),
             *("--sha256d-max-difficulty", EASY, "--job-interval", "100"),
-            *("--block-interval", "100000"),
+            *("--block-interval", "100000", "--synchronous", synchronous),
         ]
         self.proc, ports = start_node(extra, directory=directory, profile=profile)
         stratum = ports["stratum"]
@@ -341,7 +344,7 @@ def run_target(name: str, args: argparse.Namespace, profile: str | None) -> list
         node: NodeTarget | None = None
         proc: subprocess.Popen[str] | subprocess.Popen[bytes]
         if name == "node":
-            node = NodeTarget(Path(tmp), profile)
+            node = NodeTarget(Path(tmp), profile, synchronous=args.synchronous)
             proc, port = node.proc, node.port
         else:
             proc, port = pool_process(profile)
@@ -386,6 +389,12 @@ def main() -> None:
     parser.add_argument("--window", type=int, help="one window only (as --windows N)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument(
+        "--synchronous",
+        choices=("FULL", "NORMAL"),
+        default="FULL",
+        help="the node's journal: FULL (default; a true survives power loss) or NORMAL",
+    )
     parser.add_argument("--no-half-load", dest="half_load", action="store_false")
     args = parser.parse_args()
     if args.window is not None:
@@ -399,7 +408,10 @@ def main() -> None:
         profile = None if not output else output if len(targets) == 1 else f"{output}.{name}"
         table += [(name, result) for result in run_target(name, args, profile)]
 
-    print(f"connections={args.connections} seconds={args.seconds} (after {args.warmup} s warm-up)")
+    print(
+        f"connections={args.connections} seconds={args.seconds} (after {args.warmup} s warm-up)"
+        + (f", node journal synchronous={args.synchronous}" if "node" in targets else "")
+    )
     print(
         f"{'target':<6} {'mode':<30} {'accepted/s':>10} {'CPU ms/1000':>11} "
         f"{'p50 ms':>8} {'p99 ms':>8} {'server CPU':>10}"
