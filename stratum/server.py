@@ -26,13 +26,12 @@ withholds it), and by the session before a valid share is accepted (answered sta
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -50,6 +49,10 @@ from stratum.faults import JUNK_LINE, HeldLines, LinkFaults
 Clock = Callable[[], int]
 
 log = structlog.get_logger("stratum.server")
+
+#: The answer to a share whose recording was cancelled before it began (the connection's
+#: deadline or its closing came while the work source waited for room).
+NOT_RECORDED: Final = "share not recorded, retry"
 
 
 def trio_wall_clock() -> Clock:
@@ -113,7 +116,6 @@ class Connection:
         self._shares_in_batch = 0
         self._linked = False
         self._reader_scope = trio.CancelScope()
-        self._waiting: trio.CancelScope | None = None  # the reader's deadline scope
         self._scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._held = HeldLines(self._write)  # what an injected latency holds back
@@ -234,17 +236,17 @@ class Connection:
         the others.
 
         One cancel scope carries the session's next deadline across many receives (entering a
-        scope per receive costs more than the rest of a share's handling). It is lifted while
-        shares are recorded (``_record``), so it only ever interrupts a wait for bytes, and
-        otherwise moved only when the session's deadline comes earlier: a deadline that passes
-        early finds nothing due (``tick`` answers ``None``) and the scope is set again.
+        scope per receive costs more than the rest of a share's handling). It is moved only
+        when the session's deadline comes earlier: a deadline that passes early finds nothing
+        due (``tick`` answers ``None``) and the scope is set again. It also spans the shares'
+        recording, which it cannot cut short: ``record_shares`` can be cancelled only before
+        it records anything (see ``_handle``), and after that the deadline waits for it.
         """
         fd = self._fd
         size = self._server.config.receive_size
         while True:
             data: bytes | None = None
             with trio.CancelScope(deadline=self._deadline()) as waiting:
-                self._waiting = waiting
                 while True:
                     await trio.lowlevel.wait_readable(fd)
                     try:
@@ -256,9 +258,10 @@ class Connection:
                         return
                     if waiting.cancel_called:
                         break  # the deadline passed as the bytes came: handle them outside
-                    if await self._handle(data):
+                    # Handed over: a deadline that cuts the handling short must not see them.
+                    received, data = data, None
+                    if await self._handle(received):
                         return
-                    data = None
                     deadline = self._deadline()
                     if deadline < waiting.deadline:
                         waiting.deadline = deadline
@@ -302,7 +305,15 @@ class Connection:
                     return True
             if recorded:
                 self._shares_in_batch = len(recorded)
-                await self._record(recorded)
+                try:
+                    await self._record(recorded)
+                except trio.Cancelled:
+                    # Before anything was recorded (``_record`` answered the shares as not
+                    # recorded): the batch is answered all the same, then the cancellation
+                    # (a deadline, or the connection closing) goes on.
+                    for outcome in batch:
+                        self._carry_out(outcome)
+                    raise
             return any(self._carry_out(outcome) for outcome in batch)
         finally:
             self._in_batch = False
@@ -346,19 +357,21 @@ class Connection:
         """Record the shares of ``outcomes`` in one call; a refusal becomes each one's reply.
 
         What was queued before goes out now; anything pushed while the shares are being
-        recorded follows it directly, and the replies wait until the shares are durable. The
-        reader's deadline is lifted meanwhile (it sets it again): a share being recorded is
-        never interrupted by a timeout.
+        recorded follows it directly, and the replies wait until the shares are durable.
+        Cancelled, the work source has recorded none of them (``WorkSource.record_shares``):
+        they are answered as not recorded, and the cancellation goes on.
         """
         shares = [outcome.share for outcome in outcomes if outcome.share is not None]
         stats = self._server.stats
         self._flush()
         self._in_batch = False
-        waiting = self._waiting
-        if waiting is not None:
-            waiting.deadline = math.inf
         try:
             await self._server.work_source.record_shares(shares)
+        except trio.Cancelled:
+            for outcome in reversed(outcomes):
+                self.session.share_not_recorded(outcome, NOT_RECORDED)
+            stats.shares_not_recorded += len(outcomes)
+            raise
         except ShareNotRecorded as refused:
             # The miner hears why and may send them again; the connection and its jobs go on.
             for outcome in reversed(outcomes):

@@ -126,5 +126,7 @@ class WorkSource(Protocol):
     async def record_shares(self, shares: Sequence[Share]) -> None:
         """Take checked shares (one connection's, in the order they came; at least one). On
         return every accepted share among them is durable. Raises ``ShareNotRecorded`` when
-        they cannot be recorded now (then none is)."""
+        they cannot be recorded now (then none is). May be cancelled only before it records
+        any: a wait after that (for durability) must not end by cancellation, because the
+        server counts a share it hands over as recorded unless told otherwise."""
         ...

@@ -11,7 +11,7 @@ import trio
 from stratum.config import StratumConfig
 from stratum.core.jobs import Job, MinerLink, Share
 from stratum.core.shares import Algorithm
-from stratum.server import StratumServer, serve_stratum
+from stratum.server import NOT_RECORDED, StratumServer, serve_stratum
 
 from .helpers import TEST_CONFIG, connect, start_pool
 
@@ -424,6 +424,42 @@ async def test_reply_waits_for_record_share(nursery: trio.Nursery) -> None:
     assert source.recorded[0].accepted
     assert source.recorded[0].source == "order-1"
     assert source.recorded[0].account == "acct"
+
+
+async def test_a_deadline_during_a_record_that_had_not_begun_answers_not_recorded(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The work source waits before recording (as for room in a full journal) and the
+    connection's idle deadline passes meanwhile: the share is answered as not recorded and
+    counted nowhere, then the connection times out as it would have."""
+    source = SlowSource()
+    server = await nursery.start(
+        lambda task_status: serve_stratum(
+            config=TEST_CONFIG,
+            work_source=source,
+            host="127.0.0.1",
+            port=0,
+            task_status=task_status,
+        )
+    )
+    assert isinstance(server, StratumServer)
+    assert server.port
+    from .helpers import Miner
+
+    miner = Miner(await trio.open_tcp_stream("127.0.0.1", server.port))
+    miner.timeout = 1000.0
+    await miner.login("acct.rig1")
+    with structlog.testing.capture_logs() as logs:
+        await miner.send("mining.submit", miner.share())
+        reply = await miner.read_message()
+        assert reply["result"] is None
+        assert reply["error"] == [20, NOT_RECORDED, None]
+        await miner.expect_eof()
+    assert source.recorded == []
+    assert server.stats.shares_not_recorded == 1
+    assert server.stats.shares_accepted == 0
+    closed = [e for e in logs if e["event"] == "conn.closed"]
+    assert [(e["reason"], e["accepted"], e["rejected"]) for e in closed] == [("idle_timeout", 0, 0)]
 
 
 async def test_graceful_shutdown(nursery: trio.Nursery) -> None:
