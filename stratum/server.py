@@ -287,7 +287,8 @@ class Connection:
         clock = self._server.clock
         self._in_batch = True
         self._shares_in_batch = 0
-        received = time.perf_counter()
+        observer = self._server.share_ack_observer
+        received = 0.0 if observer is None else time.perf_counter()
         try:
             if data is None:
                 outcome = session.tick(clock())
@@ -318,7 +319,6 @@ class Connection:
         finally:
             self._in_batch = False
             self._flush()
-            observer = self._server.share_ack_observer
             if self._shares_in_batch and observer is not None:
                 observer(time.perf_counter() - received, self._shares_in_batch)
 
