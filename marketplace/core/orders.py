@@ -91,18 +91,6 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     fee_carry: FractionState
 
 
-def _fraction_state(value: Fraction) -> FractionState:
-    return (value.numerator, value.denominator)
-
-
-def _fraction(state: FractionState) -> Fraction:
-    return Fraction(state[0], state[1])
-
-
-def _accrual(state: FractionState) -> Accrual:
-    return Accrual.of(state[0], state[1])
-
-
 class Order:
     """One order's state (internal; ``views.py`` hands out ``OrderView`` copies)."""
 
@@ -192,7 +180,7 @@ class Order:
                 SellerWork(seller.account, seller.worker, seller.algorithm, work.state())
                 for seller, work in self.period_work.items()
             ],
-            fee_carry=_fraction_state(self.fee_carry),
+            fee_carry=(self.fee_carry.numerator, self.fee_carry.denominator),
         )
 
     @classmethod
@@ -214,14 +202,15 @@ class Order:
         order.status = state.status
         order.ended_ms = state.ended_ms
         order.spent_msat = state.spent_msat
-        order._accrued = _accrual(state.accrued)
+        order._accrued = Accrual.of(*state.accrued)
         order.settled_msat = state.settled_msat
         order.released_msat = state.released_msat
         order.last_lowered_ms = state.last_lowered_ms
         order.period_work = {
-            SellerKey(w.account, w.worker, w.algorithm): _accrual(w.work) for w in state.period_work
+            SellerKey(w.account, w.worker, w.algorithm): Accrual.of(*w.work)
+            for w in state.period_work
         }
-        order.fee_carry = _fraction(state.fee_carry)
+        order.fee_carry = Fraction(*state.fee_carry)
         return order
 
     @property
