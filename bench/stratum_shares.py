@@ -125,6 +125,34 @@ class Result:
         return values[min(len(values) - 1, int(len(values) * fraction))] * 1000
 
 
+class Measured:
+    """The measured part of a run, ``warmup`` seconds from now for ``seconds``: the server's
+    CPU time and its profile (``BENCH_PROFILE``) over exactly that."""
+
+    def __init__(self, pid: int, *, warmup: float, seconds: float) -> None:
+        self.pid = pid
+        self.opens = time.perf_counter() + warmup
+        self.ends = self.opens + seconds
+        self.open = False
+        self._cpu_start = 0.0
+
+    def running(self, now: float) -> bool:
+        """Whether the run goes on at ``now`` (opening the measurement when it is due)."""
+        if now >= self.ends:
+            return False
+        if not self.open and now >= self.opens:
+            self.open = True
+            profile_window(self.pid, on=True)
+            self._cpu_start = cpu_seconds(self.pid)
+        return True
+
+    def close(self) -> float:
+        """The server's CPU seconds over the measured part."""
+        cpu = cpu_seconds(self.pid) - self._cpu_start
+        profile_window(self.pid, on=False)
+        return cpu
+
+
 class Driver:
     """``connections`` miners on one server process."""
 
@@ -184,26 +212,15 @@ class Driver:
             for _ in range(window):
                 conn.submit(now)
             flush(conn)
-        measure_from = now + warmup
-        end = measure_from + seconds
-        cpu_start: float | None = None
-        counting = False
-        while True:
-            now = time.perf_counter()
-            if now >= end:
-                break
-            if not counting and now >= measure_from:
-                counting = True
-                profile_window(self.pid, on=True)
-                cpu_start = cpu_seconds(self.pid)
+        measured = Measured(self.pid, warmup=warmup, seconds=seconds)
+        while measured.running(time.perf_counter()):
             for key, _ in self.selector.select(timeout=0.2):
                 conn = key.data
                 now = time.perf_counter()
-                for _ in range(self._on_lines(conn, now, counting, tally)):
+                for _ in range(self._on_lines(conn, now, measured.open, tally)):
                     conn.submit(now)
                 flush(conn)
-        cpu = cpu_seconds(self.pid) - (cpu_start or 0.0)
-        profile_window(self.pid, on=False)
+        cpu = measured.close()
         self.drain()
         self.latencies.sort()
         mode = "strict" if window == 1 else f"pipelined ({window} in flight)"
@@ -217,23 +234,13 @@ class Driver:
         conns = self.conns
         count = len(conns)
         start = time.perf_counter()
-        measure_from = start + warmup
-        end = measure_from + seconds
         slot = 0
         lag = 0.0
-        cpu_start: float | None = None
-        counting = False
-        while True:
-            now = time.perf_counter()
-            if now >= end:
-                break
-            if not counting and now >= measure_from:
-                counting = True
-                profile_window(self.pid, on=True)
-                cpu_start = cpu_seconds(self.pid)
+        measured = Measured(self.pid, warmup=warmup, seconds=seconds)
+        while measured.running(now := time.perf_counter()):
             while start + slot / rate <= now:
                 conn = conns[slot % count]
-                if counting:
+                if measured.open:
                     lag = max(lag, now - (start + slot / rate))
                 conn.submit(now)
                 flush(conn)
@@ -241,10 +248,9 @@ class Driver:
             timeout = max(0.0, start + slot / rate - time.perf_counter())
             for key, _ in self.selector.select(timeout=timeout):
                 conn = key.data
-                self._on_lines(conn, time.perf_counter(), counting, tally)
+                self._on_lines(conn, time.perf_counter(), measured.open, tally)
                 flush(conn)
-        cpu = cpu_seconds(self.pid) - (cpu_start or 0.0)
-        profile_window(self.pid, on=False)
+        cpu = measured.close()
         self.drain()
         self.latencies.sort()
         result = Result("half load", tally[0], tally[1], seconds, cpu, self.latencies)

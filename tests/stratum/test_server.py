@@ -13,7 +13,7 @@ from stratum.core.jobs import Job, MinerLink, Share
 from stratum.core.shares import Algorithm
 from stratum.server import NOT_RECORDED, StratumServer, serve_stratum
 
-from .helpers import TEST_CONFIG, connect, start_pool
+from .helpers import TEST_CONFIG, Miner, connect, start_pool
 
 
 async def test_subscribe_authorize_notify_ordering(nursery: trio.Nursery) -> None:
@@ -392,7 +392,11 @@ class SlowSource:
         self.recorded.extend(shares)
 
 
-async def test_reply_waits_for_record_share(nursery: trio.Nursery) -> None:
+async def serve_slow(
+    nursery: trio.Nursery, *, timeout: float = 5.0
+) -> tuple[StratumServer, SlowSource, Miner]:
+    """A server over a ``SlowSource`` and a miner logged in as acct.rig1 whose reads wait at
+    most ``timeout``."""
     source = SlowSource()
     server = await nursery.start(
         lambda task_status: serve_stratum(
@@ -405,11 +409,14 @@ async def test_reply_waits_for_record_share(nursery: trio.Nursery) -> None:
     )
     assert isinstance(server, StratumServer)
     assert server.port
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-    from .helpers import Miner
-
-    miner = Miner(stream)
+    miner = Miner(await trio.open_tcp_stream("127.0.0.1", server.port))
+    miner.timeout = timeout
     await miner.login("acct.rig1")
+    return server, source, miner
+
+
+async def test_reply_waits_for_record_share(nursery: trio.Nursery) -> None:
+    _server, source, miner = await serve_slow(nursery)
     await miner.send("mining.submit", miner.share())
     with trio.fail_after(5):
         await source.entered.wait()
@@ -432,23 +439,7 @@ async def test_a_deadline_during_a_record_that_had_not_begun_answers_not_recorde
     """The work source waits before recording (as for room in a full journal) and the
     connection's idle deadline passes meanwhile: the share is answered as not recorded and
     counted nowhere, then the connection times out as it would have."""
-    source = SlowSource()
-    server = await nursery.start(
-        lambda task_status: serve_stratum(
-            config=TEST_CONFIG,
-            work_source=source,
-            host="127.0.0.1",
-            port=0,
-            task_status=task_status,
-        )
-    )
-    assert isinstance(server, StratumServer)
-    assert server.port
-    from .helpers import Miner
-
-    miner = Miner(await trio.open_tcp_stream("127.0.0.1", server.port))
-    miner.timeout = 1000.0
-    await miner.login("acct.rig1")
+    server, source, miner = await serve_slow(nursery, timeout=1000.0)
     with structlog.testing.capture_logs() as logs:
         await miner.send("mining.submit", miner.share())
         reply = await miner.read_message()
