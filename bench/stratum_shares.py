@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,7 @@ ORDER_AMOUNT = "1000"
 
 
 class Conn:
-    __slots__ = ("buf", "nonce", "out", "prefix", "sent", "sock", "user")
+    __slots__ = ("buf", "job", "nonce", "ntime", "out", "prefix", "sent", "sock", "user")
 
     def __init__(self, sock: socket.socket, user: str) -> None:
         self.sock = sock
@@ -80,6 +81,9 @@ class Conn:
         self.buf = b""
         self.out = b""
         self.prefix = b""
+        #: The current job's id and ntime, for drivers that build their own submits.
+        self.job = ""
+        self.ntime = ""
         self.nonce = 0
         self.sent: collections.deque[float] = collections.deque()
 
@@ -162,17 +166,7 @@ class Driver:
         self.conns: list[Conn] = []
         self.coinb1: dict[Conn, str] = {}
         for i in range(connections):
-            sock = socket.create_connection(("127.0.0.1", port))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setblocking(False)
-            conn = Conn(sock, f"bench.w{i}")
-            conn.out = (
-                b'{"id":1,"method":"mining.subscribe","params":["bench/1"]}\n'
-                + b'{"id":2,"method":"mining.authorize","params":["%s","x"]}\n' % conn.user.encode()
-            )
-            self.conns.append(conn)
-            self.selector.register(sock, selectors.EVENT_READ, conn)
-            flush(conn)
+            self.conns.append(open_miner(self.selector, port, f"bench.w{i}"))
         # Wait for every connection's first job.
         deadline = time.monotonic() + 120
         while len(self.coinb1) < len(self.conns):
@@ -269,6 +263,64 @@ class Driver:
                 conn = key.data
                 waiting -= self._on_lines(conn, 0.0, False, [0, 0])
                 flush(conn)
+
+
+def open_miner(
+    selector: selectors.BaseSelector, port: int, user: str, *, extranonce_subscribe: bool = False
+) -> Conn:
+    """A non-blocking miner connection to 127.0.0.1:``port``, its subscribe (and
+    ``mining.extranonce.subscribe``) and authorize sent, registered with ``selector``."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(False)
+    conn = Conn(sock, user)
+    conn.out = b'{"id":1,"method":"mining.subscribe","params":["bench/1"]}\n'
+    if extranonce_subscribe:
+        conn.out += b'{"id":2,"method":"mining.extranonce.subscribe","params":[]}\n'
+    conn.out += b'{"id":3,"method":"mining.authorize","params":["%s","x"]}\n' % user.encode()
+    selector.register(sock, selectors.EVENT_READ, conn)
+    flush(conn)
+    return conn
+
+
+def steady_state(
+    selector: selectors.BaseSelector,
+    submit: Callable[[Conn, float], None],
+    *,
+    measure_from: float,
+    end: float,
+    on_start: Callable[[], None] | None = None,
+) -> tuple[int, int, list[float]]:
+    """Answer every reply with the next submit (``submit``) until ``end``; from
+    ``measure_from`` on (``on_start`` called then), count accepted and rejected replies and
+    their submit-to-reply latencies. New jobs are taken as they come (``Conn.job``, ``ntime``).
+    (``bench/proxy_forward.py``'s loop, whose submits are its own.)"""
+    accepted = rejected = 0
+    latencies: list[float] = []
+    started = False
+    while (now := time.perf_counter()) < end:
+        if not started and now >= measure_from:
+            started = True
+            if on_start is not None:
+                on_start()
+        for key, _ in selector.select(timeout=0.5):
+            conn = key.data
+            now = time.perf_counter()
+            for line in receive_lines(conn):
+                if line.startswith(SUBMIT_ID):
+                    sent = conn.sent.popleft()
+                    if now >= measure_from:
+                        latencies.append(now - sent)
+                        if b'"result":true' in line:
+                            accepted += 1
+                        else:
+                            rejected += 1
+                    submit(conn, now)
+                elif line.startswith(NOTIFY):
+                    params = json.loads(line)["params"]
+                    conn.job, conn.ntime = params[0], params[7]
+            flush(conn)
+    return accepted, rejected, latencies
 
 
 def flush(conn: Conn) -> None:

@@ -9,15 +9,16 @@ A node is built in three layers, each made here and nowhere else:
    one process at a time owns it: ``run_node`` for a serving node, ``run_offline`` for one
    operator command.
 2. **The core** (``open_core``): the ``KeyRing`` and the ``AccountSecurity`` under ``<db>.key``
-   (a new database gets a new master key), the ``Market`` under the node's rules, its
-   ephemeral ``Fleet``, the journal in ``<db>``, the ``Engine`` that runs and journals
-   commands on the market, the key ring and account security,
-   restored from the journal, and the ``MarketScheduler`` beside it. An operator command with
-   no node running needs nothing more.
+   (a new database gets a new master key), the ``PoolRegistry`` (buyers' pools, passwords
+   sealed under that key), the ``Market`` under the node's rules, its ephemeral ``Fleet``, the
+   journal in ``<db>``, the ``Engine`` that runs and journals commands on the market, the key
+   ring, account security and the pools, restored from the journal, and the
+   ``MarketScheduler`` beside it. An operator command with no node running needs nothing more.
 3. **The services** (``run_node``): the engine's storage-fault service (``Engine.run``), the
-   scheduler's timers, per algorithm a ``MarketWorkSource`` bridge and its ``StratumServer``,
-   the JSON-RPC API and the operator inbox, started in dependency order with ``nursery.start``
-   so nothing races. Once every listener is bound the ports go to ``--ports-file``.
+   scheduler's timers, the proxy's upstream sessions (``UpstreamManager``: orders that mine for
+   a buyer's pool), per algorithm a ``MarketWorkSource`` bridge and its ``StratumServer``, the
+   JSON-RPC API and the operator inbox, started in dependency order with ``nursery.start`` so
+   nothing races. Once every listener is bound the ports go to ``--ports-file``.
 
 While the store fails (``marketplace.durability``), the node stays up: ``Core.health`` says so
 (a readiness probe reads it), the engine puts memory back to the journal's state and retries
@@ -35,7 +36,8 @@ The order of shutdown is this module's too. ``Node.stop()`` (SIGINT or SIGTERM, 
    reason ``shutdown`` within ``shutdown_grace_s``; ``stratum.stopped``), the API stops
    accepting and finishes the requests in flight, the inbox takes no new command;
 2. once all of them have returned nothing new can reach the engine, and every command that
-   was in flight has been answered: the scheduler and the bridges stop;
+   was in flight has been answered: the scheduler, the upstream sessions and the bridges
+   stop;
 3. a snapshot is queued behind the last events, so the next start replays nothing;
 4. the journal commits everything queued and closes; ``node.stopped``.
 
@@ -85,17 +87,20 @@ from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.market_time import MarketTime
 from marketplace.core.model import MarketConfig, default_rules
+from marketplace.core.pool_hosts import AllowList
+from marketplace.core.pools import PoolRegistry
 from marketplace.core.security import AccountSecurity
-from marketplace.core.views import MarketViews
+from marketplace.core.views import MarketViews, RelayFacts
 from marketplace.durability import StorageHealth, StorageUnavailable
 from marketplace.engine import Engine
-from marketplace.masterkey import load_master_key, random_key_id
+from marketplace.masterkey import load_master_key, random_key_id, random_nonce
 from marketplace.metrics import MetricSources, NodeMetrics
 from marketplace.readiness import Readiness
 from marketplace.scheduler import MarketScheduler, SchedulerConfig
 from marketplace.standby import follow_until_active
 from marketplace.storage import Answer, Journal, JournalError, Storage, StorageFault, Synchronous
 from marketplace.storage.journal import running
+from marketplace.upstream import UpstreamManager
 from marketplace.web.events import EventHub, HubSettings
 from marketplace.web.site import NodeSite, market_frames
 from stratum.config import StratumConfig
@@ -160,13 +165,15 @@ def stratum_config(config: NodeConfig, algorithm: Algorithm) -> StratumConfig:
 def api_settings(
     config: NodeConfig, *, stratum_ports: dict[Algorithm, int], base: ApiSettings | None = None
 ) -> ApiSettings:
-    """The API's settings: the node's (auth window, where miners connect) over ``base``, which
-    holds what a node has no flag for (rate limits, body size; a benchmark raises them)."""
+    """The API's settings: the node's (auth window, where miners connect, where pools may be)
+    over ``base``, which holds what a node has no flag for (rate limits, body size; a
+    benchmark raises them)."""
     return msgspec.structs.replace(
         base or ApiSettings(),
         auth_window_s=config.auth_window,
         stratum_host=config.host,
         stratum_ports=dict(stratum_ports),
+        pool_allow=tuple(config.pool_allow),
     )
 
 
@@ -187,17 +194,21 @@ class Core:
     security: AccountSecurity
     #: The journaled offset of market time, which ``clock`` follows.
     market_time: MarketTime
+    pools: PoolRegistry
     engine: Engine
     scheduler: MarketScheduler
     #: How many journal events the restore replayed (0 after a clean shutdown's snapshot).
     replayed: int
     #: Told how far market time jumped, with the fleet (the node's Stratum servers).
     jump_listeners: list[JumpListener] = field(default_factory=list)
+    #: The pool orders' upstreams (proxy mode), once ``start_upstreams`` made them.
+    relays: RelayFacts | None = None
 
     @property
     def views(self) -> MarketViews:
-        """What the API reads: the market and the fleet together."""
-        return MarketViews(self.market, self.fleet)
+        """What the API reads: the market and the fleet together (and the pool orders'
+        upstreams)."""
+        return MarketViews(self.market, self.fleet, self.relays)
 
     @property
     def components(self) -> Components:
@@ -240,10 +251,12 @@ class Durable:
     security: AccountSecurity
     #: The journaled offset of market time.
     market_time: MarketTime
+    #: Buyers' pools (proxy mode), their passwords sealed under the master key.
+    pools: PoolRegistry
 
     def all(self) -> list[EventSourced[Any]]:
         """Every one of them, in the engine's order."""
-        return [self.market, self.keyring, self.security, self.market_time]
+        return [self.market, self.keyring, self.security, self.market_time, self.pools]
 
 
 def durable_components(config: NodeConfig, *, master_key: bytes) -> Durable:
@@ -258,6 +271,7 @@ def durable_components(config: NodeConfig, *, master_key: bytes) -> Durable:
             address_lock_ms=int(config.address_lock * 1000),
         ),
         market_time=MarketTime(),
+        pools=PoolRegistry(master_key=master_key, new_nonce=random_nonce),
     )
 
 
@@ -335,6 +349,7 @@ async def open_core(
                 keyring=parts.keyring,
                 security=parts.security,
                 market_time=parts.market_time,
+                pools=parts.pools,
                 engine=engine,
                 scheduler=timers,
                 replayed=replayed,
@@ -383,6 +398,7 @@ class Node:
     readiness: Readiness = field(default_factory=lambda: Readiness(["journal", "stratum", "api"]))
     #: The web side of the API port (page, ``/events``, ``/metrics``), once it is up.
     site: NodeSite | None = None
+    upstreams: UpstreamManager | None = None
     _stopping: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -454,6 +470,20 @@ def _snapshot(engine: Engine) -> None:
             log.error("node.snapshot_failed", error=str(error))
 
 
+def start_upstreams(core: Core) -> UpstreamManager:
+    """The proxy over the core: one upstream session per active order with a pool, to hosts
+    the node's ``--pool-allow`` allows (run it with ``nursery.start(upstreams.run)``); the
+    core's views read its relays from then on."""
+    upstreams = UpstreamManager(
+        scheduler=core.scheduler,
+        pools=core.pools,
+        allow=AllowList(core.config.pool_allow),
+        clock=core.clock,
+    )
+    core.relays = upstreams
+    return upstreams
+
+
 async def start_market_stratum(
     core: Core,
     config: StratumConfig,
@@ -461,12 +491,17 @@ async def start_market_stratum(
     background: trio.Nursery,
     front: trio.Nursery,
     conn_ids: Iterator[int] | None = None,
+    upstreams: UpstreamManager | None = None,
 ) -> tuple[MarketWorkSource, StratumServer]:
-    """One algorithm's market on Stratum: its bridge (job pushes, in ``background``) and its
-    server (in ``front``, where it runs until its own ``shutdown``), on the core's clock;
-    ``conn_ids`` numbers the connections (one counter for a node's listeners). Raises
-    ``OSError`` if the listener cannot bind."""
-    bridge = MarketWorkSource(scheduler=core.scheduler, config=config, clock=core.clock)
+    """One algorithm's market on Stratum: its bridge (job pushes, in ``background``; the orders
+    with a pool through ``upstreams``) and its server (in ``front``, where it runs until its
+    own ``shutdown``), on the core's clock; ``conn_ids`` numbers the connections (one counter
+    for a node's listeners). Raises ``OSError`` if the listener cannot bind."""
+    bridge = MarketWorkSource(
+        scheduler=core.scheduler, config=config, clock=core.clock, upstreams=upstreams
+    )
+    if upstreams is not None:
+        upstreams.add_listener(bridge)
     await background.start(bridge.run)
     server: StratumServer = await front.start(
         partial(
@@ -538,6 +573,7 @@ async def _serve(
     """The node's services until ``stop`` (then in order) or cancellation."""
     core, config = node.core, node.core.config
     conn_ids = itertools.count(1)
+    upstreams = node.upstreams = start_upstreams(core)
     metrics = _metrics(node)
     # ``background`` serves the engine's users that take no work in themselves; ``front``
     # holds everything that does, so that leaving it means nothing new can arrive.
@@ -552,6 +588,7 @@ async def _serve(
                     background=background,
                     front=front,
                     conn_ids=conn_ids,
+                    upstreams=upstreams,
                 )
                 assert server.port is not None
                 server.share_ack_observer = metrics.share_ack_observer(algorithm)
@@ -576,6 +613,9 @@ async def _serve(
                 clock=core.clock,
                 admin=admin,
                 health=core.health,
+                pools=core.pools,
+                proxy=upstreams,
+                relays=upstreams,
             )
             app.service.call_observer = metrics.observe_call
             node.readiness.passed("stratum")
@@ -594,6 +634,8 @@ async def _serve(
             )
             node.readiness.passed("api")
             await front.start(partial(_serve_inbox, core, stopping=node._stopping))
+            # The bridges are listening: pool orders' sessions may start handing them work.
+            await background.start(upstreams.run)
             if config.ports_file:
                 _write_ports(config.ports_file, node.ports())
             log.info(

@@ -2,11 +2,12 @@
 
 Sub-commands (see ``../shared/spec/cli.md``): ``serve``, ``account create``, ``account key``
 (a recovery key, security.md), ``migrate`` (a SQLite market into PostgreSQL), ``demo``,
-``worker`` (the CPU miner, same as ``python -m workers``), ``operator-key create|revoke``
-(control.md), and the API client commands (``market``, ``account
-balance|ledger|deposit|withdraw``, ``order``, ``key``, and the operator's ``admin``). Heavy
-modules are imported only by the sub-command that needs them, so ``hashmarket --help`` stays
-instant.
+``worker`` (the CPU miner, same as ``python -m workers``), ``pool-server`` (a standalone pool,
+same as ``python -m stratum serve``: the buyer's own pool for trying proxy mode),
+``operator-key create|revoke`` (control.md), and the API client commands (``market``,
+``account balance|ledger|deposit|withdraw``, ``order``, ``pool``, ``key``, and the operator's
+``admin``). Heavy modules are imported only by the sub-command that needs them, so
+``hashmarket --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
     import marketplace.client_cli as client_cli
     from marketplace.config import add_serve_arguments
+    from stratum import __main__ as stratum_main
     from workers import cli as worker_cli
 
     parser = argparse.ArgumentParser(
@@ -63,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--from", dest="source", required=True, metavar="FILE.db")
     migrate.add_argument("--to", dest="target", required=True, metavar="postgresql://...")
     migrate.set_defaults(handler=_migrate)
+
+    pool_server = sub.add_parser(
+        "pool-server",
+        help="a standalone Stratum pool, e.g. your own for proxy mode (python -m stratum serve)",
+    )
+    stratum_main.add_serve_arguments(pool_server)
+    pool_server.set_defaults(handler=_pool_server)
 
     # `account` holds both the operator's `create` and the API client's commands.
     client_cli.add_client_commands(sub, operator_commands={"account": _add_account_operator})
@@ -126,6 +135,12 @@ def _migrate(args: argparse.Namespace) -> int:
     from marketplace.migrate import main_migrate
 
     return main_migrate(args)
+
+
+def _pool_server(args: argparse.Namespace) -> int:
+    from stratum import __main__ as stratum_main
+
+    return stratum_main.run_serve(args)
 
 
 def _account_create(args: argparse.Namespace) -> int:

@@ -235,6 +235,15 @@ def _comma_list(text: str) -> list[str]:
 _ALGORITHMS: Final = tuple(Algorithm)
 _ALGORITHM: Final = arg("--algorithm", choices=_ALGORITHMS, default="sha256d")
 _ORDER_ID: Final = arg("id", to="order_id")
+_POOL_ID: Final = arg("id", to="pool_id")
+_POOL_ARGS: Final = (
+    arg("--name", required=True),
+    arg("--algorithm", choices=_ALGORITHMS, required=True),
+    arg("--host", required=True, help="host name or address the operator allows"),
+    arg("--port", type=int, required=True),
+    arg("--username", required=True, help="the pool's worker name (often ADDRESS.WORKER)"),
+    arg("--password", default="", help="write-only: never shown again"),
+)
 _KEY_ID: Final = arg("id", to="key_id")
 _OTP: Final = arg("--otp", default=None, help="second-factor code (or a recovery code)")
 
@@ -439,6 +448,7 @@ class ApiCalls:
             arg("--limit", required=True, help="speed in the market's unit; 0 = none"),
             arg("--amount", required=True, help="budget in BTC"),
             arg("--duration", to="duration_s", type=int, default=None, help="seconds"),
+            arg("--pool", to="pool_id", default=None, help="mine for your pool (its id)"),
         ),
     )
     def create_order(
@@ -450,10 +460,12 @@ class ApiCalls:
         amount: str,
         price: str | None = None,
         duration_s: int | None = None,
+        pool_id: str | None = None,
         request_id: str | None = None,
     ) -> wire.OrderCreateParams:
-        """Place an order, escrowing ``amount``; the new order (``OrderOut``). Raises
-        ``ValueError`` for an unknown algorithm or type."""
+        """Place an order, escrowing ``amount``, mining for the pool ``pool_id`` if given;
+        the new order (``OrderOut``). Raises ``ValueError`` for an unknown algorithm or
+        type."""
         return wire.OrderCreateParams(
             algorithm=Algorithm(algorithm),
             type=OrderType(type),
@@ -461,6 +473,7 @@ class ApiCalls:
             amount=amount,
             price=price,
             duration_s=duration_s,
+            pool_id=pool_id,
         )
 
     @api_call(
@@ -533,6 +546,123 @@ class ApiCalls:
     ) -> wire.RefillParams:
         """Add ``amount`` BTC to the order's budget; the order (``OrderOut``)."""
         return wire.RefillParams(id=order_id, amount=amount)
+
+    @api_call(
+        "order.set_pool",
+        wire.OrderOut,
+        mutating=True,
+        cli=cli(
+            "order set-pool",
+            "mine for another of your pools",
+            _ORDER_ID,
+            arg("value", to="pool_id", metavar="POOL"),
+        ),
+    )
+    def set_pool(
+        self, order_id: str, pool_id: str | None, *, request_id: str | None = None
+    ) -> wire.SetPoolParams:
+        """Move the active order to the pool ``pool_id`` (``None``: the emulated chain); the
+        order (``OrderOut``)."""
+        return wire.SetPoolParams(id=order_id, pool_id=pool_id)
+
+    # ------------------------------------------------------------------ pools
+    @api_call(
+        "pool.create",
+        wire.PoolOut,
+        mutating=True,
+        cli=cli(
+            "pool create",
+            "save your pool (the password is write-only)",
+            *_POOL_ARGS,
+        ),
+    )
+    def create_pool(
+        self,
+        *,
+        name: str,
+        algorithm: Algorithm | str,
+        host: str,
+        port: int,
+        username: str,
+        password: str = "",
+        request_id: str | None = None,
+    ) -> wire.PoolCreateParams:
+        """Save a pool orders can mine for; the pool, without its password (``PoolOut``;
+        4220 ``{"field": "host"}`` for a host the operator does not allow). Raises
+        ``ValueError`` for an unknown algorithm."""
+        return wire.PoolCreateParams(
+            name=name,
+            algorithm=Algorithm(algorithm),
+            host=host,
+            port=port,
+            username=username,
+            password=password,
+        )
+
+    @api_call(
+        "pool.list",
+        wire.PoolListOut,
+        pick=lambda r: r.pools,
+        cli=cli("pool list", "your pools"),
+    )
+    def list_pools(self) -> wire.NoParams:
+        """The account's pools (``list[PoolOut]``)."""
+        return _NO_PARAMS
+
+    @api_call("pool.get", wire.PoolOut, cli=cli("pool get", "one pool", _POOL_ID))
+    def get_pool(self, pool_id: str) -> wire.PoolIdParams:
+        """The account's pool ``pool_id`` (``PoolOut``; 4040 if it has none such)."""
+        return wire.PoolIdParams(id=pool_id)
+
+    @api_call(
+        "pool.delete",
+        wire.PoolOut,
+        mutating=True,
+        cli=cli("pool delete", "delete a pool no active order uses", _POOL_ID),
+    )
+    def delete_pool(self, pool_id: str, *, request_id: str | None = None) -> wire.PoolIdParams:
+        """Delete the pool (4090 while an active order uses it); its last view (``PoolOut``)."""
+        return wire.PoolIdParams(id=pool_id)
+
+    @api_call(
+        "pool.verify",
+        wire.PoolVerifyOut,
+        cli=cli(
+            "pool verify",
+            "connect to a pool as an order would (a saved one, or --host ...)",
+            arg("id", to="pool_id", nargs="?", default=None, help="a saved pool's id"),
+            *(
+                replace(a, options={**a.options, "required": False, "default": None})
+                for a in _POOL_ARGS
+                if a.param != "password"
+            ),
+            arg("--password", default=""),
+        ),
+    )
+    def verify_pool(
+        self,
+        pool_id: str | None = None,
+        *,
+        name: str | None = None,
+        algorithm: Algorithm | str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        username: str | None = None,
+        password: str = "",
+    ) -> wire.PoolVerifyParams:
+        """Connect to the saved pool ``pool_id`` (or the one the other arguments name) as an
+        order would: subscribe, configure, authorize, first job, within 10 s
+        (``PoolVerifyOut``: ``ok``, or the ``stage`` reached and the ``error``). Raises
+        ``ValueError`` for an unknown algorithm."""
+        return wire.PoolVerifyParams(
+            id=pool_id,
+            name=name,
+            algorithm=None if algorithm is None else Algorithm(algorithm),
+            host=host,
+            port=port,
+            username=username,
+            password=password,
+        )
 
     # ------------------------------------------------------------------ keys
     @api_call(

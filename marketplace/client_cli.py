@@ -1,6 +1,6 @@
-"""The API client commands of ``hashmarket`` (``market``, ``account``, ``order``, ``key``,
-and the operator's ``admin``; ``account 2fa ...``, ``account address ...`` and ``admin fault
-...`` one level deeper).
+"""The API client commands of ``hashmarket`` (``market``, ``account``, ``order``, ``pool``,
+``key``, and the operator's ``admin``; ``account 2fa ...``, ``account address ...`` and ``admin
+fault ...`` one level deeper).
 
 Each leaf command is a row of a call table (``marketplace.client_calls.ApiCalls``,
 ``marketplace.admin_calls.AdminCalls``, where its name, help and arguments are declared), run
@@ -38,6 +38,7 @@ _GROUPS: Final = (
     ("market", "market information (public)"),
     ("account", "balances, ledger, faucet, withdrawals"),
     ("order", "place and manage orders"),
+    ("pool", "your pools: orders that mine for them (proxy mode)"),
     ("key", "API keys"),
     ("admin", "operator (serve --control): market time, blocks, workers, rules, faults"),
 )

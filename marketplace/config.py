@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from marketplace.core.pool_hosts import DEFAULT_POOL_ALLOW, AllowList
 from stratum.config import DEFAULT_DIFFICULTY
 from stratum.core.shares import Algorithm
 
@@ -69,6 +70,8 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     synchronous: str = "FULL"
     log_format: str = "auto"
     log_level: str = "info"
+    #: Where buyers' pools may be: host names, addresses, CIDRs (proxy.md; default loopback).
+    pool_allow: tuple[str, ...] = DEFAULT_POOL_ALLOW
 
 
 _BOUNDS = (
@@ -163,6 +166,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for name, kind, text in _FLAGS:
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
+    parser.add_argument(
+        "--pool-allow",
+        action="append",
+        default=None,
+        metavar="HOST|ADDRESS|CIDR",
+        help="a host buyers' pools may be on; repeatable (default: "
+        f"{' '.join(DEFAULT_POOL_ALLOW)})",
+    )
 
 
 #: The settings that set one bound for both algorithms, and the per-algorithm names they stand for.
@@ -191,6 +202,8 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is not None:
             out[name] = raw
+    if "pool_allow" in out:  # a list in one variable: comma-separated
+        out["pool_allow"] = [e.strip() for e in out["pool_allow"].split(",") if e.strip()]
     return out
 
 
@@ -212,13 +225,15 @@ def load_config(
         merged.update(_per_algorithm({key.replace("-", "_"): v for key, v in table.items()}))
     if args is not None:
         flags = {}
-        for name in [*(f[0] for f in _FLAGS), "faucet", "control", "standby"]:
+        for name in [*(f[0] for f in _FLAGS), "faucet", "control", "standby", "pool_allow"]:
             value = getattr(args, name, None)
             if value is not None:
                 flags[name] = value
         merged.update(_per_algorithm(flags))
     try:
         # strict=False lets environment strings ("9000", "true") become ints and bools.
-        return msgspec.convert(merged, NodeConfig, strict=False)
+        config = msgspec.convert(merged, NodeConfig, strict=False)
     except msgspec.ValidationError as exc:
         raise ValueError(f"bad setting: {exc}") from exc
+    AllowList(config.pool_allow)  # ValueError naming a bad entry
+    return config

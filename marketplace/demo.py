@@ -3,14 +3,18 @@
 What happens, on loopback only, with a throw-away database:
 
 1. a node starts (faucet on, difficulties sized so CPU workers find a share every few seconds);
-2. the operator creates a buyer account; the buyer, through the signed JSON-RPC API like any
-   script would, takes emulated money from the faucet and places two standard orders: a high bid
-   with a small limit and a lower, unlimited bid;
-3. a fleet of three workers (``python -m workers --fleet 3``) connects as the seller ``seller``;
-4. every few seconds the order book, the spend and the seller's earnings are printed: the better
-   bid gets one worker (its limit), the other two serve the lower bid;
-5. after ``--cancel-after`` seconds the buyer cancels the better order: its unspent budget is
-   released and its worker moves to the remaining order at the next rebalance.
+2. a standalone Stratum pool starts beside it: the buyer's own pool, for proxy mode;
+3. the operator creates a buyer account; the buyer, through the signed JSON-RPC API like any
+   script would, takes emulated money from the faucet, saves its pool (``pool.create``) and
+   checks it (``pool.verify``), and places two standard orders: a high bid with a small limit
+   on the emulated chain, and a lower, unlimited bid whose hash power goes to its own pool;
+4. a fleet of three workers (``python -m workers --fleet 3``) connects as the seller ``seller``;
+5. every few seconds the order book, the spend, the seller's earnings and the buyer's pool's
+   own count of accepted shares beside the order's ``pool.accepted`` are printed: the better
+   bid gets one worker (its limit), the other two mine for the buyer's pool through us;
+6. after ``--cancel-after`` seconds the buyer cancels the better order: its unspent budget is
+   released and its worker moves to the remaining order (and so to the pool) at the next
+   rebalance.
 
 The first line printed is the dashboard's URL (the node's API port): the page shows the same
 market live, with charts, for as long as the demo runs. It runs until Ctrl-C (or
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -34,20 +39,27 @@ from marketplace.assembly import Node, run_node
 from marketplace.client import AsyncMarketClient, Credentials
 from marketplace.config import NodeConfig
 from marketplace.core.money import format_btc
+from stratum.config import StratumConfig
 from stratum.core.shares import Algorithm
 from stratum.logconfig import configure_logging
+from stratum.pool import PoolWorkSource
+from stratum.server import StratumServer, trio_wall_clock
 
 log = structlog.get_logger("marketplace.demo")
 
 HIGH_PRICE = "1.00000000"  # BTC per MH/s per day
 LOW_PRICE = "0.50000000"
+#: The buyer's pool's share difficulty: under the node's, so every share we forward meets it.
+POOL_DIFFICULTY = 0.00002
 
 
 def _print(text: str = "") -> None:
     print(text, flush=True)
 
 
-async def _show(node: Node, client: AsyncMarketClient, *, started: float) -> None:
+async def _show(
+    node: Node, client: AsyncMarketClient, pool: PoolWorkSource, *, started: float
+) -> None:
     book = await client.orderbook(Algorithm.SHA256D)
     orders = await client.list_orders()
     balance = await client.balance()
@@ -59,13 +71,24 @@ async def _show(node: Node, client: AsyncMarketClient, *, started: float) -> Non
     _print(f"--- t={elapsed:5.0f}s  market sha256d: {book.total_speed} MH/s in the book")
     _print(
         f"{'ORDER':10} {'STATUS':9} {'PRICE':>11} {'LIMIT':>9} {'SPEED':>9} {'WORKERS':>7}"
-        f" {'SPENT':>11} {'REMAINING':>11}"
+        f" {'SPENT':>11} {'REMAINING':>11}  MINES FOR"
     )
     for order in orders:
+        where = "emulated chain"
+        if order.pool is not None:
+            where = f"pool {order.pool_id} ({order.pool.status})"
         _print(
             f"{order.id:10} {order.status:9} {order.price:>11} {order.limit:>9}"
             f" {order.accepted_speed:>9} {order.workers:>7} {order.spent:>11} {order.remaining:>11}"
+            f"  {where}"
         )
+    for order in orders:
+        if order.pool is not None:
+            _print(
+                f"your pool counts {pool.stats.accepted} accepted shares;"
+                f" order {order.id} pool.accepted {order.pool.accepted},"
+                f" rejected {sum(order.pool.rejected.values())}"
+            )
     _print(f"buyer  available {balance.available}  escrowed {balance.escrowed}")
     if seller is not None:
         _print(f"seller available {format_btc(seller.available_msat)}")
@@ -76,6 +99,34 @@ async def _show(node: Node, client: AsyncMarketClient, *, started: float) -> Non
                 f" accepted {worker.accepted:4}  earned {format_btc(worker.earned_msat)}"
             )
     _print()
+
+
+async def _serve_pool(
+    *,
+    scope: trio.CancelScope,
+    task_status: trio.TaskStatus[tuple[PoolWorkSource, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The buyer's own pool: a standalone Stratum pool on loopback (``hashmarket pool-server``
+    in-process), easy enough that every share forwarded to it meets its target; it runs until
+    ``scope`` is cancelled."""
+    config = StratumConfig(
+        algorithm=Algorithm.SHA256D,
+        port=0,
+        start_difficulty=POOL_DIFFICULTY,
+        min_difficulty=POOL_DIFFICULTY,
+        max_difficulty=POOL_DIFFICULTY,
+        vardiff=False,
+        job_interval_s=10.0,
+    )
+    clock = trio_wall_clock()
+    pool = PoolWorkSource(config=config, clock=clock)
+    server = StratumServer(config=config, work_source=pool, clock=clock)
+    with scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            await nursery.start(server.run)
+            assert server.port is not None
+            task_status.started((pool, server.port))
 
 
 async def run_demo(args: argparse.Namespace, db: Path) -> None:
@@ -94,6 +145,16 @@ async def run_demo(args: argparse.Namespace, db: Path) -> None:
         log_format="json",
         log_level="warning",
     )
+    pool_scope = trio.CancelScope()
+    async with trio.open_nursery() as outer:
+        pool, pool_port = await outer.start(partial(_serve_pool, scope=pool_scope))
+        await _market(args, config, pool, pool_port)
+        pool_scope.cancel()  # the node is down: its pool may go
+
+
+async def _market(
+    args: argparse.Namespace, config: NodeConfig, pool: PoolWorkSource, pool_port: int
+) -> None:
     async with trio.open_nursery() as nursery:
         node: Node = await nursery.start(run_node, config)
         # First thing: where to watch it. The node serves the page until the demo ends.
@@ -108,6 +169,20 @@ async def run_demo(args: argparse.Namespace, db: Path) -> None:
         ) as client:
             await client.sync_clock()
             await client.deposit("1.00000000")
+            mine = await client.create_pool(
+                name="my pool",
+                algorithm="sha256d",
+                host="127.0.0.1",
+                port=pool_port,
+                username="buyer.demo",
+                password="x",
+            )
+            verified = await client.verify_pool(mine.id)
+            _print(
+                f"buyer saved its pool {mine.id} (127.0.0.1:{pool_port}); pool.verify:"
+                f" ok={verified.ok} stage={verified.stage} extranonce1={verified.extranonce1}"
+                f" extranonce2_size={verified.extranonce2_size}"
+            )
             high = await client.create_order(
                 algorithm="sha256d",
                 type="standard",
@@ -121,10 +196,11 @@ async def run_demo(args: argparse.Namespace, db: Path) -> None:
                 price=LOW_PRICE,
                 limit="0",
                 amount="0.05000000",
+                pool_id=mine.id,
             )
             _print(
                 f"buyer placed {high.id} at {HIGH_PRICE} (limit 0.01 MH/s) and {low.id} at "
-                f"{LOW_PRICE} (no limit), BTC per MH/s per day"
+                f"{LOW_PRICE} (no limit, mining for its pool {mine.id}), BTC per MH/s per day"
             )
             port = node.stratum_ports[Algorithm.SHA256D]
             command = [
@@ -161,7 +237,7 @@ async def run_demo(args: argparse.Namespace, db: Path) -> None:
                             f">>> buyer cancelled {gone.id}: {released} BTC released;"
                             " its worker moves to the other order\n"
                         )
-                    await _show(node, client, started=started)
+                    await _show(node, client, pool, started=started)
             finally:
                 workers.send_signal(signal.SIGINT)
                 with trio.move_on_after(10):

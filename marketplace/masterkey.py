@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Final
 
 from marketplace.core.keys import MIN_MASTER_KEY_BYTES, KeyRing
+from marketplace.core.sealing import NONCE_BYTES
 
 MASTER_KEY_ENV: Final = "HASHMARKET_MASTER_KEY"
 _MASTER_KEY_BYTES: Final = 32
@@ -84,3 +85,8 @@ def open_keyring(
     ``load_master_key``."""
     master_key = load_master_key(key_path, environ=environ, create=create)
     return KeyRing(master_key=master_key, new_key_id=random_key_id)
+
+
+def random_nonce() -> bytes:
+    """A fresh random nonce for sealing a pool password (never repeats in practice)."""
+    return secrets.token_bytes(NONCE_BYTES)

@@ -13,7 +13,9 @@ of it, workers and prices, is journaled as ``MarketSampled``), and taking a snap
 
 It also owns the rebalance. Rebalancing is the ``Fleet``'s and ephemeral (it emits no events):
 ``rebalance`` asks the market for its queue, lets the fleet move workers and hands the moves to
-the listeners (the Stratum bridges), which push the moved workers their new jobs. Besides the
+the listeners (the Stratum bridges), which push the moved workers their new jobs. The queue
+holds an order with a buyer's pool only while its upstream is alive (``set_alive``: the
+proxy's predicate), so a dead pool's workers move at once to the next order. Besides the
 tick, it rebalances right after any command that changed an order book (it listens to the
 engine's commits) and soon after ``request_rebalance``. Time is the engine's injected clock,
 and every timer runs on trio's clock, so the scheduler's tests run on ``MockClock`` with an
@@ -44,6 +46,7 @@ from marketplace.core.events import (
     AccountCreated,
     Deposited,
     MarketSampled,
+    PoolAnswered,
     Settled,
     ShareRecorded,
     Withdrawn,
@@ -62,6 +65,7 @@ RebalanceListener = Callable[[Algorithm, list[Assignment]], None]
 #: Market events that cannot change the allocation (everything else may).
 _ALLOCATION_NEUTRAL: Final = (
     ShareRecorded,
+    PoolAnswered,
     AccountCreated,
     Deposited,
     Withdrawn,
@@ -105,6 +109,7 @@ class MarketScheduler:
         self._fleet = fleet
         self._config = config or SchedulerConfig()
         self._listeners: list[RebalanceListener] = []
+        self._alive: Callable[[str], bool] | None = None
         self._rebalance_wanted = trio.Event()
         engine.add_commit_listener(self._on_commit)
         engine.add_rebuild_listener(self._on_rebuild)
@@ -131,6 +136,11 @@ class MarketScheduler:
         """Stop calling ``listener``. Raises ``ValueError`` if it was not added."""
         self._listeners.remove(listener)
 
+    def set_alive(self, alive: Callable[[str], bool] | None) -> None:
+        """Which orders with a pool may get workers: those ``alive(order_id)`` says are
+        (``None``: none, as without a proxy)."""
+        self._alive = alive
+
     def request_rebalance(self) -> None:
         """Ask ``run`` to rebalance every market soon (without waiting for the tick)."""
         self._rebalance_wanted.set()
@@ -146,7 +156,8 @@ class MarketScheduler:
         now = self._engine.now_ms()
         moved: list[Assignment] = []
         for alg in algorithms:
-            moves = fleet.rebalance(alg, queue=market.allocation_queue(alg), now_ms=now)
+            queue = market.allocation_queue(alg, alive=self._alive)
+            moves = fleet.rebalance(alg, queue=queue, now_ms=now)
             if moves:
                 moved.extend(moves)
                 log.debug("scheduler.rebalanced", algorithm=alg.value, moves=len(moves))

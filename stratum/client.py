@@ -93,6 +93,8 @@ class StratumClient:
         self._closed = trio.Event()
         #: Why the connection ended (None while it is up, or after a clean EOF).
         self.close_reason: str | None = None
+        #: The server broke the protocol (a line that is not JSON, a response to nothing...).
+        self.protocol_error: RemoteProtocolError | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -202,8 +204,15 @@ class StratumClient:
 
     async def _writer(self) -> None:
         async for line in self._out_recv:
+            # Lines queued meanwhile go out in the same write (a proxy pipelines submits).
+            lines = [line]
+            while True:
+                try:
+                    lines.append(self._out_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
             with trio.fail_after(self._config.send_timeout):
-                await self._stream.send_all(line)
+                await self._stream.send_all(b"".join(lines))
 
     async def _reader(self) -> None:
         protocol = self._protocol
@@ -251,7 +260,10 @@ class StratumClient:
         # Errors are caught in the task that hit them, so they never become exception groups.
         try:
             await body()
-        except (ConnectionLost, RemoteProtocolError, trio.TooSlowError) as exc:
+        except RemoteProtocolError as exc:
+            self.protocol_error = exc
+            self._lost(str(exc))
+        except (ConnectionLost, trio.TooSlowError) as exc:
             self._lost(str(exc) or type(exc).__name__)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._lost(f"{type(exc).__name__}: {exc}")

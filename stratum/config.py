@@ -15,7 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from stratum.core.messages import MAX_LINE_BYTES
-from stratum.core.session import SessionConfig
+from stratum.core.session_types import SessionConfig
 from stratum.core.shares import Algorithm
 from stratum.core.vardiff import VardiffConfig
 

@@ -16,7 +16,7 @@ import structlog
 import trio
 
 from stratum.config import StratumConfig
-from stratum.core.jobs import Job, MinerLink, Share
+from stratum.core.jobs import Job, Layout, MinerLink, Share
 from stratum.core.shares import Algorithm, work_for
 from stratum.core.templates import EmulatedChain, JobStream
 
@@ -71,6 +71,10 @@ class PoolWorkSource:
         """The job every miner is working on."""
         return self._job
 
+    def layout_for(self, session_id: bytes) -> Layout | None:
+        """Every miner works with its own layout here."""
+        return None
+
     def connect(self, link: MinerLink) -> Job:
         """Remember ``link``; its first job is the current one, with ``clean_jobs``."""
         self._links[link.conn_id] = link
@@ -87,7 +91,8 @@ class PoolWorkSource:
             if share.accepted:
                 stats.accepted += 1
                 key = f"{share.account}.{share.worker}"
-                stats.work[key] = stats.work.get(key, 0) + int(work_for(share.difficulty))
+                work = int(work_for(share.algorithm, share.difficulty))
+                stats.work[key] = stats.work.get(key, 0) + work
             else:
                 reason = share.reason or "other"
                 stats.rejected[reason] = stats.rejected.get(reason, 0) + 1

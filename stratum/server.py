@@ -13,8 +13,8 @@ then cost no task switch) and only what the kernel did not take is queued. If th
 disconnected; nobody ever waits for it. An exception escaping a connection is logged and
 closes that connection only. Every connection logs one ``conn.closed`` summary.
 
-``Connection`` is the ``MinerLink`` a ``WorkSource`` gets: ``push_job`` never blocks, and the
-marketplace may also ``show_message``, ``reconnect``, ``change_extranonce``, ``set_difficulty``,
+``Connection`` is the ``MinerLink`` a ``WorkSource`` gets: ``push_job`` and ``change_layout``
+never block, and the marketplace may also ``show_message``, ``reconnect``, ``set_difficulty``,
 ``close`` or ``drop``.
 
 Injected faults (``stratum.faults``, set as ``StratumServer.faults``) are asked where they
@@ -38,10 +38,11 @@ import structlog
 import trio
 
 from stratum.config import StratumConfig
-from stratum.core.jobs import Job, ShareNotRecorded, WorkSource
+from stratum.core.jobs import Job, Layout, ShareNotRecorded, WorkSource
 from stratum.core.messages import Method, notification_line
 from stratum.core.registries import ExtranonceAllocator, JobIds, SubmittedShares
-from stratum.core.session import Outcome, ServerSession
+from stratum.core.session import ServerSession
+from stratum.core.session_types import Outcome
 from stratum.core.shares import Algorithm
 from stratum.core.states import CloseReason, SessionState
 from stratum.faults import JUNK_LINE, HeldLines, LinkFaults
@@ -99,8 +100,9 @@ class Connection:
             now_ms=server.clock(),
             job_ids=server.job_ids,
             submitted=server.submitted,
+            layouts=server.work_source.layout_for,
         )
-        self.session.veto_share = self._veto_share
+        self.session.submits.veto_share = self._veto_share
         #: When the connection opened, on trio's clock.
         self.opened_at = trio.current_time()
         self.reason: CloseReason | None = None
@@ -154,6 +156,16 @@ class Connection:
         """The listener's algorithm."""
         return self._server.config.algorithm
 
+    @property
+    def session_id(self) -> bytes:
+        """The connection's own id, what a resuming miner asks for (b"" before subscribe)."""
+        return self.session.session_id or b""
+
+    @property
+    def extranonce_subscribed(self) -> bool:
+        """Whether the miner sent ``mining.extranonce.subscribe``."""
+        return self.session.extranonce_subscribed
+
     def push_job(self, job: Job) -> None:
         """Queue ``job`` (with ``set_difficulty`` first if needed). Never blocks."""
         if self.session.state is SessionState.AUTHORIZED and not self._stalled():
@@ -167,11 +179,13 @@ class Connection:
     def reconnect(
         self, *, host: str | None = None, port: int | None = None, wait_s: int = 0
     ) -> None:
-        """Ask the miner to reconnect (elsewhere if ``host``/``port``), then close gracefully."""
+        """Ask the miner to reconnect (to ``host``/``port``; default: the address it connected
+        to), then close gracefully."""
         if self.session.state is not SessionState.CLOSED:
-            # No host/port: reconnect to the same server.
-            params: list[Any] = [] if host is None else [host, port, wait_s]
-            self._send(notification_line(Method.RECONNECT, params))
+            if host is None:
+                # cpuminer ignores a reconnect without host and port: name our own address.
+                host, port = self.local_address
+            self._send(notification_line(Method.RECONNECT, [host, port, wait_s]))
             self.close(CloseReason.KICKED)
 
     def set_difficulty(self, difficulty: float) -> None:
@@ -181,19 +195,24 @@ class Connection:
 
     @property
     def local_address(self) -> tuple[str, int]:
-        """The address and port the miner reached us at."""
-        host, port = self._stream.socket.getsockname()[:2]
+        """The address and port the miner connected to."""
+        try:
+            host, port = self._stream.socket.getsockname()[:2]
+        except OSError:
+            return self._server.config.host, self._server.port or 0
         return str(host), int(port)
 
-    def change_extranonce(self) -> bool:
-        """Give the miner a fresh extranonce1 via ``mining.set_extranonce``.
-
-        Returns False (and sends nothing) if the client never sent
-        ``mining.extranonce.subscribe``.
-        """
-        data = self.session.change_extranonce(self._server.clock())
+    def change_layout(self, layout: Layout | None, job: Job) -> bool:
+        """Move to ``layout`` and send ``job`` under it (``MinerLink.change_layout``); False,
+        with nothing sent, when the miner cannot take a new extranonce in place. A connection
+        that is not authorized (or no longer open) takes nothing, as with ``push_job``."""
+        if self.session.state is not SessionState.AUTHORIZED:
+            return True
+        data = self.session.change_layout(layout, job, self._server.clock())
+        if data is None:
+            return False
         self._send(data)
-        return bool(data)
+        return True
 
     def close(self, reason: CloseReason = CloseReason.KICKED) -> None:
         """Stop reading, flush what is queued (bounded by the send timeout), then close."""
@@ -335,7 +354,7 @@ class Connection:
             )
             job = self._server.work_source.connect(self)
             self._linked = True
-            if not self._stalled():
+            if job is not None and not self._stalled():
                 self._out += self.session.send_job(job, self._server.clock())
             log.info("conn.authorized", difficulty=self.session.difficulty)
         self._out += outcome.followups

@@ -68,7 +68,7 @@ import trio
 from marketplace.api import rpc
 from marketplace.api.auth import Authenticator, Caller, KeyAuthError
 from marketplace.api.errors import ApiCode, RpcError, from_market_error
-from marketplace.api.methods import METHODS, CallContext, Method
+from marketplace.api.methods import METHODS, CallContext, Method, ProxyPort
 from marketplace.api.ratelimit import RateLimiter
 from marketplace.clock import Clock
 from marketplace.core.errors import MarketError
@@ -78,9 +78,11 @@ from marketplace.core.idempotency import params_digest
 from marketplace.core.key_events import Scope
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
+from marketplace.core.pool_hosts import DEFAULT_POOL_ALLOW, AllowList
+from marketplace.core.pools import PoolRegistry
 from marketplace.core.security import AccountSecurity
 from marketplace.core.security_events import AuthRule
-from marketplace.core.views import MarketViews
+from marketplace.core.views import MarketViews, RelayFacts
 from marketplace.durability import StorageHealth, StorageUnavailable
 from stratum.core.shares import Algorithm
 
@@ -106,6 +108,8 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     stratum_ports: dict[Algorithm, int] = msgspec.field(default_factory=dict)
     #: A peer that leaves what we sent unread this long is disconnected (``api.server``).
     send_timeout_s: float = 30.0
+    #: Where buyers' pools may be (``serve --pool-allow``; proxy.md).
+    pool_allow: tuple[str, ...] = DEFAULT_POOL_ALLOW
 
 
 class _Request(NamedTuple):
@@ -173,10 +177,15 @@ class RpcService:
         methods: Mapping[str, Method] = METHODS,
         admin: Admin | None = None,
         health: StorageHealth | None = None,
+        pools: PoolRegistry | None = None,
+        proxy: ProxyPort | None = None,
+        relays: RelayFacts | None = None,
     ) -> None:
         self._market = market
         self._health = health
-        self._views = MarketViews(market, fleet)
+        self._views = MarketViews(market, fleet, relays)
+        self._pools = pools
+        self._proxy = proxy
         self._keyring = keyring
         self._security = security
         self._executor = executor
@@ -187,6 +196,7 @@ class RpcService:
         #: Called once per call with (method, code, seconds): code 0 for a result, else the
         #: error's; a method not in the table is reported as ``"unknown"``.
         self.call_observer: Callable[[str, int, float], None] | None = None
+        self._pool_allow = AllowList(self._settings.pool_allow)
         self._auth = Authenticator(
             keyring=keyring,
             window_ms=int(self._settings.auth_window_s * 1000),
@@ -422,7 +432,12 @@ class RpcService:
             stratum_ports=settings.stratum_ports,
             security=self._security,
             remote=request.remote,
+            pools=self._pools,
+            pool_allow=self._pool_allow,
+            proxy=self._proxy,
         )
+        if method.awaited is not None:
+            return rpc.encode(await method.awaited(ctx, params))
         if not method.mutating:
             return rpc.encode(method.run(ctx, params))
         if caller is None:
@@ -601,12 +616,15 @@ def build_app(
     clock: Clock | None = None,
     admin: Admin | None = None,
     health: StorageHealth | None = None,
+    pools: PoolRegistry | None = None,
+    proxy: ProxyPort | None = None,
+    relays: RelayFacts | None = None,
 ) -> ApiApp:
-    """The ASGI app over a market (with its fleet, for the views), key ring and account
-    security whose commands ``executor`` runs, on the node's ``clock`` (market time for the
-    market, wall time for signing and the second factor); with ``admin``, the operator methods
-    and faults of ``serve --control``; ``health`` (the engine's) says when reads must wait
-    too."""
+    """The ASGI app over a market (with its fleet, for the views), key ring, account security
+    and pool registry whose commands ``executor`` runs, on the node's ``clock`` (market time
+    for the market, wall time for signing and the second factor); with ``admin``, the operator
+    methods and faults of ``serve --control``; ``health`` (the engine's) says when reads must
+    wait too; ``proxy`` verifies pools and ``relays`` tells the orders' pool status."""
     return ApiApp(
         RpcService(
             market=market,
@@ -618,5 +636,8 @@ def build_app(
             clock=clock,
             admin=admin,
             health=health,
+            pools=pools,
+            proxy=proxy,
+            relays=relays,
         )
     )

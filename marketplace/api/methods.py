@@ -2,9 +2,11 @@
 
 Theory of operation
 -------------------
-Every handler is synchronous and pure with respect to I/O: it reads the views (the market and
-its fleet) or the key ring, or runs one command on the market or the key ring, and returns a
-result Struct (``wire.py``). The dispatcher
+Every handler but one is synchronous and pure with respect to I/O: it reads the views (the
+market and its fleet) or the key ring, or runs one command on the market, the key ring or the
+pool registry, and returns a result Struct (``wire.py``). The exception is ``pool.verify``,
+which connects to the pool (through the node's proxy, ``ProxyPort``) and is awaited. The
+dispatcher
 (``app.py``) decides how to run it: reads run directly (atomic under trio), mutating ones run
 inside the engine's ``execute`` so that their events, and the idempotency record of their
 answer, are journaled before anyone hears the answer. A handler refuses by raising a
@@ -26,8 +28,8 @@ is derived again from it, so the journal never holds the secret.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, NamedTuple, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
@@ -38,6 +40,8 @@ from marketplace.core.key_events import Scope
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import LedgerEntry, OrderType
+from marketplace.core.pool_hosts import AllowList
+from marketplace.core.pools import PoolAccess, PoolRegistry, check_pool_params
 from marketplace.core.second_factor import Against
 from marketplace.core.security import AccountSecurity, Actor, Passed
 from marketplace.core.security_events import ActivityKind, Detail
@@ -46,6 +50,14 @@ from stratum.core.shares import Algorithm
 
 P = TypeVar("P", bound=msgspec.Struct)
 R = TypeVar("R", bound=msgspec.Struct)
+
+
+class ProxyPort(Protocol):
+    """What the API asks of the node's proxy (``marketplace.upstream``)."""
+
+    async def verify(self, access: PoolAccess) -> wire.PoolVerifyOut:
+        """Connect to the pool as an order would, within 10 s, and say how far it got."""
+        ...
 
 
 class CallContext(NamedTuple):
@@ -67,6 +79,17 @@ class CallContext(NamedTuple):
     remote: str | None = None
     #: A second-factor code that passed in this call's command (set by the dispatcher).
     passed: Passed | None = None
+    #: The buyers' pools and which hosts they may be on (``None``: this node has none).
+    pools: PoolRegistry | None = None
+    pool_allow: AllowList = AllowList()
+    proxy: ProxyPort | None = None
+
+    @property
+    def pool_registry(self) -> PoolRegistry:
+        """The pool registry; ``RpcError`` when this node runs none."""
+        if self.pools is None:
+            raise RpcError(ApiCode.INVALID_STATE, "this node keeps no pools", {"pools": "off"})
+        return self.pools
 
     @property
     def account(self) -> str:
@@ -111,6 +134,9 @@ class Method(NamedTuple):
     redaction: Redaction | None = None
     #: Whether (and against which secret) a call needs a second-factor code.
     second_factor: SecondFactor | None = None
+    #: A handler to await instead of ``run`` (only reads may be: mutating calls run inside
+    #: ``execute``, synchronously).
+    awaited: Callable[[CallContext, Any], Awaitable[msgspec.Struct]] | None = None
 
 
 def _method(
@@ -132,6 +158,26 @@ def _method(
         decoder=msgspec.json.Decoder(params),
         redaction=redaction,
         second_factor=second_factor,
+    )
+
+
+def _awaited(
+    name: str,
+    scope: Scope,
+    params: type[P],
+    run: Callable[[CallContext, P], Awaitable[R]],
+) -> Method:
+    def not_sync(ctx: CallContext, p: P) -> msgspec.Struct:
+        raise RuntimeError(f"{name} is awaited, not run")
+
+    return Method(
+        name=name,
+        scope=scope,
+        params=params,
+        run=not_sync,
+        mutating=False,
+        decoder=msgspec.json.Decoder(params),
+        awaited=run,
     )
 
 
@@ -221,6 +267,8 @@ def _money_move(ctx: CallContext, entry: LedgerEntry) -> wire.MoneyMoveOut:
 
 def order_create(ctx: CallContext, p: wire.OrderCreateParams) -> wire.OrderOut:
     price = None if p.price is None else wire.parse_price(p.price)
+    if p.pool_id is not None:
+        ctx.pool_registry.usable(ctx.account, p.pool_id, p.algorithm)
     order_id = ctx.market.create_order(
         account=ctx.account,
         algorithm=p.algorithm,
@@ -231,8 +279,19 @@ def order_create(ctx: CallContext, p: wire.OrderCreateParams) -> wire.OrderOut:
         duration_s=p.duration_s,
         now_ms=ctx.now_ms,
         fleet=ctx.views.fleet,
+        pool_id=p.pool_id,
     )
     return _order_out(ctx, order_id)
+
+
+def order_set_pool(ctx: CallContext, p: wire.SetPoolParams) -> wire.OrderOut:
+    current = ctx.views.get_order(account=ctx.account, order_id=p.id, now_ms=ctx.now_ms)
+    if p.pool_id is not None:
+        ctx.pool_registry.usable(ctx.account, p.pool_id, current.algorithm)
+    ctx.market.set_order_pool(
+        account=ctx.account, order_id=p.id, pool_id=p.pool_id, now_ms=ctx.now_ms
+    )
+    return _order_out(ctx, p.id)
 
 
 def _order_out(ctx: CallContext, order_id: str) -> wire.OrderOut:
@@ -291,6 +350,84 @@ def order_stats(ctx: CallContext, p: wire.OrderStatsParams) -> wire.OrderStatsOu
         account=ctx.account, order_id=p.id, since_ms=p.since_ms, now_ms=ctx.now_ms
     )
     return wire.order_stats_out(view, points)
+
+
+# ---------------------------------------------------------------------------------- pools
+
+
+def pool_create(ctx: CallContext, p: wire.PoolCreateParams) -> wire.PoolOut:
+    view = ctx.pool_registry.create_pool(
+        account=ctx.account,
+        name=p.name,
+        algorithm=p.algorithm,
+        host=p.host,
+        port=p.port,
+        username=p.username,
+        password=p.password,
+        allow=ctx.pool_allow,
+        now_ms=ctx.now_ms,
+    )
+    return wire.pool_out(view)
+
+
+def pool_list(ctx: CallContext, p: wire.NoParams) -> wire.PoolListOut:
+    return wire.PoolListOut(
+        pools=[wire.pool_out(v) for v in ctx.pool_registry.list_pools(ctx.account)]
+    )
+
+
+def pool_get(ctx: CallContext, p: wire.PoolIdParams) -> wire.PoolOut:
+    return wire.pool_out(ctx.pool_registry.get_pool(ctx.account, p.id))
+
+
+def pool_delete(ctx: CallContext, p: wire.PoolIdParams) -> wire.PoolOut:
+    registry = ctx.pool_registry
+    registry.get_pool(ctx.account, p.id)  # NotFound before anything else
+    view = registry.delete_pool(
+        account=ctx.account,
+        pool_id=p.id,
+        in_use=ctx.market.orders_using_pool(p.id),
+        now_ms=ctx.now_ms,
+    )
+    return wire.pool_out(view)
+
+
+async def pool_verify(ctx: CallContext, p: wire.PoolVerifyParams) -> wire.PoolVerifyOut:
+    registry = ctx.pool_registry
+    if p.id is not None:
+        registry.get_pool(ctx.account, p.id)  # the caller's own pool, or NotFound
+        access = registry.access(p.id)
+    else:
+        algorithm, host, port, username = p.algorithm, p.host, p.port, p.username
+        if algorithm is None or host is None or port is None or username is None:
+            missing = [
+                f for f in ("algorithm", "host", "port", "username") if getattr(p, f) is None
+            ]
+            raise RpcError(
+                ApiCode.INVALID_PARAMS,
+                "pool.verify needs an id or the create params",
+                {"missing": missing},
+            )
+        # The same checks as pool.create, host allow list included: no connection otherwise.
+        check_pool_params(
+            name=p.name or "verify",
+            host=host,
+            port=port,
+            username=username,
+            password=p.password,
+            allow=ctx.pool_allow,
+        )
+        access = PoolAccess(
+            pool_id="",
+            algorithm=algorithm,
+            host=host,
+            port=port,
+            username=username,
+            password=p.password,
+        )
+    if ctx.proxy is None:
+        raise RpcError(ApiCode.INVALID_STATE, "this node cannot verify pools", {"proxy": "off"})
+    return await ctx.proxy.verify(access)
 
 
 def worker_list(ctx: CallContext, p: wire.NoParams) -> wire.WorkerListOut:
@@ -510,6 +647,12 @@ METHODS: Final[dict[str, Method]] = {
         _method("order.refill", _T, wire.RefillParams, order_refill, mutating=True),
         _method("order.cancel", _T, wire.OrderIdParams, order_cancel, mutating=True),
         _method("order.stats", _R, wire.OrderStatsParams, order_stats),
+        _method("order.set_pool", _T, wire.SetPoolParams, order_set_pool, mutating=True),
+        _method("pool.create", _T, wire.PoolCreateParams, pool_create, mutating=True),
+        _method("pool.list", _T, wire.NoParams, pool_list),
+        _method("pool.get", _T, wire.PoolIdParams, pool_get),
+        _method("pool.delete", _T, wire.PoolIdParams, pool_delete, mutating=True),
+        _awaited("pool.verify", _T, wire.PoolVerifyParams, pool_verify),
         _method("worker.list", _R, wire.NoParams, worker_list),
         _method(
             "apikey.create",

@@ -12,7 +12,7 @@ so server and client cannot drift apart.
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import msgspec
 from msgspec import Meta
@@ -29,6 +29,7 @@ from marketplace.core.model import (
     OrderStatus,
     OrderType,
     OrderView,
+    PoolLink,
     StatPoint,
     WorkerView,
 )
@@ -43,12 +44,21 @@ from marketplace.core.money import (
 from marketplace.core.security_events import ActivityRecorded, AddressView
 from stratum.core.shares import Algorithm
 
+if TYPE_CHECKING:  # the client reads these types, and must not import the pool registry
+    from marketplace.core.pools import PoolView
+
 #: Decimal strings (BTC or a speed); their content is checked by ``money``.
 Decimal = Annotated[str, Meta(min_length=1, max_length=32)]
 OrderId = Annotated[str, Meta(min_length=1, max_length=64)]
 KeyId = Annotated[str, Meta(min_length=1, max_length=64)]
 Label = Annotated[str, Meta(min_length=1, max_length=64)]
 Address = Annotated[str, Meta(min_length=1, max_length=128)]
+PoolId = Annotated[str, Meta(min_length=1, max_length=64)]
+PoolName = Annotated[str, Meta(min_length=1, max_length=64)]
+Host = Annotated[str, Meta(min_length=1, max_length=253)]
+Port = Annotated[int, Meta(ge=1, le=65535)]
+PoolUser = Annotated[str, Meta(min_length=1, max_length=256)]
+PoolPassword = Annotated[str, Meta(max_length=256)]
 TimeMs = Annotated[int, Meta(ge=0, le=2**53)]
 #: A second-factor code: six digits from an authenticator app, or a recovery code.
 Otp = Annotated[str, Meta(min_length=1, max_length=32)]
@@ -91,6 +101,38 @@ class OrderCreateParams(_Params, frozen=True):
     amount: Decimal
     price: Decimal | None = None
     duration_s: Annotated[int, Meta(ge=1, le=10 * 365 * 86_400)] | None = None
+    #: The buyer's pool the order mines for (proxy.md); none: the emulated chain.
+    pool_id: PoolId | None = None
+
+
+class SetPoolParams(_Params, frozen=True):
+    id: OrderId
+    pool_id: PoolId | None
+
+
+class PoolCreateParams(_Params, frozen=True):
+    name: PoolName
+    algorithm: Algorithm
+    host: Host
+    port: Port
+    username: PoolUser
+    password: PoolPassword = ""
+
+
+class PoolIdParams(_Params, frozen=True):
+    id: PoolId
+
+
+class PoolVerifyParams(_Params, frozen=True):
+    """``pool.verify``: ``{"id"}`` of a saved pool, or the create params."""
+
+    id: PoolId | None = None
+    name: PoolName | None = None
+    algorithm: Algorithm | None = None
+    host: Host | None = None
+    port: Port | None = None
+    username: PoolUser | None = None
+    password: PoolPassword = ""
 
 
 class OrderIdParams(_Params, frozen=True):
@@ -267,6 +309,42 @@ class OrderOut(_Result, frozen=True):
     created_ms: int
     ends_ms: int | None
     unit: str = ""
+    pool_id: str | None = None
+    #: The order's ``pool`` object (proxy.md): no inside units, so the core's value as is.
+    pool: PoolLink | None = None
+    cancel_reason: str | None = None
+    #: Charges given back for shares the buyer's pool rejected (BTC).
+    refunded: str = "0.00000000"
+
+
+class PoolOut(_Result, frozen=True):
+    """A pool: everything but the password, which is write-only."""
+
+    id: str
+    name: str
+    algorithm: Algorithm
+    host: str
+    port: int
+    username: str
+    created_ms: int
+
+
+class PoolListOut(_Result, frozen=True):
+    pools: list[PoolOut]
+
+
+class PoolVerifyOut(_Result, frozen=True):
+    """What ``pool.verify`` found: ``ok`` or the ``stage`` it stopped at and why (``error``);
+    what the pool gave (extranonce, difficulty, the version-rolling mask it granted, hex)."""
+
+    ok: bool
+    stage: str
+    latency_ms: int | None
+    extranonce1: str | None
+    extranonce2_size: int | None
+    difficulty: float | None
+    version_rolling: str | None
+    error: str | None
 
 
 class OrderListOut(_Result, frozen=True):
@@ -432,7 +510,18 @@ def order_out(view: OrderView) -> OrderOut:
         created_ms=view.created_ms,
         ends_ms=view.ends_ms,
         unit=UNIT_NAME[alg],
+        pool_id=view.pool_id,
+        pool=view.pool,
+        cancel_reason=view.cancel_reason,
+        refunded=format_btc(view.refunded_msat),
     )
+
+
+def pool_out(view: PoolView) -> PoolOut:
+    """A pool as its owner sees it on the wire (the view without the account)."""
+    fields = msgspec.structs.asdict(view)
+    del fields["account"]
+    return PoolOut(**fields)
 
 
 def market_out(

@@ -27,10 +27,25 @@ O(workers + orders): 10,000 workers and 1,000 orders take a few milliseconds.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Mapping, Sequence
-from typing import Generic, NamedTuple, TypeVar
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Generic, NamedTuple, Protocol, TypeVar
+
+from stratum.core.shares import Algorithm
 
 K = TypeVar("K", bound=Hashable)
+
+
+class FleetFacts(Protocol):
+    """What the market's rules read from the allocation (``fleet.Fleet`` provides it): a fixed
+    order's price and the speed it may claim depend on who serves what."""
+
+    def served_orders(self, algorithm: Algorithm) -> Iterable[str]:
+        """The orders of ``algorithm``'s market that hold at least one worker."""
+        ...
+
+    def held_speeds(self, algorithm: Algorithm, *, now_ms: int) -> tuple[dict[str, int], int]:
+        """(the estimated speed each order holds, all connected speed) at ``now_ms``."""
+        ...
 
 
 class OrderSlot(NamedTuple):

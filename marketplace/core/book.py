@@ -11,7 +11,12 @@ against this same state first. Replaying the journal into a fresh ``Book`` built
 ``s-000001``): ids come from the counters here, times from the events.
 
 Nothing here knows about connections or the allocation: a share is charged to the order its job
-came from, whatever worker sent it, and nothing in ``apply`` feeds a speed estimate. Order-local
+came from, whatever worker sent it (unless it is not billable: its pool could no longer take
+it), and nothing in ``apply`` feeds a speed estimate. A buyer's pool's answers to forwarded
+shares are counted on the order; the value of the charged ones it rejected is refunded to the
+buyer at the next settlement, paid by the fee account (``refund`` and ``refund_paid`` lines,
+after the period's charges and payouts), so sellers keep what they earned and money stays
+conserved. Order-local
 changes go through ``Order`` methods; this module does the cross-cutting part (the ledger lines,
 the indexes, the statistics).
 
@@ -20,6 +25,8 @@ Other modules read the attributes (``Market`` to validate commands, ``views`` an
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 from marketplace.core.errors import NotFound
 from marketplace.core.events import (
@@ -31,6 +38,8 @@ from marketplace.core.events import (
     OrderCancelled,
     OrderCreated,
     OrderExpired,
+    OrderPoolSet,
+    PoolAnswered,
     PriceChanged,
     Refilled,
     RulesChanged,
@@ -41,10 +50,11 @@ from marketplace.core.events import (
 from marketplace.core.history import History
 from marketplace.core.ledger import Ledger
 from marketplace.core.model import LedgerKind, MarketConfig, MarketRules, OrderStatus, SellerKey
-from marketplace.core.orders import Order, share_value_ratio
+from marketplace.core.orders import CANCELLED_BY_BUYER, Order, share_value, share_value_ratio
 from marketplace.core.rules import changed
 from marketplace.core.settlement import split_spend
-from marketplace.core.stats import Series, share_work
+from marketplace.core.stats import Series
+from marketplace.core.work import hashes_per_diff1, share_work
 from stratum.core.shares import Algorithm
 
 #: Longest id or name echoed back in an error.
@@ -59,13 +69,15 @@ class Book:
         #: The rules in force per market: the config's, with the operator's changes on top.
         self.rules: dict[Algorithm, MarketRules] = dict(config.markets)
         self.ledger = Ledger()
-        self.ledger.open(config.fee_account)
+        self.ledger.open(config.fee_account, overdraft=True)
         self.orders: dict[str, Order] = {}  # in creation order
         self.orders_of: dict[str, list[Order]] = {}
         #: Active orders per market: what can still buy hash power.
         self.active: dict[Algorithm, dict[str, Order]] = {a: {} for a in config.markets}
         #: Orders with work since the last settlement, in the order it takes them.
         self.unsettled: dict[str, Order] = {}
+        #: Orders with refunds (shares their pool rejected) for the next settlement.
+        self.refunds_due: dict[str, Order] = {}
         self.order_stats: dict[str, Series] = {}
         self.seller_stats: dict[SellerKey, Series] = {}
         self.market_stats: dict[Algorithm, Series] = {a: Series() for a in config.markets}
@@ -130,8 +142,13 @@ class Book:
                 order.refill(event.amount_msat)
             case OrderCancelled():
                 order = self.orders[event.order_id]
-                released = order.end(OrderStatus.CANCELLED, time_ms=event.time_ms)
+                reason = event.reason or CANCELLED_BY_BUYER
+                released = order.end(OrderStatus.CANCELLED, time_ms=event.time_ms, reason=reason)
                 self._ended(order, released=released, time_ms=event.time_ms)
+            case OrderPoolSet():
+                self.orders[event.order_id].pool_id = event.pool_id
+            case PoolAnswered():
+                self._apply_pool_answer(event)
             case OrderExpired():
                 order = self.orders[event.order_id]
                 released = order.expire(time_ms=event.time_ms)
@@ -175,6 +192,7 @@ class Book:
             amount_msat=event.amount_msat,
             created_ms=event.time_ms,
             ends_ms=ends_ms,
+            pool_id=event.pool_id,
         )
         self._escrow(order, event.amount_msat, time_ms=event.time_ms)
         self.orders[order.id] = order
@@ -196,7 +214,8 @@ class Book:
 
     def _apply_share(self, event: ShareRecorded) -> None:
         reason = event.reason or "other"
-        work = share_work(event.difficulty)
+        hashes = hashes_per_diff1(event.algorithm, event.work_rule)
+        work = share_work(event.difficulty, event.algorithm, event.work_rule)
         seller = SellerKey(event.account, event.worker, event.algorithm)
         seller_series = self.seller_stats.get(seller)
         if seller_series is None:
@@ -204,9 +223,9 @@ class Book:
         seller_series.add_share(
             time_ms=event.time_ms,
             difficulty=event.difficulty,
+            work=work,
             accepted=event.accepted,
             reason=reason,
-            work=work,
         )
         market_series = self.market_stats.get(event.algorithm)
         if market_series is None:
@@ -214,14 +233,12 @@ class Book:
         market_series.add_share(
             time_ms=event.time_ms,
             difficulty=event.difficulty,
+            work=work,
             accepted=event.accepted,
             reason=reason,
-            work=work,
         )
         history = self.market_history[event.algorithm]
-        history.add_share(
-            time_ms=event.time_ms, work=share_work(event.difficulty), accepted=event.accepted
-        )
+        history.add_share(time_ms=event.time_ms, work=work, accepted=event.accepted)
         order = None if event.order_id is None else self.orders.get(event.order_id)
         if order is None or order.algorithm is not event.algorithm:
             return
@@ -229,16 +246,17 @@ class Book:
         order_series.add_share(
             time_ms=event.time_ms,
             difficulty=event.difficulty,
+            work=work,
             accepted=event.accepted,
             reason=reason,
-            work=work,
         )
-        if not (event.accepted and order.charges_at(event.time_ms)):
+        if not (event.accepted and event.billable and order.charges_at(event.time_ms)):
             return
         value = share_value_ratio(
             price_msat=order.price_msat,
             difficulty=event.difficulty,
             unit_hs=self.rules[order.algorithm].unit_hs,
+            hashes_per_diff1=hashes,
         )
         charged = order.charge(
             value, seller=seller, work=event.difficulty.as_integer_ratio(), time_ms=event.time_ms
@@ -252,6 +270,45 @@ class Book:
             )
         if not order.active:  # the budget is spent: nothing to release
             del self.active[order.algorithm][order.id]
+
+    def _apply_pool_answer(self, event: PoolAnswered) -> None:
+        order = self.orders[event.order_id]
+        refund = Fraction(0)
+        if not event.accepted and event.price_msat:
+            refund = share_value(
+                price_msat=event.price_msat,
+                difficulty=event.difficulty,
+                unit_hs=self.rules[order.algorithm].unit_hs,
+                hashes_per_diff1=hashes_per_diff1(order.algorithm),
+            )
+        order.count_pool_answer(
+            accepted=event.accepted, reason=event.reason or "other", refund=refund
+        )
+        if refund:
+            self.refunds_due[order.id] = order
+
+    def _post(self, lines: list[tuple[str, LedgerKind, int]], *, ref: str, time_ms: int) -> None:
+        """Post a settlement's ledger lines (a seller's first earning opens its account)."""
+        for account, kind, amount_msat in lines:
+            self.ledger.open(account)
+            self.ledger.post(
+                account=account, kind=kind, amount_msat=amount_msat, ref=ref, time_ms=time_ms
+            )
+
+    def _refund(self, event: Settled) -> None:
+        """Give buyers back what their pools rejected (after this settlement's charges)."""
+        for order in list(self.refunds_due.values()):
+            due = order.refund_due_msat
+            if due:
+                lines = [
+                    (order.account, LedgerKind.REFUND, due),
+                    (self.config.fee_account, LedgerKind.REFUND_PAID, -due),
+                ]
+                self._post(lines, ref=f"{event.settlement_id}/{order.id}", time_ms=event.time_ms)
+                order.refunded_msat += due
+            # Kept while more can come due: whole msat accrued beyond what was settled yet.
+            if int(order.refund_accrued) <= order.refunded_msat or not order.active:
+                del self.refunds_due[order.id]
 
     def _apply_settled(self, event: Settled) -> None:
         self.settlement_seq += 1
@@ -275,15 +332,7 @@ class Book:
             if split.fee_msat:
                 lines.append((self.config.fee_account, LedgerKind.FEE, split.fee_msat))
             lines += [(p.seller.account, LedgerKind.EARNING, p.amount_msat) for p in split.payouts]
-            for account, kind, amount_msat in lines:
-                self.ledger.open(account)  # a seller's first earning opens its account
-                self.ledger.post(
-                    account=account,
-                    kind=kind,
-                    amount_msat=amount_msat,
-                    ref=ref,
-                    time_ms=event.time_ms,
-                )
+            self._post(lines, ref=ref, time_ms=event.time_ms)
             for payout in split.payouts:
                 self.seller_stats[payout.seller].add_money(
                     time_ms=event.time_ms, earned_msat=payout.amount_msat
@@ -296,3 +345,4 @@ class Book:
             )
             order.mark_settled(fee_carry=split.fee_carry)
         self.unsettled = {}
+        self._refund(event)

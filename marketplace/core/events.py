@@ -16,6 +16,7 @@ import msgspec
 
 from marketplace.core.model import OrderType
 from marketplace.core.rules import RuleChange
+from marketplace.core.work import LEGACY_WORK_RULE
 from stratum.core.shares import Algorithm
 
 
@@ -52,6 +53,16 @@ class OrderCreated(_Event, frozen=True, tag="order_created"):
     amount_msat: int
     duration_s: int | None
     time_ms: int
+    #: The buyer's pool it mines for (``None``: the emulated chain; absent in old journals).
+    pool_id: str | None = None
+
+
+class OrderPoolSet(_Event, frozen=True, tag="order_pool_set"):
+    """``order.set_pool``: the order mines for ``pool_id`` from now on (``None``: the chain)."""
+
+    order_id: str
+    pool_id: str | None
+    time_ms: int
 
 
 class PriceChanged(_Event, frozen=True, tag="price_changed"):
@@ -73,8 +84,11 @@ class Refilled(_Event, frozen=True, tag="refilled"):
 
 
 class OrderCancelled(_Event, frozen=True, tag="order_cancelled"):
+    """Cancelled by its buyer (``reason`` ``None``) or by the market, saying why."""
+
     order_id: str
     time_ms: int
+    reason: str | None = None
 
 
 class OrderExpired(_Event, frozen=True, tag="order_expired"):
@@ -83,7 +97,11 @@ class OrderExpired(_Event, frozen=True, tag="order_expired"):
 
 
 class ShareRecorded(_Event, frozen=True, tag="share"):
-    """One checked share; ``order_id`` is the order whose job it solved (``None``: idle)."""
+    """One checked share; ``order_id`` is the order whose job it solved (``None``: idle).
+
+    ``work_rule`` is the rule its work is counted under (``work.py``): events journaled before
+    the field existed are rule 1, and replay prices them as they were priced then.
+    """
 
     conn_id: int
     account: str
@@ -93,6 +111,24 @@ class ShareRecorded(_Event, frozen=True, tag="share"):
     difficulty: float
     accepted: bool
     reason: str | None
+    time_ms: int
+    work_rule: int = LEGACY_WORK_RULE
+    #: False for a share of a job its pool can no longer take (the order's pool connection
+    #: was lost): counted, charged nothing (proxy.md: a dead order is charged nothing).
+    billable: bool = True
+
+
+class PoolAnswered(_Event, frozen=True, tag="pool_answered"):
+    """The buyer's pool answered one share forwarded to it (``reason``: its refusal, or why it
+    never answered). ``price_msat`` is the price the share was charged at (0: not charged); a
+    charged share the pool refused is refunded to the buyer at the next settlement, paid by
+    the fee account."""
+
+    order_id: str
+    accepted: bool
+    reason: str | None
+    difficulty: float
+    price_msat: int
     time_ms: int
 
 
@@ -127,12 +163,14 @@ MarketEvent = (
     | Deposited
     | Withdrawn
     | OrderCreated
+    | OrderPoolSet
     | PriceChanged
     | LimitChanged
     | Refilled
     | OrderCancelled
     | OrderExpired
     | ShareRecorded
+    | PoolAnswered
     | Settled
     | RulesChanged
     | MarketSampled

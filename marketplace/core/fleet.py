@@ -8,7 +8,9 @@ when its miner reconnects. The durable half (``market.py``) never writes here; t
 (``marketplace.bridge`` and ``marketplace.scheduler``) tells the fleet what happened:
 
 - ``worker_joined`` / ``worker_left``: one Stratum connection (a ``WorkerKey``) comes or goes.
-  A worker joins idle, with its start estimate.
+  A worker joins idle, with its start estimate. ``worker_resumed``: a connection told to
+  reconnect (to take another extranonce layout) came back as a new one and takes over its
+  place: its order and its speed estimate, so the move costs no second rebalance.
 - ``share_accepted``: after the market recorded an accepted share, its work feeds the
   connection's ``RateWindow``, so the estimate follows the work actually done.
 - ``rebalance(algorithm, queue=..., now_ms=...)``: re-run the allocation rule
@@ -19,7 +21,7 @@ when its miner reconnects. The durable half (``market.py``) never writes here; t
 
 An order that ended keeps its workers until the next rebalance (the market reports it as
 holding none, see ``views.py``). What the market's rules read from here (the speed fixed orders
-hold, which orders are served) is the ``FleetFacts`` protocol of ``market.py``, which this class
+hold, which orders are served) is the ``FleetFacts`` protocol of ``allocation.py``, which this class
 satisfies without either module importing the other.
 """
 
@@ -29,9 +31,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 from marketplace.core.allocation import OrderSlot, allocate
-from marketplace.core.errors import NotFound
+from marketplace.core.errors import InvalidArgument, NotFound
 from marketplace.core.model import Assignment, MarketConfig, SellerKey, WorkerKey
-from marketplace.core.stats import RateWindow, share_work
+from marketplace.core.stats import RateWindow
+from marketplace.core.work import share_work
 from stratum.core.shares import Algorithm
 
 # NamedTuple's generated __new__ costs a Python call per instance; a cold rebalance of 10,000
@@ -113,12 +116,36 @@ class Fleet:
             if not holders:
                 del self._holdings[worker.algorithm][order_id]
 
+    def worker_resumed(self, *, old: WorkerKey, new: WorkerKey) -> None:
+        """The connection ``old`` came back as ``new`` (same account, worker and market): it
+        takes over ``old``'s order, place in line and speed estimate. Raises ``NotFound``
+        when ``old`` is not connected, ``InvalidArgument`` for another market or seller."""
+        if (old.account, old.worker, old.algorithm) != (new.account, new.worker, new.algorithm):
+            raise InvalidArgument("a resumed worker keeps its name and market")
+        workers = self._workers.get(old.algorithm, {})
+        window = workers.pop(old, None)
+        if window is None:
+            raise NotFound("no such worker", {"worker": old.worker})
+        workers[new] = window
+        conns = self._seller_conns[SellerKey(old.account, old.worker, old.algorithm)]
+        del conns[old]
+        conns[new] = None
+        order_id = self._serving.pop(old)
+        self._serving[new] = order_id
+        if order_id is None:
+            idle = self._idle[old.algorithm]
+            del idle[old]
+            idle[new] = None
+        else:
+            held = self._holdings[old.algorithm]
+            held[order_id] = {new if key == old else key: None for key in held[order_id]}
+
     def share_accepted(self, *, worker: WorkerKey, difficulty: float, time_ms: int) -> None:
         """Count an accepted share's work in ``worker``'s estimate; call it after the market
         recorded the share. A worker that already left is ignored (its share was in flight)."""
         window = self._workers.get(worker.algorithm, {}).get(worker)
         if window is not None:
-            window.add(time_ms=time_ms, work=share_work(difficulty))
+            window.add(time_ms=time_ms, work=share_work(difficulty, worker.algorithm))
 
     def clock_jumped(self, delta_ms: int) -> None:
         """Market time jumped ``delta_ms`` forward (an operator's advance): shift every speed

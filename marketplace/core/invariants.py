@@ -8,7 +8,9 @@ broken rule. They are slow (linear in everything) and never run on a live path: 
 hypothesis model runs them after every step, the engine tests and benchmarks after their runs.
 
 - ``check_market``: the ledger is consistent and money is conserved; every order's spend, escrow
-  and status agree; the indexes (active orders, the settlement queue) match the orders.
+  and status agree; refunds for pool-rejected shares never exceed what was settled, and the
+  ledger's refunds are the orders'; the indexes (active orders, the settlement and refund
+  queues) match the orders.
 - ``check_fleet``: every connected worker is idle or held by exactly one order, and the last
   rebalance of each market obeys the allocation rule (``allocation.check_allocation``).
 - ``check_invariants``: both, plus what ties them: the fleet holds only the market's orders.
@@ -30,8 +32,15 @@ def check_market(market: Market) -> None:
     book = market.book
     book.ledger.check()
     escrow: dict[str, int] = {}
-    settled = 0
+    settled = refunded = 0
     for order in book.orders.values():
+        assert 0 <= order.refunded_msat <= min(int(order.refund_accrued), order.settled_msat), (
+            f"{order.id}: refunded {order.refunded_msat} of {order.refund_accrued}, settled "
+            f"{order.settled_msat}"
+        )
+        if order.refund_due_msat and order.active:
+            assert order.id in book.refunds_due, f"{order.id} has a refund due unqueued"
+        refunded += order.refunded_msat
         assert 0 <= order.settled_msat <= order.spent_msat <= order.amount_msat, (
             f"{order.id}: settled {order.settled_msat}, spent {order.spent_msat}, "
             f"amount {order.amount_msat}"
@@ -59,8 +68,15 @@ def check_market(market: Market) -> None:
         assert held == escrow.get(account, 0), (
             f"{account}: escrow {held} but orders hold {escrow.get(account, 0)}"
         )
-    charged = -book.ledger.total_by_kind()[LedgerKind.CHARGE]
+    totals = book.ledger.total_by_kind()
+    charged = -totals[LedgerKind.CHARGE]
     assert charged == settled, f"ledger charged {charged}, orders settled {settled}"
+    assert totals[LedgerKind.REFUND] == refunded, (
+        f"ledger refunded {totals[LedgerKind.REFUND]}, orders {refunded}"
+    )
+    for account in book.ledger.accounts():
+        if account != book.config.fee_account:
+            assert book.ledger.balance(account).available_msat >= 0, f"{account} overdrawn"
 
 
 def check_fleet(fleet: Fleet) -> None:

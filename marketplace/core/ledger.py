@@ -15,13 +15,20 @@ release     +amount      -amount
 charge      .            +amount (<0)
 earning     +amount      .
 fee         +amount      .
+refund      +amount      .
+refund_paid +amount (<0) .
 =========== ============ ============
 
 Balances are cached per account and updated as entries are posted; ``check()`` recomputes them
 from the entries and compares. Money enters only by deposit and leaves only by withdrawal:
 charges move escrow to earnings and fees in the same settlement, so the sum of all balances
 equals deposits minus withdrawals whenever no settlement is half done (which ``Market`` never
-exposes, settlements being one event).
+exposes, settlements being one event). A refund moves money from the fee account to a buyer
+(``refund`` + ``refund_paid``, in the same settlement), so it changes no total.
+
+Balances never go negative, except on the accounts opened with ``overdraft`` (the marketplace's
+fee account): refunds for shares a buyer's pool rejected are the marketplace's cost, and the
+fees it took so far may not cover them.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ _SIGN: dict[LedgerKind, int] = {
     LedgerKind.CHARGE: -1,
     LedgerKind.EARNING: 1,
     LedgerKind.FEE: 1,
+    LedgerKind.REFUND: 1,
+    LedgerKind.REFUND_PAID: -1,
 }
 _MOVES_AVAILABLE = frozenset(_SIGN) - {LedgerKind.CHARGE}
 _MOVES_ESCROW_OPPOSITE = frozenset({LedgerKind.ESCROW, LedgerKind.RELEASE})
@@ -83,13 +92,17 @@ class Ledger:
         self._by_account: dict[str, list[LedgerEntry]] = {}
         self._available: dict[str, int] = {}
         self._escrowed: dict[str, int] = {}
+        self._overdraft: set[str] = set()
 
-    def open(self, account: str) -> None:
-        """Start an account with empty balances. Idempotent."""
+    def open(self, account: str, *, overdraft: bool = False) -> None:
+        """Start an account with empty balances (``overdraft``: its available balance may go
+        negative). Idempotent."""
         if account not in self._by_account:
             self._by_account[account] = []
             self._available[account] = 0
             self._escrowed[account] = 0
+        if overdraft:
+            self._overdraft.add(account)
 
     def has(self, account: str) -> bool:
         """Whether ``account`` has been opened."""
@@ -112,7 +125,9 @@ class Ledger:
         d_available, d_escrowed = bucket_effects(kind, amount_msat)
         available = self._available[account] + d_available
         escrowed = self._escrowed[account] + d_escrowed
-        assert available >= 0, f"{account} available would be {available}"
+        assert available >= 0 or account in self._overdraft, (
+            f"{account} available would be {available}"
+        )
         assert escrowed >= 0, f"{account} escrowed would be {escrowed}"
         entry = LedgerEntry(
             id=len(self._entries) + 1,
@@ -133,11 +148,13 @@ class Ledger:
         return LedgerState(accounts=list(self._by_account), entries=list(self._entries))
 
     @classmethod
-    def from_state(cls, state: LedgerState) -> Ledger:
-        """The ledger that exported ``state``, balances recomputed from its entries.
+    def from_state(cls, state: LedgerState, *, overdraft: tuple[str, ...] = ()) -> Ledger:
+        """The ledger that exported ``state``, balances recomputed from its entries, with
+        ``overdraft`` accounts allowed below zero.
 
         Raises ``ValueError`` for entries out of order or of an account not listed."""
         ledger = cls()
+        ledger._overdraft.update(overdraft)
         for account in state.accounts:
             ledger.open(account)
         for number, entry in enumerate(state.entries, start=1):
@@ -194,7 +211,9 @@ class Ledger:
             derived = balance_of(own)
             cached = self.balance(account)
             assert derived == cached, f"{account}: ledger says {derived}, cache says {cached}"
-            assert derived.available_msat >= 0, f"{account}: negative available"
+            assert derived.available_msat >= 0 or account in self._overdraft, (
+                f"{account}: negative available"
+            )
             assert derived.escrowed_msat >= 0, f"{account}: negative escrow"
         totals = self.total_by_kind()
         held = sum(self._available.values()) + sum(self._escrowed.values())
@@ -203,4 +222,7 @@ class Ledger:
         paid = totals[LedgerKind.EARNING] + totals[LedgerKind.FEE]
         assert -totals[LedgerKind.CHARGE] == paid, (
             f"charged {-totals[LedgerKind.CHARGE]} but credited {paid}"
+        )
+        assert totals[LedgerKind.REFUND] == -totals[LedgerKind.REFUND_PAID], (
+            f"refunded {totals[LedgerKind.REFUND]} but paid {-totals[LedgerKind.REFUND_PAID]}"
         )

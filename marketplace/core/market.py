@@ -30,11 +30,11 @@ orders still hold (``invariants.check_market``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from marketplace.core import events
-from marketplace.core.allocation import OrderSlot
+from marketplace.core.allocation import FleetFacts, OrderSlot
 from marketplace.core.book import MAX_NAME, Book
 from marketplace.core.errors import (
     InsufficientBalance,
@@ -52,33 +52,21 @@ from marketplace.core.model import (
     OrderType,
 )
 from marketplace.core.names import check_account_name
-from marketplace.core.orders import (
+from marketplace.core.order_rules import (
     check_active,
-    check_amount,
-    check_duration,
-    check_limit,
     check_limit_change,
-    check_price,
+    check_new_order,
     check_price_change,
     priority_key,
+    require_int,
 )
-from marketplace.core.orders import fixed_quote as quote_for
+from marketplace.core.order_rules import fixed_quote as quote_for
+from marketplace.core.pool_orders import PoolOrders
 from marketplace.core.rules import RuleChange, check_change
 from marketplace.core.state import SNAPSHOT_FORMAT, MarketState, export_book, import_book
+from marketplace.core.work import WORK_RULE
 from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
-
-
-class FleetFacts(Protocol):
-    """What the market's rules read from the allocation (``fleet.Fleet`` provides it)."""
-
-    def served_orders(self, algorithm: Algorithm) -> Iterable[str]:
-        """The orders of ``algorithm``'s market that hold at least one worker."""
-        ...
-
-    def held_speeds(self, algorithm: Algorithm, *, now_ms: int) -> tuple[dict[str, int], int]:
-        """(the estimated speed each order holds, all connected speed) at ``now_ms``."""
-        ...
 
 
 def _check_name(field: str, value: object) -> str:
@@ -87,13 +75,7 @@ def _check_name(field: str, value: object) -> str:
     return value
 
 
-def _check_int(field: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidArgument(f"{field} must be an integer", {"field": field})
-    return value
-
-
-class Market(EventSourced[events.MarketEvent]):
+class Market(EventSourced[events.MarketEvent], PoolOrders):
     """The durable marketplace (see the module doc). Not thread-safe; run it from one trio task
     at a time (synchronous methods are atomic under trio)."""
 
@@ -164,10 +146,10 @@ class Market(EventSourced[events.MarketEvent]):
         Raises ``NotFound`` for an unknown account, ``InvalidArgument`` for a negative limit.
         """
         self._account(account)
-        if _check_int("limit", limit) < 0:
+        if require_int("limit", limit) < 0:
             raise InvalidArgument("limit must not be negative", {"field": "limit"})
         if before is not None:
-            _check_int("before", before)
+            require_int("before", before)
         return self._book.ledger.entries(account, limit=limit, before=before)
 
     def order_active(self, order_id: str) -> bool:
@@ -175,11 +157,19 @@ class Market(EventSourced[events.MarketEvent]):
         order = self._book.orders.get(order_id)
         return order is not None and order.active
 
-    def allocation_queue(self, algorithm: Algorithm) -> list[OrderSlot]:
-        """The active orders of ``algorithm``'s market, best first, as ``Fleet.rebalance``
-        takes them. Raises ``InvalidArgument`` for no such market."""
+    def allocation_queue(
+        self, algorithm: Algorithm, *, alive: Callable[[str], bool] | None = None
+    ) -> list[OrderSlot]:
+        """The active orders of ``algorithm``'s market that can take hash power, best first,
+        as ``Fleet.rebalance`` takes them: an order with a pool only while ``alive(order_id)``
+        says its pool is (never without ``alive``). Raises ``InvalidArgument`` for no such
+        market."""
         self.rules(algorithm)
-        active = self._book.active[algorithm].values()
+        active = [
+            o
+            for o in self._book.active[algorithm].values()
+            if o.pool_id is None or (alive is not None and alive(o.id))
+        ]
         return [OrderSlot(o.id, o.limit_hs) for o in sorted(active, key=priority_key)]
 
     def fixed_quote(self, algorithm: Algorithm, *, fleet: FleetFacts) -> int:
@@ -233,7 +223,7 @@ class Market(EventSourced[events.MarketEvent]):
         if not self._config.faucet:
             raise RuleViolation("the faucet is off", {"faucet": "off"})
         self._account(account)
-        if _check_int("amount", amount_msat) <= 0:
+        if require_int("amount", amount_msat) <= 0:
             raise InvalidArgument("amount must be positive", {"field": "amount"})
         self._emit(events.Deposited(account=account, amount_msat=amount_msat, time_ms=now_ms))
         return self._book.ledger.entries(account, limit=1)[0]
@@ -246,7 +236,7 @@ class Market(EventSourced[events.MarketEvent]):
         """
         self._account(account)
         _check_name("address", address)
-        if _check_int("amount", amount_msat) < 0:
+        if require_int("amount", amount_msat) < 0:
             raise InvalidArgument("amount must not be negative", {"field": "amount"})
         self._require_available(account, amount_msat)
         withdrawal_id = f"w-{self._book.withdrawal_seq + 1:06d}"
@@ -292,9 +282,11 @@ class Market(EventSourced[events.MarketEvent]):
         duration_s: int | None,
         now_ms: int,
         fleet: FleetFacts,
+        pool_id: str | None = None,
     ) -> str:
         """Command: place an order, escrowing ``amount_msat`` from the account's available
-        balance; return its id.
+        balance; return its id. ``pool_id``: the buyer's pool it mines for (the caller checked
+        it is the account's, of this algorithm: ``PoolRegistry.usable``).
 
         Standard orders bid ``price_msat``; fixed orders get the market's quote (a given
         ``price_msat`` is the most the buyer accepts) and need a limit and a duration; both
@@ -306,19 +298,14 @@ class Market(EventSourced[events.MarketEvent]):
         """
         self._account(account)
         rules = self.rules(algorithm)
-        try:
-            order_type = OrderType(type)
-        except ValueError:
-            raise InvalidArgument("type must be standard or fixed", {"field": "type"}) from None
-        if order_type is OrderType.STANDARD:
-            if price_msat is None:
-                raise InvalidArgument("a standard order needs a price", {"field": "price"})
-            check_price(rules, price_msat)
-        elif price_msat is not None:
-            _check_int("price", price_msat)
-        check_limit(rules, limit_hs, type=order_type)
-        check_amount(rules, amount_msat)
-        check_duration(duration_s, type=order_type)
+        order_type = check_new_order(
+            rules,
+            type=type,
+            price_msat=price_msat,
+            limit_hs=limit_hs,
+            amount_msat=amount_msat,
+            duration_s=duration_s,
+        )
         if order_type is OrderType.FIXED:
             quote = self.fixed_quote(algorithm, fleet=fleet)
             if price_msat is not None and price_msat < quote:
@@ -347,6 +334,7 @@ class Market(EventSourced[events.MarketEvent]):
                 amount_msat=amount_msat,
                 duration_s=duration_s,
                 time_ms=now_ms,
+                pool_id=pool_id,
             )
         )
         return order_id
@@ -377,7 +365,7 @@ class Market(EventSourced[events.MarketEvent]):
         ``InsufficientBalance``."""
         order = self._book.owned(account, order_id)
         check_active(order)
-        if _check_int("amount", amount_msat) <= 0:
+        if require_int("amount", amount_msat) <= 0:
             raise InvalidArgument("amount must be positive", {"field": "amount"})
         self._require_available(account, amount_msat)
         self._emit(events.Refilled(order_id=order.id, amount_msat=amount_msat, time_ms=now_ms))
@@ -404,12 +392,25 @@ class Market(EventSourced[events.MarketEvent]):
 
     # ------------------------------------------------------------------ commands: shares
 
-    def record_share(self, share: Share, *, order_id: str | None) -> None:
-        """Command: record one checked share (accepted or not). An accepted share for an active
-        order of its market is charged to it (never past its budget); one for an order that
-        ended, an unknown order or ``order_id=None`` charges nothing and only counts in
+    def record_share(
+        self, share: Share, *, order_id: str | None, billable: bool = True
+    ) -> int | None:
+        """Command: record one checked share (accepted or not); the price it was charged at,
+        if it was. An accepted share for an active order of its market is charged to it (never
+        past its budget); one for an order that ended, an unknown order, ``order_id=None`` or
+        not ``billable`` (its pool can no longer take it) charges nothing and only counts in
         statistics. The worker's speed estimate is the fleet's: tell it after
         (``Fleet.share_accepted``)."""
+        order = None if order_id is None else self._book.orders.get(order_id)
+        price = None
+        if (
+            order is not None
+            and share.accepted
+            and billable
+            and order.algorithm is share.algorithm
+            and order.charges_at(share.time_ms)
+        ):
+            price = order.price_msat
         self._emit(
             events.ShareRecorded(
                 conn_id=share.conn_id,
@@ -421,13 +422,17 @@ class Market(EventSourced[events.MarketEvent]):
                 accepted=share.accepted,
                 reason=share.reason,
                 time_ms=share.time_ms,
+                work_rule=WORK_RULE,
+                billable=billable,
             )
         )
+        return price
 
     def settle(self, *, now_ms: int) -> None:
         """Command: settle every order's spend since the last settlement (see
         ``settlement.py``). Does nothing (and emits nothing) when there is nothing to settle."""
-        if not self._book.unsettled:
+        book = self._book
+        if not book.unsettled and not any(o.refund_due_msat for o in book.refunds_due.values()):
             return
         settlement_id = f"s-{self._book.settlement_seq + 1:06d}"
         self._emit(events.Settled(settlement_id=settlement_id, time_ms=now_ms))

@@ -37,7 +37,10 @@ class OrderStatus(StrEnum):
 
 
 class LedgerKind(StrEnum):
-    """What a ledger entry did. Signs: escrow, charge and withdrawal are negative."""
+    """What a ledger entry did. Signs: escrow, charge, withdrawal and refund_paid are negative.
+
+    ``refund`` gives a buyer back the charge for shares its pool rejected; ``refund_paid`` is
+    the fee account paying for it (proxy.md: the seller keeps what it earned)."""
 
     DEPOSIT = "deposit"
     ESCROW = "escrow"
@@ -46,6 +49,8 @@ class LedgerKind(StrEnum):
     EARNING = "earning"
     FEE = "fee"
     WITHDRAWAL = "withdrawal"
+    REFUND = "refund"
+    REFUND_PAID = "refund_paid"
 
 
 class MarketRules(msgspec.Struct, frozen=True, kw_only=True):
@@ -135,6 +140,20 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
     time_ms: int
 
 
+class PoolLink(msgspec.Struct, frozen=True, kw_only=True):
+    """An order's ``pool`` object (proxy.md): its upstream now (``status``: connecting, alive
+    or dead; the pool's share ``difficulty``; ``last_error`` in words a buyer can act on;
+    ``since_ms``: when the status began) and the pool's answers to the shares forwarded to it
+    over the order's life."""
+
+    status: str
+    difficulty: float | None
+    accepted: int
+    rejected: dict[str, int]
+    last_error: str | None
+    since_ms: int
+
+
 class OrderView(msgspec.Struct, frozen=True, kw_only=True):
     """Every field of the API's Order object, in internal units."""
 
@@ -154,6 +173,13 @@ class OrderView(msgspec.Struct, frozen=True, kw_only=True):
     ends_ms: int | None
     #: When the order stopped being active (completed, cancelled, expired), else ``None``.
     ended_ms: int | None = None
+    #: The buyer's pool the order mines for (``None``: the emulated chain), and its link.
+    pool_id: str | None = None
+    pool: PoolLink | None = None
+    #: Why a cancelled order was cancelled (``None`` unless cancelled).
+    cancel_reason: str | None = None
+    #: Charges given back for shares the pool rejected (settled refunds).
+    refunded_msat: int = 0
 
 
 class OrderBookEntry(msgspec.Struct, frozen=True, kw_only=True):

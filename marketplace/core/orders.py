@@ -5,17 +5,21 @@ Theory of operation
 An ``Order`` is the market's mutable record of one buy order; only the fold (``book.py``)
 changes it, and only through its methods. Its status moves once, from ``active`` to
 ``completed`` (budget spent), ``cancelled`` or ``expired``; nothing leaves a final state. The
-``check_*`` functions hold the market rules (minimums, price-down step and interval, fixed
-orders) and raise a ``MarketError`` before any event exists, so a refused command changes
-nothing.
+rules that refuse bad commands are in ``order_rules.py``.
 
-Charging is exact. A share's value is ``price * difficulty * 2**32 / (unit * 86400)`` msat, a
-rational number. The order accumulates the exact value of everything it was sent
+Charging is exact. A share's value is ``price * work / (unit * 86400)`` msat with ``work =
+difficulty * hashes_per_diff1`` (``work.py``: 2**32 for sha256d, 2**16 for scrypt), a rational
+number. The order accumulates the exact value of everything it was sent
 (``accrued``) and its integer spend follows ``floor(accrued)``, capped at the amount: the
 fractions of a msat are carried to the next share, never rounded away, and the share that
 reaches the amount is charged only what is left, after which the order is ``completed``. The
 sums are ``accrual.Accrual`` values (a whole part and a carried remainder: the same rationals
 as ``Fraction`` sums, without a gcd per share).
+
+An order with a pool also keeps the pool's answers to the shares forwarded to it (accepted, and
+rejected by the pool's reason), and the exact value of the charged shares the pool rejected
+(``refund_accrued``): settlements give its whole msat back to the buyer (``refunded_msat``,
+never more than was settled), fractions carried like the spend's.
 """
 
 from __future__ import annotations
@@ -25,33 +29,46 @@ from fractions import Fraction
 import msgspec
 
 from marketplace.core.accrual import Accrual, Ratio
-from marketplace.core.errors import InvalidArgument, InvalidState, RuleViolation
 from marketplace.core.model import (
-    MarketRules,
     OrderStatus,
     OrderType,
     OrderView,
+    PoolLink,
     SellerKey,
 )
-from marketplace.core.money import MSAT_PER_SAT
-from stratum.core.shares import HASHES_PER_DIFF1, Algorithm
+from marketplace.core.relay import RelayView
+from stratum.core.shares import Algorithm
 
 SECONDS_PER_DAY = 86_400
 BPS = 10_000
+#: Reasons of pool rejections kept apart per order (the rest count as ``other``).
+MAX_POOL_REASONS = 16
+#: What a cancelled order's ``cancel_reason`` says when its buyer cancelled it.
+CANCELLED_BY_BUYER = "cancelled by the buyer"
 
 
-def share_value(*, price_msat: int, difficulty: float, unit_hs: int) -> Fraction:
-    """Exact msat value of one accepted share: price * difficulty * 2**32 / (unit * 86400)."""
+def share_value(
+    *, price_msat: int, difficulty: float, unit_hs: int, hashes_per_diff1: int
+) -> Fraction:
+    """Exact msat value of one accepted share: ``price * difficulty * hashes_per_diff1 /
+    (unit * 86400)`` (``work.hashes_per_diff1`` of the share's algorithm and rule)."""
     return Fraction(
-        *share_value_ratio(price_msat=price_msat, difficulty=difficulty, unit_hs=unit_hs)
+        *share_value_ratio(
+            price_msat=price_msat,
+            difficulty=difficulty,
+            unit_hs=unit_hs,
+            hashes_per_diff1=hashes_per_diff1,
+        )
     )
 
 
-def share_value_ratio(*, price_msat: int, difficulty: float, unit_hs: int) -> Ratio:
+def share_value_ratio(
+    *, price_msat: int, difficulty: float, unit_hs: int, hashes_per_diff1: int
+) -> Ratio:
     """``share_value`` as an unreduced (numerator, denominator), from the float's exact ratio:
     what ``Order.charge`` adds to its ``Accrual`` for every share, live and on replay."""
     numerator, denominator = difficulty.as_integer_ratio()
-    return numerator * price_msat * HASHES_PER_DIFF1, denominator * unit_hs * SECONDS_PER_DAY
+    return numerator * price_msat * hashes_per_diff1, denominator * unit_hs * SECONDS_PER_DAY
 
 
 #: An exact ``Fraction`` in a snapshot: (numerator, denominator).
@@ -89,6 +106,12 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     last_lowered_ms: int | None
     period_work: list[SellerWork]
     fee_carry: FractionState
+    pool_id: str | None = None
+    cancel_reason: str | None = None
+    pool_accepted: int = 0
+    pool_rejected: dict[str, int] = msgspec.field(default_factory=dict)
+    refund_accrued: FractionState = (0, 1)
+    refunded_msat: int = 0
 
 
 class Order:
@@ -99,6 +122,7 @@ class Order:
         "account",
         "algorithm",
         "amount_msat",
+        "cancel_reason",
         "created_ms",
         "ended_ms",
         "ends_ms",
@@ -107,7 +131,12 @@ class Order:
         "last_lowered_ms",
         "limit_hs",
         "period_work",
+        "pool_accepted",
+        "pool_id",
+        "pool_rejected",
         "price_msat",
+        "refund_accrued",
+        "refunded_msat",
         "released_msat",
         "seq",
         "settled_msat",
@@ -129,6 +158,7 @@ class Order:
         amount_msat: int,
         created_ms: int,
         ends_ms: int | None,
+        pool_id: str | None = None,
     ) -> None:
         self.id = order_id
         self.seq = seq
@@ -155,6 +185,13 @@ class Order:
         self.period_work: dict[SellerKey, Accrual] = {}
         #: Fraction of a msat of fee owed but not yet taken (see ``settlement``).
         self.fee_carry = Fraction(0)
+        self.pool_id = pool_id
+        self.cancel_reason: str | None = None
+        self.pool_accepted = 0
+        self.pool_rejected: dict[str, int] = {}
+        #: Exact value of the charged shares the pool rejected; refunds follow its floor.
+        self.refund_accrued = Fraction(0)
+        self.refunded_msat = 0
 
     def export_state(self) -> OrderState:
         """A copy of every field."""
@@ -181,6 +218,12 @@ class Order:
                 for seller, work in self.period_work.items()
             ],
             fee_carry=(self.fee_carry.numerator, self.fee_carry.denominator),
+            pool_id=self.pool_id,
+            cancel_reason=self.cancel_reason,
+            pool_accepted=self.pool_accepted,
+            pool_rejected=dict(self.pool_rejected),
+            refund_accrued=(self.refund_accrued.numerator, self.refund_accrued.denominator),
+            refunded_msat=self.refunded_msat,
         )
 
     @classmethod
@@ -198,6 +241,7 @@ class Order:
             amount_msat=state.amount_msat,
             created_ms=state.created_ms,
             ends_ms=state.ends_ms,
+            pool_id=state.pool_id,
         )
         order.status = state.status
         order.ended_ms = state.ended_ms
@@ -211,6 +255,11 @@ class Order:
             for w in state.period_work
         }
         order.fee_carry = Fraction(*state.fee_carry)
+        order.cancel_reason = state.cancel_reason
+        order.pool_accepted = state.pool_accepted
+        order.pool_rejected = dict(state.pool_rejected)
+        order.refund_accrued = Fraction(*state.refund_accrued)
+        order.refunded_msat = state.refunded_msat
         return order
 
     @property
@@ -290,6 +339,24 @@ class Order:
             self.ended_ms = time_ms
         return charged
 
+    def count_pool_answer(self, *, accepted: bool, reason: str, refund: Fraction) -> None:
+        """Count the pool's answer to one forwarded share; a rejected one that was charged
+        adds its exact value (``refund``) to what the buyer gets back. At most
+        ``MAX_POOL_REASONS`` reasons are kept apart, the rest count as ``other``."""
+        if accepted:
+            self.pool_accepted += 1
+            return
+        if reason not in self.pool_rejected and len(self.pool_rejected) >= MAX_POOL_REASONS:
+            reason = "other"
+        self.pool_rejected[reason] = self.pool_rejected.get(reason, 0) + 1
+        self.refund_accrued += refund
+
+    @property
+    def refund_due_msat(self) -> int:
+        """Whole msat of refund owed now: the floor of what accrued, never past what was
+        settled (paid out of escrow), minus what was refunded."""
+        return max(0, min(int(self.refund_accrued), self.settled_msat) - self.refunded_msat)
+
     def mark_settled(self, *, fee_carry: Fraction) -> None:
         """A settlement moved the whole spend out of escrow: keep the fee's carried fraction and
         start a new settlement period."""
@@ -297,10 +364,12 @@ class Order:
         self.fee_carry = fee_carry
         self.period_work = {}
 
-    def end(self, status: OrderStatus, *, time_ms: int) -> int:
-        """Move an active order to a final status; return the budget released (unspent)."""
+    def end(self, status: OrderStatus, *, time_ms: int, reason: str | None = None) -> int:
+        """Move an active order to a final status (``reason``: why it was cancelled); return
+        the budget released (unspent)."""
         assert self.active, f"{self.id} already {self.status}"
         self.status = status
+        self.cancel_reason = reason
         self.ended_ms = time_ms
         released = self.amount_msat - self.spent_msat
         self.released_msat += released
@@ -314,8 +383,11 @@ class Order:
             self.ended_ms = min(self.ends_ms, time_ms)
         return released
 
-    def view(self, *, accepted_speed_hs: int, workers: int) -> OrderView:
-        """An immutable copy for callers, with the ephemeral figures given."""
+    def view(
+        self, *, accepted_speed_hs: int, workers: int, relay: RelayView | None = None
+    ) -> OrderView:
+        """An immutable copy for callers, with the ephemeral figures given (``relay``: its
+        pool's upstream now, if it has one and it is running)."""
         return OrderView(
             id=self.id,
             account=self.account,
@@ -332,116 +404,28 @@ class Order:
             created_ms=self.created_ms,
             ends_ms=self.ends_ms,
             ended_ms=self.ended_ms,
+            pool_id=self.pool_id,
+            pool=self._pool_link(relay),
+            cancel_reason=self.cancel_reason,
+            refunded_msat=self.refunded_msat,
         )
 
-
-def priority_key(order: Order) -> tuple[int, int, int, int]:
-    """Sort key of the allocation queue: fixed by creation, then standard by price descending,
-    ties by creation (``seq`` breaks ties of equal creation times)."""
-    if order.type is OrderType.FIXED:
-        return (0, 0, order.created_ms, order.seq)
-    return (1, -order.price_msat, order.created_ms, order.seq)
-
-
-def fixed_quote(rules: MarketRules, *, served_standard_prices: list[int]) -> int:
-    """The fixed-order price: the highest price among standard orders receiving hash power,
-    plus the premium (10%), rounded up to a whole satoshi (the wire shows 8 decimals, so the
-    quote a buyer sees is the quote, and sending it back is accepted), never under the market
-    minimum."""
-    best = max(served_standard_prices, default=0)
-    quote = -(-best * (BPS + rules.fixed_premium_bps) // (BPS * MSAT_PER_SAT)) * MSAT_PER_SAT
-    return max(quote, rules.min_price_msat)
-
-
-def _require_int(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidArgument(f"{name} must be an integer", {"field": name})
-    return value
-
-
-def check_amount(rules: MarketRules, amount_msat: int, *, field: str = "amount") -> None:
-    """A new order's budget: positive and at least the market minimum."""
-    _require_int(field, amount_msat)
-    if amount_msat <= 0:
-        raise InvalidArgument(f"{field} must be positive", {"field": field})
-    if amount_msat < rules.min_amount_msat:
-        raise RuleViolation(
-            f"{field} is under the market minimum",
-            {"field": field, "min_msat": rules.min_amount_msat},
+    def _pool_link(self, relay: RelayView | None) -> PoolLink | None:
+        if self.pool_id is None:
+            return None
+        if relay is not None and self.active:
+            status, difficulty = relay.status.value, relay.difficulty
+            last_error, since_ms = relay.last_error, relay.since_ms
+        elif self.active:  # no session started yet (the driver has not seen the order)
+            status, difficulty, last_error, since_ms = "connecting", None, None, self.created_ms
+        else:  # ended: its upstream connection is closed
+            status, difficulty, last_error = "dead", None, f"the order is {self.status}"
+            since_ms = self.ended_ms or self.created_ms
+        return PoolLink(
+            status=status,
+            difficulty=difficulty,
+            accepted=self.pool_accepted,
+            rejected=dict(self.pool_rejected),
+            last_error=last_error,
+            since_ms=since_ms,
         )
-
-
-def check_price(rules: MarketRules, price_msat: int) -> None:
-    """A standard price: positive and at least the market minimum."""
-    _require_int("price", price_msat)
-    if price_msat <= 0:
-        raise InvalidArgument("price must be positive", {"field": "price"})
-    if price_msat < rules.min_price_msat:
-        raise RuleViolation(
-            "price is under the market minimum",
-            {"field": "price", "min_msat": rules.min_price_msat},
-        )
-
-
-def check_limit(rules: MarketRules, limit_hs: int, *, type: OrderType) -> None:
-    """A limit: 0 (no limit, standard orders only) or at least the market minimum."""
-    _require_int("limit", limit_hs)
-    if limit_hs < 0:
-        raise InvalidArgument("limit must not be negative", {"field": "limit"})
-    if limit_hs == 0 and type is OrderType.FIXED:
-        raise RuleViolation("a fixed order needs a limit", {"field": "limit"})
-    if 0 < limit_hs < rules.min_limit_hs:
-        raise RuleViolation(
-            "limit is under the market minimum",
-            {"field": "limit", "min_hs": rules.min_limit_hs, "algorithm": rules.algorithm.value},
-        )
-
-
-def check_duration(duration_s: int | None, *, type: OrderType) -> None:
-    """Fixed orders need a duration; a given duration is a positive number of seconds."""
-    if duration_s is None:
-        if type is OrderType.FIXED:
-            raise RuleViolation("a fixed order needs duration_s", {"field": "duration_s"})
-        return
-    _require_int("duration_s", duration_s)
-    if duration_s <= 0:
-        raise InvalidArgument("duration_s must be positive", {"field": "duration_s"})
-
-
-def check_active(order: Order) -> None:
-    """Raises ``InvalidState`` unless the order is active."""
-    if not order.active:
-        raise InvalidState(
-            f"order {order.id} is {order.status}", {"id": order.id, "status": str(order.status)}
-        )
-
-
-def check_price_change(order: Order, rules: MarketRules, *, price_msat: int, now_ms: int) -> None:
-    """Raise any time; lower by at most ``price_down_step_bps`` of the current price, and only
-    once per ``price_down_interval_s``. Fixed orders keep their quoted price."""
-    check_active(order)
-    if order.type is OrderType.FIXED:
-        raise InvalidState("a fixed order's price cannot change", {"id": order.id})
-    check_price(rules, price_msat)
-    if price_msat >= order.price_msat:
-        return
-    floor = -(-order.price_msat * (BPS - rules.price_down_step_bps) // BPS)
-    if price_msat < floor:
-        raise InvalidState(
-            "price lowered too far",
-            {"id": order.id, "min_msat": floor, "step_bps": rules.price_down_step_bps},
-        )
-    interval_ms = rules.price_down_interval_s * 1000
-    if order.last_lowered_ms is not None and now_ms - order.last_lowered_ms < interval_ms:
-        raise InvalidState(
-            "price lowered too soon",
-            {"id": order.id, "retry_at_ms": order.last_lowered_ms + interval_ms},
-        )
-
-
-def check_limit_change(order: Order, rules: MarketRules, *, limit_hs: int) -> None:
-    """Standard orders may change their limit while active; fixed orders keep theirs."""
-    check_active(order)
-    if order.type is OrderType.FIXED:
-        raise InvalidState("a fixed order's limit cannot change", {"id": order.id})
-    check_limit(rules, limit_hs, type=order.type)

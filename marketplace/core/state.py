@@ -29,7 +29,8 @@ from stratum.core.shares import Algorithm
 
 #: Version of ``MarketState``'s shape (see the module doc).
 #: 2: the market's and the accounts' history (``history.py``) joined the state.
-SNAPSHOT_FORMAT: Final = 2
+#: 3: orders with a pool, refunds.
+SNAPSHOT_FORMAT: Final = 3
 
 
 class OrderRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +55,7 @@ class MarketState(msgspec.Struct, frozen=True, kw_only=True):
     ledger: LedgerState
     orders: list[OrderRecord]  # in creation order
     unsettled: list[str]  # order ids, in the order the next settlement takes them
+    refunds_due: list[str]  # order ids with refunds for the next settlement
     sellers: list[SellerRecord]
     market_stats: dict[Algorithm, SeriesState]
     market_history: dict[Algorithm, HistoryState]
@@ -77,6 +79,7 @@ def export_book(book: Book) -> MarketState:
             for oid, order in book.orders.items()
         ],
         unsettled=list(book.unsettled),
+        refunds_due=list(book.refunds_due),
         sellers=[
             SellerRecord(
                 account=key.account,
@@ -115,12 +118,13 @@ def import_book(state: MarketState, *, config: MarketConfig) -> Book:
         if order.active:
             book.active[order.algorithm][order.id] = order
         book.order_stats[order.id] = Series.from_state(record.stats)
-    unknown = [oid for oid in state.unsettled if oid not in book.orders]
+    unknown = [oid for oid in (*state.unsettled, *state.refunds_due) if oid not in book.orders]
     if unknown:
         raise ValueError(f"unsettled orders {unknown[:3]} are not in the snapshot")
-    book.ledger = Ledger.from_state(state.ledger)
-    book.ledger.open(config.fee_account)
+    book.ledger = Ledger.from_state(state.ledger, overdraft=(config.fee_account,))
+    book.ledger.open(config.fee_account, overdraft=True)
     book.unsettled = {oid: book.orders[oid] for oid in state.unsettled}
+    book.refunds_due = {oid: book.orders[oid] for oid in state.refunds_due}
     book.seller_stats = {
         SellerKey(r.account, r.worker, r.algorithm): Series.from_state(r.stats)
         for r in state.sellers

@@ -7,11 +7,12 @@ accepted work and shares, rejected work and shares by reason, money spent or ear
 share prunes minutes older than 24 h, so a series never holds more than 1,441 buckets whatever
 the traffic. Totals since the start are kept beside the buckets.
 
-Speeds are work rates: ``work = difficulty * 2**32`` hashes per accepted share (rounded down
-to whole hashes: these are statistics, not money), summed over a window and divided by the time
-the window covers. A ``RateWindow`` does the same at share resolution for the allocation's
-worker estimates, filling the part of the window before the worker joined with its start
-estimate so one lucky share does not swing a new worker's speed.
+Speeds are work rates: the hashes each accepted share proves (``work.share_work``, rounded
+down to whole hashes: these are statistics, not money; the caller gives it, as it knows the
+share's algorithm and rule), summed over a window and divided by the time the window covers.
+A ``RateWindow`` does the same at share resolution for the allocation's worker estimates,
+filling the part of the window before the worker joined with its start estimate so one lucky
+share does not swing a new worker's speed.
 
 Times come from the events (the share's ``time_ms``) or the caller's ``now_ms``: no clock.
 """
@@ -28,13 +29,6 @@ from marketplace.core.model import StatPoint
 
 MINUTE_MS: Final = 60_000
 HISTORY_MINUTES: Final = 24 * 60
-HASHES_PER_DIFF1_FLOAT: Final = float(2**32)
-
-
-def share_work(difficulty: float) -> int:
-    """Whole hashes one accepted share of ``difficulty`` proves (exact floor)."""
-    # Multiplying a float by a power of two is exact, so this is floor(difficulty * 2**32).
-    return int(difficulty * HASHES_PER_DIFF1_FLOAT)
 
 
 class Bucket:
@@ -175,22 +169,14 @@ class Series:
         return bucket
 
     def add_share(
-        self,
-        *,
-        time_ms: int,
-        difficulty: float,
-        accepted: bool,
-        reason: str,
-        work: int | None = None,
+        self, *, time_ms: int, difficulty: float, work: int, accepted: bool, reason: str
     ) -> None:
-        """Count one share (``reason`` is ignored for an accepted one); ``work`` is
-        ``share_work(difficulty)``, given when the caller has it already."""
+        """Count one share proving ``work`` hashes (``reason`` is ignored for an accepted
+        one)."""
         if self.first_ms is None or time_ms < self.first_ms:
             self.first_ms = time_ms
         self.last_difficulty = difficulty
         bucket = self._bucket(time_ms)
-        if work is None:
-            work = share_work(difficulty)
         if accepted:
             self.accepted_shares += 1
             if bucket is not None:

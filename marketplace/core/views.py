@@ -12,10 +12,14 @@ history: they keep the speed it was given until its last share. Its ``accepted_s
 ``workers`` are now: the speed it receives is its accepted speed over the recent window while
 it is active and holds workers, and 0 the moment it holds none or has ended (a cancelled order
 must not show a decaying speed for a minute; the order book shows what is bought now). Times
-default to the latest event time (``Market.clock_ms``).
+default to the latest event time (``Market.clock_ms``). An order with a pool shows its
+upstream's status now (from the proxy's relays, ``RelayFacts``, ephemeral) beside the pool's
+answers over its life (durable).
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from marketplace.core.fleet import Fleet
 from marketplace.core.history import History, HistoryPoint
@@ -30,17 +34,28 @@ from marketplace.core.model import (
     StatPoint,
     WorkerView,
 )
-from marketplace.core.orders import Order, priority_key
+from marketplace.core.order_rules import priority_key
+from marketplace.core.orders import Order
+from marketplace.core.relay import RelayView
 from marketplace.core.stats import Series
 from stratum.core.shares import Algorithm
+
+
+class RelayFacts(Protocol):
+    """What the views read of the proxy (``marketplace.upstream`` provides it)."""
+
+    def relay_view(self, order_id: str) -> RelayView | None:
+        """The upstream of ``order_id`` now, if its session is running."""
+        ...
 
 
 class MarketViews:
     """The read side of one ``Market`` and its ``Fleet`` (see the module doc)."""
 
-    def __init__(self, market: Market, fleet: Fleet) -> None:
+    def __init__(self, market: Market, fleet: Fleet, relays: RelayFacts | None = None) -> None:
         self._market = market
         self._fleet = fleet
+        self._relays = relays
 
     @property
     def fleet(self) -> Fleet:
@@ -56,7 +71,10 @@ class MarketViews:
             speed = self._market.book.order_stats[order.id].accepted_speed(
                 now_ms=now, window_ms=window
             )
-        return order.view(accepted_speed_hs=speed, workers=workers)
+        relay = None
+        if order.pool_id is not None and self._relays is not None:
+            relay = self._relays.relay_view(order.id)
+        return order.view(accepted_speed_hs=speed, workers=workers, relay=relay)
 
     def get_order(self, *, account: str, order_id: str, now_ms: int | None = None) -> OrderView:
         """``account``'s order ``order_id``. Raises ``NotFound`` (also for another account's)."""

@@ -16,6 +16,7 @@ from stratum.core.messages import (
     NotifyParams,
     SetDifficultyParams,
     SetExtranonceParams,
+    SetVersionMaskParams,
     ShowMessageParams,
 )
 
@@ -104,6 +105,10 @@ class NewExtranonce(SetExtranonceParams, frozen=True, kw_only=True, array_like=F
     """``mining.set_extranonce``: the connection's new extranonce1 and extranonce2 size."""
 
 
+class NewVersionMask(SetVersionMaskParams, frozen=True, kw_only=True, array_like=False):
+    """``mining.set_version_mask``: the version bits (hex) the miner may roll from now on."""
+
+
 class ReconnectRequested(msgspec.Struct, frozen=True, kw_only=True):
     """``client.reconnect``: close, wait ``wait_s``, connect to host/port (None: the same)."""
 
@@ -145,6 +150,7 @@ Event = (
     | NewJob
     | NewDifficulty
     | NewExtranonce
+    | NewVersionMask
     | ReconnectRequested
     | ShowMessage
     | UnknownNotification

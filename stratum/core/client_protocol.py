@@ -282,6 +282,9 @@ class ClientProtocol:
             return events.NewExtranonce(
                 extranonce1=e.extranonce1, extranonce2_size=e.extranonce2_size
             )
+        if method is Method.SET_VERSION_MASK:
+            mask = decode_params(method, params).mask
+            return events.NewVersionMask(mask=mask)
         if method is Method.RECONNECT:
             r: ReconnectParams = decode_params(method, params)
             port = int(r.port) if r.port not in (None, "") else None

@@ -23,6 +23,13 @@ a share may carry stays the template's: the re-sent job is the same work (below)
 Duplicates are tracked per template and extranonce1, not per id (``SentJob.template``): jobs
 that are the same work share one ``seen`` set, parked in ``registries.SubmittedShares`` when
 the connection closes for a resumed session to take over.
+
+Layout. The feed holds the connection's current ``jobs.Layout``: the extranonce1 and
+extranonce2 size its jobs are sent with, and the version bits the miner may roll (what it
+negotiated with ``mining.configure``, intersected with what its work source allows). Each
+``SentJob`` keeps all three, so a share is checked against the layout its job was sent under,
+also after the connection moved to another (``change_layout``: ``mining.set_extranonce`` and
+``mining.set_version_mask`` as needed, then the new source's job, clean).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Final
 
 import msgspec
 
-from stratum.core.jobs import Job
+from stratum.core.jobs import ALL_VERSION_BITS, Job, Layout
 from stratum.core.messages import Method, NotifyParams, notification_line
 from stratum.core.registries import JobIds, SubmittedShares
 from stratum.core.shares import Algorithm, CoinbasePrefix, HeaderLayout, target_for
@@ -53,6 +60,9 @@ class SentJob:
     difficulty: float
     target: int
     extranonce1: bytes
+    #: The extranonce2 size and the version bits a share of this job must keep to.
+    extranonce2_size: int
+    version_mask: int
     sent_ms: int
     #: The earliest ntime a share may carry: the template's, also when re-sent moved on.
     ntime: int
@@ -78,10 +88,13 @@ class SentJob:
         difficulty: float,
         target: int,
         now_ms: int,
+        extranonce2_size: int = 4,
+        version_mask: int = 0,
         min_ntime: int | None = None,
     ) -> SentJob:
-        """``job`` sent as ``local_id`` to the connection holding ``extranonce1``; shares may
-        carry an ntime from ``min_ntime`` on (default: the job's own).
+        """``job`` sent as ``local_id`` to the connection holding ``extranonce1`` (and
+        filling ``extranonce2_size`` bytes, rolling ``version_mask``); shares may carry an
+        ntime from ``min_ntime`` on (default: the job's own).
 
         Raises ``ValueError`` for hex fields that are not hex (a work source bug).
         """
@@ -101,6 +114,8 @@ class SentJob:
             difficulty=difficulty,
             target=target,
             extranonce1=extranonce1,
+            extranonce2_size=extranonce2_size,
+            version_mask=version_mask,
             sent_ms=now_ms,
             ntime=int(job.ntime, 16) if min_ntime is None else min_ntime,
             coinb1_en1=coinb1_en1,
@@ -137,11 +152,18 @@ class JobFeed:
         ntime_future_s: int,
         job_ids: JobIds,
         submitted: SubmittedShares,
+        extranonce2_size: int = 4,
     ) -> None:
         #: The difficulty the next job carries.
         self.difficulty = difficulty
-        #: The connection's extranonce1 (set on subscribe and ``mining.set_extranonce``).
+        #: The connection's extranonce1 and extranonce2 size (its layout: set on subscribe and
+        #: ``change_layout``).
         self.extranonce1: bytes | None = None
+        self.extranonce2_size = extranonce2_size
+        #: The version bits the miner negotiated (``mining.configure``) and those its work
+        #: source allows: it may roll their intersection (``version_mask``).
+        self.negotiated_mask = 0
+        self.source_mask = ALL_VERSION_BITS
         self.jobs: dict[str, SentJob] = {}
         self.current: Job | None = None
         self._algorithm = algorithm
@@ -154,6 +176,46 @@ class JobFeed:
         self._submitted = submitted
         self._sent_difficulty: float | None = None
         self._current_min_ntime = 0
+        self._own_extranonce2_size = extranonce2_size
+
+    @property
+    def version_mask(self) -> int:
+        """The version bits the miner may roll now."""
+        return self.negotiated_mask & self.source_mask
+
+    def _shape(self, own: bytes, layout: Layout | None) -> tuple[bytes, int, int]:
+        """(extranonce1, extranonce2 size, source's version bits) of ``layout`` (``None``: the
+        connection's own, ``own`` as extranonce1 with the configured size)."""
+        if layout is None:
+            return own, self._own_extranonce2_size, ALL_VERSION_BITS
+        return layout.extranonce1, layout.extranonce2_size, layout.version_mask
+
+    def use_layout(self, own: bytes, layout: Layout | None) -> None:
+        """Take ``layout`` without telling the miner (the subscribe reply does)."""
+        self.extranonce1, self.extranonce2_size, self.source_mask = self._shape(own, layout)
+
+    def changes_extranonce(self, own: bytes, layout: Layout | None) -> bool:
+        """Whether moving to ``layout`` changes the extranonce the miner works with."""
+        extranonce1, size, _ = self._shape(own, layout)
+        return (extranonce1, size) != (self.extranonce1, self.extranonce2_size)
+
+    def change_layout(self, own: bytes, layout: Layout | None, job: Job, now_ms: int) -> bytes:
+        """Move to ``layout`` and send ``job`` under it, clean: the lines, in order
+        (``mining.set_extranonce`` if the extranonce changes, ``mining.set_version_mask`` if
+        the bits a miner that negotiated version rolling may roll change, the job)."""
+        out = b""
+        if self.changes_extranonce(own, layout):
+            extranonce1, size, _ = self._shape(own, layout)
+            out += notification_line(Method.SET_EXTRANONCE, [extranonce1.hex(), size])
+        before = self.version_mask
+        self.use_layout(own, layout)
+        if self.negotiated_mask and self.version_mask != before:
+            out += self.version_mask_line()
+        return out + self.send(msgspec.structs.replace(job, clean_jobs=True), now_ms)
+
+    def version_mask_line(self) -> bytes:
+        """``mining.set_version_mask`` with the bits the miner may roll now."""
+        return notification_line(Method.SET_VERSION_MASK, [f"{self.version_mask:08x}"])
 
     def send(self, job: Job, now_ms: int, *, min_ntime: int | None = None) -> bytes:
         """The lines that send ``job`` under a new id (``set_difficulty`` first if needed).
@@ -181,6 +243,8 @@ class JobFeed:
             difficulty=self.difficulty,
             target=target_for(self._algorithm, self.difficulty),
             now_ms=now_ms,
+            extranonce2_size=self.extranonce2_size,
+            version_mask=self.version_mask,
             min_ntime=min_ntime,
         )
         seen = next((s.seen for s in self.jobs.values() if s.template == sent.template), None)

@@ -51,6 +51,7 @@ class Method(enum.StrEnum):
     SET_DIFFICULTY = "mining.set_difficulty"
     NOTIFY = "mining.notify"
     SET_EXTRANONCE = "mining.set_extranonce"
+    SET_VERSION_MASK = "mining.set_version_mask"
     RECONNECT = "client.reconnect"
     SHOW_MESSAGE = "client.show_message"
     GET_VERSION = "client.get_version"
@@ -173,6 +174,10 @@ class SetExtranonceParams(msgspec.Struct, frozen=True, array_like=True):
     extranonce2_size: int
 
 
+class SetVersionMaskParams(msgspec.Struct, frozen=True, array_like=True):
+    mask: Hex4
+
+
 class ReconnectParams(msgspec.Struct, frozen=True, array_like=True):
     host: str | None = None
     port: int | str | None = None
@@ -206,6 +211,7 @@ _PARAMS_DECODERS: Final[dict[Method, msgspec.json.Decoder[Any]]] = {
         (Method.SET_DIFFICULTY, SetDifficultyParams),
         (Method.NOTIFY, NotifyParams),
         (Method.SET_EXTRANONCE, SetExtranonceParams),
+        (Method.SET_VERSION_MASK, SetVersionMaskParams),
         (Method.RECONNECT, ReconnectParams),
         (Method.SHOW_MESSAGE, ShowMessageParams),
     )

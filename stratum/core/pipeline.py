@@ -8,12 +8,14 @@ target and extranonce1 it went out with, and the parts of the header that do not
 submission already laid out (``shares.HeaderLayout``), so a share costs one or two hashes of
 the coinbase (the merkle root is cached per extranonce2) plus one of the header.
 
-``SharePipeline.check`` runs the checks stratum.md lists, in order of cost: the extranonce2
-size, the username (one this connection authorized), the job (known, and not stale after a
-``clean_jobs`` notify plus grace), the ntime window (not before the job's, at most
-``ntime_future_s`` ahead of the clock), version bits within the negotiated BIP 310 mask, the
-duplicate check (per template and extranonce1, see ``registries.SubmittedShares``), and last
-the proof-of-work hash against the target of the difficulty the job was sent with. It never
+``SharePipeline.check`` runs the checks stratum.md lists, in order of cost: the username (one
+this connection authorized), the job (known, and not stale after a ``clean_jobs`` notify plus
+grace), the extranonce2 size (of the layout the job was sent under: a connection that moved to
+another layout still fills the old size for its old jobs), the ntime window (not before the
+job's, at most ``ntime_future_s`` ahead of the clock), version bits within the mask the job
+was sent with (BIP 310: negotiated, and allowed by the job's source), the duplicate check
+(per template and extranonce1, see ``registries.SubmittedShares``), and last the proof-of-work
+hash against the target of the difficulty the job was sent with. It never
 raises for what the miner sent: the ``Verdict`` carries the error, and whatever the pipeline
 had learned before it stopped (worker, job, hash) so a rejected share can still be attributed.
 Shape (msgspec's decode of the params) is the session's first step, before this one.
@@ -60,7 +62,6 @@ class SharePipeline:
     """The submit checks of one listener (see the module docstring)."""
 
     algorithm: Algorithm
-    extranonce2_size: int
     ntime_future_s: int
 
     def check(
@@ -70,7 +71,6 @@ class SharePipeline:
         jobs: Mapping[str, SentJob],
         usernames: Mapping[str, Worker],
         workers: Container[Worker],
-        version_mask: int,
         now_ms: int,
     ) -> Verdict:
         """Check ``params`` against the connection's ``jobs`` and authorized ``workers``
@@ -79,10 +79,6 @@ class SharePipeline:
         A share that passes the duplicate check is remembered in its job's ``seen`` set (so the
         same share again is a duplicate, accepted or not). Never raises for peer input.
         """
-        if len(params.extranonce2) != 2 * self.extranonce2_size:
-            return Verdict(
-                _other(f"Invalid extranonce2 size: expected {self.extranonce2_size} bytes")
-            )
         worker = usernames.get(params.username)
         if worker is None:  # another spelling of an authorized worker ("a" is "a.default")?
             try:
@@ -94,6 +90,9 @@ class SharePipeline:
         sent = jobs.get(params.job_id)
         if sent is None or (sent.stale_at_ms is not None and now_ms >= sent.stale_at_ms):
             return Verdict(StratumError(StratumErrorCode.STALE), worker)
+        if len(params.extranonce2) != 2 * sent.extranonce2_size:
+            message = f"Invalid extranonce2 size: expected {sent.extranonce2_size} bytes"
+            return Verdict(_other(message), worker, sent)
         ntime = int(params.ntime, 16)
         if ntime < sent.ntime:
             return Verdict(_other("ntime out of range: before the job's"), worker, sent)
@@ -101,10 +100,11 @@ class SharePipeline:
             return Verdict(_other("ntime out of range: too far ahead"), worker, sent)
         version = sent.version
         if params.version_bits is not None:
+            mask = sent.version_mask
             bits = int(params.version_bits, 16)
-            if bits & ~version_mask:
+            if bits & ~mask:
                 return Verdict(_other("Version bits outside the negotiated mask"), worker, sent)
-            version = (version & ~version_mask) | bits
+            version = (version & ~mask) | bits
         extranonce2 = bytes.fromhex(params.extranonce2)
         ntime_bytes = bytes.fromhex(params.ntime)
         nonce = bytes.fromhex(params.nonce)
@@ -131,14 +131,35 @@ class SharePipeline:
         first_worker: Worker,
         difficulty: float,
         now_ms: int,
+        params: SubmitParams | None = None,
     ) -> Share:
-        """The record of one checked submission for ``WorkSource.record_share``.
+        """The record of one checked submission for ``WorkSource.record_shares``; an accepted
+        one carries the submission (``params``) as the miner made it.
 
         The connection's ``first_worker`` stands in when the submit named no valid worker, its
         current ``difficulty`` when the submit named no job it holds.
         """
         worker = verdict.worker or first_worker
         sent = verdict.sent
+        if verdict.error is None and sent is not None and params is not None:
+            return Share(
+                conn_id=conn_id,
+                account=worker.account,
+                worker=worker.worker,
+                algorithm=self.algorithm,
+                source=sent.job.source,
+                difficulty=sent.difficulty,
+                accepted=True,
+                reason=None,
+                time_ms=now_ms,
+                hash_hex=verdict.hash_hex,
+                job_seq=sent.job.seq,
+                extranonce1=sent.extranonce1.hex(),
+                extranonce2=params.extranonce2,
+                ntime=params.ntime,
+                nonce=params.nonce,
+                version_bits=params.version_bits,
+            )
         return Share(
             conn_id=conn_id,
             account=worker.account,

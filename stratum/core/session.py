@@ -7,7 +7,7 @@ Theory of operation
 until it returns ``None`` (more bytes needed). Each outcome is the complete effect of one line,
 in the order the driver must carry it out:
 
-1. ``share``: a checked submission; the driver awaits ``WorkSource.record_share`` first, so the
+1. ``share``: a checked submission; the driver awaits ``WorkSource.record_shares`` first, so the
    reply the miner sees means the share is durable. A submit the connection's state refuses
    (before subscribe or authorize) has no worker to attribute: it is no share, only
    ``refused_submit`` (its reason) for the driver's counters. The driver may record the shares
@@ -24,16 +24,22 @@ in the order the driver must carry it out:
 Because an outcome is produced for one line at a time, the subscribe reply is always the very
 next line the server writes after the subscribe, and the authorize reply is followed, not
 preceded, by ``set_difficulty`` and ``notify`` (stratum.md, "Ordering that real miners rely
-on"). Jobs and extranonce changes the server originates (``send_job``, ``change_extranonce``)
-are returned as bytes for the driver to queue behind whatever it queued before.
+on"). Jobs and layout changes the server originates (``send_job``, ``change_layout``) are
+returned as bytes for the driver to queue behind whatever it queued before.
+
+A connection's session id is its own value from the listener's ``ExtranonceAllocator`` (asked
+for again by a miner that resumes). Its extranonce1 is that value too, unless its work source
+gives it another layout (``jobs.Layout``): at subscribe through the ``layouts`` look-up the
+driver injects, later through ``change_layout``.
 
 Every request is looked up in the transition table (``states.TRANSITIONS``) before its handler
 runs: a method the state does not accept is ``RefusedInState`` and becomes an error reply, and
 after a handler succeeds the session moves to the table's target state. An unknown method is
 ``[20, "Not supported."]`` and the connection stays open. Lines that are not JSON requests,
 oversize lines and too many rejected shares in a row close the connection; everything else the
-peer can do is answered. ``mining.submit`` is decoded here (its shape) and then checked by the
-share pipeline (``pipeline.SharePipeline``) against the jobs this connection was sent.
+peer can do is answered. ``mining.submit`` is decoded here (its shape) and then handled by
+``submits.Submits``: checked by the share pipeline (``pipeline.SharePipeline``) against the
+jobs this connection was sent, counted, and turned into the outcome's ``Share``.
 
 A new difficulty is sent as ``set_difficulty`` and then the current template again under a new
 id with ntime moved on (to the clock, at least one second past the previous job's): cpuminer
@@ -46,7 +52,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -54,22 +59,21 @@ import msgspec
 from stratum.core.errors import NOT_SUPPORTED, StratumError, StratumErrorCode
 from stratum.core.framing import NEED_DATA, EndOfStream, LineSplitter, LineTooLong
 from stratum.core.handshake import (
+    VERSION_ROLLING,
     Worker,
     negotiate_extensions,
     parse_username,
     password_difficulty,
 )
 from stratum.core.jobfeed import JobFeed, SentJob
-from stratum.core.jobs import Job, Share
+from stratum.core.jobs import Job, Layout
 from stratum.core.messages import (
-    MAX_LINE_BYTES,
     AuthorizeParams,
     ConfigureParams,
     Envelope,
     ExtranonceSubscribeParams,
     Method,
     RequestId,
-    SubmitParams,
     SubscribeParams,
     SuggestDifficultyParams,
     decode_params,
@@ -79,61 +83,18 @@ from stratum.core.messages import (
     notification_line,
     recover_id,
     response_line,
-    true_line,
 )
 from stratum.core.pipeline import SharePipeline, Verdict
 from stratum.core.registries import ExtranonceAllocator, JobIds, SubmittedShares
-from stratum.core.shares import Algorithm
-from stratum.core.states import CloseReason, RefusedInState, SessionState, next_state
-from stratum.core.tally import Counted, SubmitTally
-from stratum.core.vardiff import VardiffConfig, round_difficulty
+from stratum.core.session_types import LayoutLookup, Outcome, SessionConfig
+from stratum.core.states import CloseReason, SessionState, next_state
+from stratum.core.submits import Submits
+from stratum.core.tally import SubmitTally
+from stratum.core.vardiff import round_difficulty
 
 _HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _SUBMIT: Final = Method.SUBMIT.value
 _NO_PARAMS: Final = msgspec.Raw(b"[]")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionConfig:
-    """What one session needs to know; built by ``stratum.config.StratumConfig``."""
-
-    algorithm: Algorithm
-    start_difficulty: float
-    min_difficulty: float
-    max_difficulty: float
-    vardiff: VardiffConfig | None
-    extranonce2_size: int = 4
-    version_rolling_mask: int = 0x1FFFE000
-    idle_timeout_ms: int = 600_000
-    subscribe_timeout_ms: int = 30_000
-    stale_grace_ms: int = 0
-    ntime_future_s: int = 7200
-    max_consecutive_rejects: int = 50
-    max_jobs: int = 16
-    max_line_bytes: int = MAX_LINE_BYTES
-
-    def clamp(self, difficulty: float) -> float:
-        """``difficulty`` bounded by the server's minimum and maximum."""
-        return min(max(difficulty, self.min_difficulty), self.max_difficulty)
-
-
-@dataclass(slots=True)
-class Outcome:
-    """The effect of one line (or of a deadline), in the order the driver carries it out."""
-
-    reply: bytes = b""
-    share: Share | None = None
-    #: A submit refused by the connection's state: counted under this reason, no share.
-    refused_submit: str | None = None
-    start_work: bool = False
-    followups: bytes = b""
-    close: CloseReason | None = None
-    #: For logs: the method handled and the error answered, if any.
-    method: str | None = None
-    error: StratumError | None = None
-    detail: str | None = None
-    #: How the tally counted the submit whose ``share`` this is (to take it back).
-    counted: Counted | None = None
 
 
 #: A request's handler: its id, its params (already decoded as the method's Struct), the time
@@ -146,6 +107,7 @@ class ServerSession:
 
     ``extranonces``, ``job_ids`` and ``submitted`` are the listener's shared registries
     (``stratum.core.registries``); a session made without the last two gets its own.
+    ``layouts`` gives a subscribing connection its layout (none: always its own).
     """
 
     def __init__(
@@ -157,6 +119,7 @@ class ServerSession:
         now_ms: int,
         job_ids: JobIds | None = None,
         submitted: SubmittedShares | None = None,
+        layouts: LayoutLookup | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.config = config
@@ -164,12 +127,11 @@ class ServerSession:
         self.user_agent: str | None = None
         self.extranonce_subscribed = False
         self.version_rolling_mask = 0
-        self.workers: dict[Worker, str] = {}  # worker -> the username it authorized with
-        self._usernames: dict[str, Worker] = {}  # and back, for the submits' fast lookup
-        self.first_worker: Worker | None = None
-        self.tally = SubmitTally()
         self.close_reason: CloseReason | None = None
+        #: The connection's own id (from ``extranonces``; ``None`` before subscribe).
+        self.session_id: bytes | None = None
         self._extranonces = extranonces
+        self._layouts = layouts
         self._feed = JobFeed(
             algorithm=config.algorithm,
             difficulty=config.start_difficulty,
@@ -179,16 +141,12 @@ class ServerSession:
             ntime_future_s=config.ntime_future_s,
             job_ids=job_ids if job_ids is not None else JobIds(),
             submitted=submitted if submitted is not None else SubmittedShares(),
-        )
-        self._pipeline = SharePipeline(
-            algorithm=config.algorithm,
             extranonce2_size=config.extranonce2_size,
-            ntime_future_s=config.ntime_future_s,
         )
+        pipeline = SharePipeline(algorithm=config.algorithm, ntime_future_s=config.ntime_future_s)
+        #: Submits: checked, counted (``submits.tally``), handed out as shares.
+        self.submits = Submits(conn_id=conn_id, pipeline=pipeline, feed=self._feed)
         self._splitter = LineSplitter(config.max_line_bytes)
-        #: The driver may refuse an otherwise valid share (an injected fault): then it is
-        #: answered 21 stale and reaches the work source as a stale share.
-        self.veto_share: Callable[[], bool] | None = None
         self._now_ms = now_ms  # the latest time the driver gave us
         self._last_useful_ms = now_ms
         handlers: dict[Method, _Handler] = {
@@ -197,7 +155,7 @@ class ServerSession:
             Method.EXTRANONCE_SUBSCRIBE: self._extranonce_subscribe,
             Method.CONFIGURE: self._configure,
             Method.SUGGEST_DIFFICULTY: self._suggest_difficulty,
-            Method.SUBMIT: self._submit,
+            Method.SUBMIT: self.submits.submit,
         }
         # By wire name: a line's method is a str, and a str key hashes in C.
         self._routes = {m.value: (m, handler) for m, handler in handlers.items()}
@@ -279,31 +237,30 @@ class ServerSession:
         ``set_difficulty`` and the current template as a new job (nothing before a job)."""
         return self._feed.change_difficulty(difficulty, now_ms)
 
-    def change_extranonce(self, now_ms: int) -> bytes:
-        """Move the connection to a fresh extranonce1 with ``mining.set_extranonce``.
-
-        Only for clients that sent ``mining.extranonce.subscribe`` (returns ``b""`` otherwise).
-        The current job is re-sent (``clean_jobs``) so the new value applies to it; shares for
-        jobs sent before are still checked with the extranonce1 they were sent with.
-        """
-        old = self.extranonce1
-        if not self.extranonce_subscribed or old is None:
+    def change_layout(self, layout: Layout | None, job: Job, now_ms: int) -> bytes | None:
+        """Move the connection to ``layout`` (``None``: its own) and send ``job`` under it,
+        clean: the lines (``mining.set_extranonce``, ``mining.set_version_mask`` as needed,
+        the job). ``None`` when the extranonce would change and the client never sent
+        ``mining.extranonce.subscribe`` (nothing changes: reconnect it instead). Shares for
+        jobs sent before are still checked with the layout those were sent with. Raises
+        ``RuntimeError`` before ``mining.subscribe`` (a driver bug)."""
+        own = self.session_id
+        if own is None:
+            raise RuntimeError("change_layout before subscribe")
+        if self.state is SessionState.CLOSED:
             return b""
-        new = self._feed.extranonce1 = self._extranonces.allocate()
-        self._extranonces.release(old)
-        out = notification_line(Method.SET_EXTRANONCE, [new.hex(), self.config.extranonce2_size])
-        current = self._feed.current
-        if current is not None:
-            out += self.send_job(msgspec.structs.replace(current, clean_jobs=True), now_ms)
-        return out
+        if self._feed.changes_extranonce(own, layout) and not self.extranonce_subscribed:
+            return None
+        self._now_ms = max(self._now_ms, now_ms)
+        return self._feed.change_layout(own, layout, job, now_ms)
 
     def close(self, reason: CloseReason) -> None:
         """The connection is over (driver side: timeout, shutdown, peer gone...). Idempotent."""
         if self.state is not SessionState.CLOSED:
             self.state = SessionState.CLOSED
             self.close_reason = reason
-            if self.extranonce1 is not None:
-                self._extranonces.release(self.extranonce1)
+            if self.session_id is not None:
+                self._extranonces.release(self.session_id)
             self._feed.park(self._now_ms)
 
     # ----------------------------------------------------------------------- lines
@@ -344,7 +301,7 @@ class ServerSession:
             outcome.error = error
             outcome.reply = error_line(request_id, error)
             if method is Method.SUBMIT:
-                self._reject(request_id, Verdict(error), now_ms, outcome)
+                self.submits.reject(request_id, Verdict(error), now_ms, outcome)
         if self.state is not SessionState.CONNECTED:
             # Before a successful subscribe nothing counts as useful: a client cannot hold
             # a connection open with configure calls or refused requests.
@@ -352,7 +309,7 @@ class ServerSession:
         rejected = outcome.refused_submit is not None or (
             outcome.share is not None and not outcome.share.accepted
         )
-        run = self.tally.consecutive_rejects
+        run = self.submits.tally.consecutive_rejects
         if rejected and run > self.config.max_consecutive_rejects:
             text = f"Too many rejected shares ({run} in a row); goodbye"
             outcome.followups += notification_line(Method.SHOW_MESSAGE, [text])
@@ -370,27 +327,30 @@ class ServerSession:
         requested = None
         if params.session_id and _HEX.fullmatch(params.session_id):
             requested = bytes.fromhex(params.session_id)
-        extranonce1 = self._feed.extranonce1 = self._extranonces.allocate(requested)
-        sub_id = extranonce1.hex()
+        own = self.session_id = self._extranonces.allocate(requested)
+        feed = self._feed
+        feed.use_layout(own, None if self._layouts is None else self._layouts(own))
+        assert feed.extranonce1 is not None
+        sub_id = own.hex()
         result = [
             [[Method.SET_DIFFICULTY, sub_id], [Method.NOTIFY, sub_id]],
-            sub_id,
-            self.config.extranonce2_size,
+            feed.extranonce1.hex(),
+            feed.extranonce2_size,
         ]
         out.reply = response_line(request_id, result)
+        if feed.version_mask != feed.negotiated_mask:
+            # Negotiated before its source was known, and that source allows fewer bits.
+            out.followups += feed.version_mask_line()
 
     def _authorize(
         self, request_id: RequestId, params: AuthorizeParams, now_ms: int, out: Outcome
     ) -> None:
         worker = parse_username(params.username)
-        if self.first_worker is None:
+        if self.submits.authorize(worker, params.username):
             suggested = password_difficulty(params.password)
             if suggested is not None:
                 self._feed.difficulty = self.config.clamp(suggested)
-            self.first_worker = worker
             out.start_work = True
-        self.workers.setdefault(worker, params.username)
-        self._usernames[params.username] = worker
         out.reply = response_line(request_id, True)
 
     def _extranonce_subscribe(
@@ -406,7 +366,9 @@ class ServerSession:
             params.extensions, params.options, server_mask=self.config.version_rolling_mask
         )
         if granted is not None:
-            self.version_rolling_mask = granted
+            self.version_rolling_mask = self._feed.negotiated_mask = granted
+            # What it may roll now: its work source may allow fewer bits than the server.
+            result[f"{VERSION_ROLLING}.mask"] = f"{self._feed.version_mask:08x}"
         out.reply = response_line(request_id, result)
 
     def _suggest_difficulty(
@@ -419,67 +381,27 @@ class ServerSession:
         if difficulty != self._feed.difficulty:
             out.followups += self._feed.change_difficulty(difficulty, now_ms)
 
-    def _submit(
-        self, request_id: RequestId, params: SubmitParams, now_ms: int, out: Outcome
-    ) -> None:
-        verdict = self._pipeline.check(
-            params,
-            jobs=self._feed.jobs,
-            usernames=self._usernames,
-            workers=self.workers,
-            version_mask=self.version_rolling_mask,
-            now_ms=now_ms,
-        )
-        if verdict.error is None and self.veto_share is not None and self.veto_share():
-            verdict = Verdict(
-                StratumError(StratumErrorCode.STALE), verdict.worker, verdict.sent, verdict.hash_hex
-            )
-        if verdict.error is not None:
-            out.error = verdict.error
-            out.reply = error_line(request_id, verdict.error)
-            self._reject(request_id, verdict, now_ms, out)
-            return
-        out.counted = self.tally.accept(request_id, verdict)
-        out.share = self._share(verdict, now_ms)
-        out.reply = true_line(request_id)
-        out.followups += self._feed.on_accepted(out.share.difficulty, now_ms)
+    # ----------------------------------------------------------------------- submits
 
-    # ----------------------------------------------------------------------- helpers
+    @property
+    def first_worker(self) -> Worker | None:
+        """The connection's first authorized worker (it names the connection)."""
+        return self.submits.first_worker
 
-    def _reject(self, request_id: RequestId, verdict: Verdict, now_ms: int, out: Outcome) -> None:
-        """Count a rejected submit; hand a share to the work source only if it has a worker."""
-        reason, counted = self.tally.reject(request_id, verdict)
-        if isinstance(verdict.error, RefusedInState):
-            # Before subscribe or authorize there is no worker to charge or pay: the work
-            # source never hears of it (an empty account is no seller), the driver counts it.
-            out.refused_submit = reason
-            return
-        out.share = self._share(verdict, now_ms)
-        out.counted = counted
+    @property
+    def workers(self) -> dict[Worker, str]:
+        """The authorized workers, with the username each authorized with."""
+        return self.submits.workers
+
+    @property
+    def tally(self) -> SubmitTally:
+        """The connection's submit counters."""
+        return self.submits.tally
 
     def share_not_recorded(self, outcome: Outcome, message: str) -> None:
-        """The work source could not record ``outcome.share``: answer ``[20, message]`` and
-        count the submit for nothing (``tally.take_back``; several newest first). Raises
-        ``RuntimeError`` for an outcome with no share, or one taken back already (a driver
-        bug)."""
-        counted = outcome.counted
-        if outcome.share is None or counted is None:
-            raise RuntimeError("share_not_recorded for an outcome with no share to take back")
-        self.tally.take_back(counted)
-        outcome.counted = None
-        outcome.error = StratumError(StratumErrorCode.OTHER, message)
-        outcome.reply = error_line(counted.request_id, outcome.error)
-
-    def _share(self, verdict: Verdict, now_ms: int) -> Share:
-        first = self.first_worker
-        assert first is not None  # submits are only handled once a worker authorized
-        return self._pipeline.share(
-            verdict,
-            conn_id=self.conn_id,
-            first_worker=first,
-            difficulty=self._feed.difficulty,
-            now_ms=now_ms,
-        )
+        """The work source could not record ``outcome.share`` (``Submits.share_not_recorded``:
+        the reply becomes ``[20, message]``, the submit counts for nothing)."""
+        self.submits.share_not_recorded(outcome, message)
 
     @property
     def accepted(self) -> int:

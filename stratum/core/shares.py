@@ -36,8 +36,13 @@ T1: Final[dict[Algorithm, int]] = {
     Algorithm.SCRYPT: 0xFFFF * 2**224,
 }
 
-#: Hashes that one share of difficulty 1 proves, on average (work = difficulty * 2**32).
-HASHES_PER_DIFF1: Final = 2**32
+#: Hashes that one share of difficulty 1 proves, on average: 2**256 / T1 rounded, as cpuminer,
+#: Litecoin pools and NiceHash count it (work = difficulty * 2**32 for sha256d, * 2**16 for
+#: scrypt).
+HASHES_PER_DIFF1: Final[dict[Algorithm, int]] = {
+    Algorithm.SHA256D: 2**32,
+    Algorithm.SCRYPT: 2**16,
+}
 
 MAX_TARGET: Final = 2**256 - 1
 
@@ -86,12 +91,13 @@ def difficulty_of_hash(algorithm: Algorithm, value: int) -> float:
 
 
 @functools.lru_cache(maxsize=1024)
-def work_for(difficulty: float) -> Fraction:
-    """Hashes credited for one accepted share of ``difficulty``: ``difficulty * 2**32``, exact.
+def work_for(algorithm: Algorithm, difficulty: float) -> Fraction:
+    """Hashes credited for one accepted share of ``difficulty``, exact: ``difficulty * 2**32``
+    for sha256d, ``difficulty * 2**16`` for scrypt (``HASHES_PER_DIFF1``).
 
     Cached: a server sees few distinct difficulties and a share should not cost a ``Fraction``.
     """
-    return Fraction(difficulty) * HASHES_PER_DIFF1
+    return Fraction(difficulty) * HASHES_PER_DIFF1[algorithm]
 
 
 def swap_words(data: bytes) -> bytes:

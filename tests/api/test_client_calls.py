@@ -36,6 +36,8 @@ SERVER_MODULES = (
     "marketplace.api.server",
     "marketplace.core.keys",
     "marketplace.core.market",
+    "marketplace.core.pools",
+    "marketplace.upstream",
     "marketplace.engine",
     "marketplace.storage",
     "marketplace.masterkey",
@@ -74,7 +76,8 @@ def test_the_table_agrees_with_the_server() -> None:
         name = row.method
         method = METHODS[name]
         assert get_type_hints(row.build)["return"] is method.params, name
-        assert get_type_hints(method.run)["return"] is row.result, name
+        handler = method.awaited or method.run
+        assert get_type_hints(handler)["return"] is row.result, name
         assert row.public == (method.scope is None), name
         assert row.mutating == method.mutating, name
 

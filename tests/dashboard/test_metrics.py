@@ -13,7 +13,8 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from marketplace.core.stats import share_work
+from marketplace.core.work import share_work
+from stratum.core.shares import Algorithm
 from tests.clocks import T0, ManualClock
 from tests.dashboard.helpers import buyer_and_miner
 from tests.marketplace_io.miner import StratumError
@@ -57,7 +58,7 @@ async def test_metrics_agree_with_the_miners_and_the_api(tmp_path: Path) -> None
                 else:
                     assert result is True
                     got["accepted"] = got.get("accepted", 0) + 1
-                    work += share_work(job.difficulty)
+                    work += share_work(job.difficulty, Algorithm.SHA256D)
             clock.advance(500)
         assert got == {"accepted": 11, "duplicate": 3, "low_difficulty": 1}
         refused = await api.call("account.balance", signed_at=clock.wall_ms() - 10**7)

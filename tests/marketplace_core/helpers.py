@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from marketplace.core.fleet import Fleet
 from marketplace.core.invariants import check_invariants
 from marketplace.core.market import Market
@@ -36,18 +38,27 @@ class Core:
         self.views = MarketViews(self.market, self.fleet)
         self.keys: dict[int, WorkerKey] = {}
 
-    def rebalance(self, algorithm: Algorithm = SHA, *, now_ms: int) -> list[Assignment]:
+    def rebalance(
+        self,
+        algorithm: Algorithm = SHA,
+        *,
+        now_ms: int,
+        alive: Callable[[str], bool] | None = None,
+    ) -> list[Assignment]:
         return self.fleet.rebalance(
-            algorithm, queue=self.market.allocation_queue(algorithm), now_ms=now_ms
+            algorithm, queue=self.market.allocation_queue(algorithm, alive=alive), now_ms=now_ms
         )
 
-    def record_share(self, share: Share, *, order_id: str | None) -> None:
-        self.market.record_share(share, order_id=order_id)
+    def record_share(
+        self, share: Share, *, order_id: str | None, billable: bool = True
+    ) -> int | None:
+        price = self.market.record_share(share, order_id=order_id, billable=billable)
         key = self.keys.get(share.conn_id)
         if share.accepted and key is not None:
             self.fleet.share_accepted(
                 worker=key, difficulty=share.difficulty, time_ms=share.time_ms
             )
+        return price
 
     def check(self) -> None:
         check_invariants(self.market, self.fleet)

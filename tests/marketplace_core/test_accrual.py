@@ -2,9 +2,10 @@
 
 ``Accrual`` replaced ``Fraction`` in ``Order.charge`` (the order's accrued value and each
 seller's period work) for speed. The reference below is the charge as it was written with
-``Fraction``: every share, in any order, at any price, difficulty and market unit, must charge
-the same whole msat, complete the order at the same share, and leave the same exact sums and
-the same snapshot state, also across a snapshot taken in the middle.
+``Fraction``: every share, in any order, at any price, difficulty, market unit and work rule
+(``work.py``), must charge the same whole msat, complete the order at the same share, and
+leave the same exact sums and the same snapshot state, also across a snapshot taken in the
+middle.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from marketplace.core.accrual import Accrual
 from marketplace.core.model import OrderStatus, OrderType, SellerKey
 from marketplace.core.money import UNIT_HS
 from marketplace.core.orders import Order, share_value, share_value_ratio
+from marketplace.core.work import LEGACY_WORK_RULE, WORK_RULE, hashes_per_diff1
 from stratum.core.shares import Algorithm
 
 ratios = st.tuples(st.integers(min_value=0, max_value=10**30), st.integers(1, 10**30))
@@ -91,17 +93,20 @@ shares = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(
     algorithm=st.sampled_from(list(Algorithm)),
+    rule=st.sampled_from([LEGACY_WORK_RULE, WORK_RULE]),
     amount_msat=st.integers(min_value=1, max_value=10**18),
     history=shares,
     snapshot_at=st.integers(min_value=0, max_value=60),
 )
 def test_order_charge_is_the_fraction_charge(
     algorithm: Algorithm,
+    rule: int,
     amount_msat: int,
     history: list[tuple[int, float, int]],
     snapshot_at: int,
 ) -> None:
     unit_hs = UNIT_HS[algorithm]
+    hashes = hashes_per_diff1(algorithm, rule)
     order = Order(
         order_id="o-000001",
         seq=1,
@@ -119,8 +124,12 @@ def test_order_charge_is_the_fraction_charge(
         if i == snapshot_at:  # a restart from a snapshot carries on exactly
             order = Order.from_state(order.export_state())
         seller = SellerKey(f"s{seller_no}", "w", algorithm)
-        value = share_value(price_msat=price_msat, difficulty=difficulty, unit_hs=unit_hs)
-        ratio = share_value_ratio(price_msat=price_msat, difficulty=difficulty, unit_hs=unit_hs)
+        value = share_value(
+            price_msat=price_msat, difficulty=difficulty, unit_hs=unit_hs, hashes_per_diff1=hashes
+        )
+        ratio = share_value_ratio(
+            price_msat=price_msat, difficulty=difficulty, unit_hs=unit_hs, hashes_per_diff1=hashes
+        )
         assert Fraction(*ratio) == value
         expected = reference.charge(value, seller=seller, work=Fraction(difficulty))
         charged = order.charge(ratio, seller=seller, work=difficulty.as_integer_ratio(), time_ms=i)

@@ -91,7 +91,7 @@ def test_accepted_work_moves_the_estimate_and_the_allocation() -> None:
     fleet.rebalance(SHA, queue=queue, now_ms=0)
     assert fleet.assignment(slow) == "o-1"
     # A minute of work at ~10 MH/s from the other worker: its estimate follows the work.
-    difficulty = 10 * MH * 6 / HASHES_PER_DIFF1  # one share every 6 s at 10 MH/s
+    difficulty = 10 * MH * 6 / HASHES_PER_DIFF1[SHA]  # one share every 6 s at 10 MH/s
     for i in range(10):
         fleet.share_accepted(worker=fast, difficulty=difficulty, time_ms=6_000 * (i + 1))
     speed = fleet.worker_speed(fast, now_ms=60_000)

@@ -18,7 +18,7 @@ from marketplace.core.history import (
 )
 from marketplace.core.market import Market
 from marketplace.core.model import OrderType
-from marketplace.core.stats import share_work
+from marketplace.core.work import share_work
 
 from .helpers import BTC, MH, SHA, funded, join, make_core, share, standard, worker
 
@@ -38,7 +38,7 @@ def sample(time_ms: int, workers: int, best: int | None, fill: int | None) -> Ma
 
 def test_points_at_each_resolution_sum_the_same_work_and_money() -> None:
     history = History()
-    work = share_work(DIFF)
+    work = share_work(DIFF, SHA)
     for minute in range(10):  # minute m holds m + 1 accepted shares and one rejected
         at = T + minute * MINUTE_MS + 5_000
         for _ in range(minute + 1):
@@ -164,7 +164,7 @@ def test_the_market_folds_shares_money_and_samples_into_its_history() -> None:
         BTC,
     )
     assert point.spent_msat == spent
-    assert point.accepted_speed_hs == 2 * share_work(DIFF) * 1000 // 30_000
+    assert point.accepted_speed_hs == 2 * share_work(DIFF, SHA) * 1000 // 30_000
     buyer = core.views.account_history("buyer", resolution_s=3600, since_ms=None, now_ms=T + 30_000)
     seller = core.views.account_history("seller", resolution_s=60, since_ms=None, now_ms=T + 30_000)
     assert [(p.spent_msat, p.earned_msat) for p in buyer] == [(spent, 0)]

@@ -31,10 +31,14 @@ PRICE = 200_000_000  # 0.002 BTC per MH/s per day
 def test_share_value_formula() -> None:
     # 1 MH/s for a day at PRICE is exactly PRICE: 86400 * 10**6 hashes.
     day_of_work = Fraction(86_400 * 10**6, 2**32)
-    assert share_value(price_msat=PRICE, difficulty=1.0, unit_hs=MH) * day_of_work == PRICE
-    assert share_value(price_msat=PRICE, difficulty=1.0, unit_hs=MH) == Fraction(
-        PRICE * 2**32, MH * 86_400
+    assert (
+        share_value(price_msat=PRICE, difficulty=1.0, unit_hs=MH, hashes_per_diff1=2**32)
+        * day_of_work
+        == PRICE
     )
+    assert share_value(
+        price_msat=PRICE, difficulty=1.0, unit_hs=MH, hashes_per_diff1=2**32
+    ) == Fraction(PRICE * 2**32, MH * 86_400)
 
 
 def test_fractions_are_carried_not_rounded_away() -> None:
@@ -45,7 +49,9 @@ def test_fractions_are_carried_not_rounded_away() -> None:
     key = worker(1)
     join(core, key)
     core.rebalance(SHA, now_ms=0)
-    value = share_value(price_msat=1_000_000, difficulty=0.00001, unit_hs=MH)
+    value = share_value(
+        price_msat=1_000_000, difficulty=0.00001, unit_hs=MH, hashes_per_diff1=2**32
+    )
     assert value.denominator != 1
     assert value < 1
     for i in range(1000):
@@ -63,7 +69,9 @@ def test_budget_completion_pays_only_what_is_left() -> None:
     key = worker(1)
     join(core, key)
     assert core.rebalance(SHA, now_ms=0) == [Assignment(key, order)]
-    per_share = share_value(price_msat=PRICE, difficulty=1.0, unit_hs=MH)  # ~9.9M msat
+    per_share = share_value(
+        price_msat=PRICE, difficulty=1.0, unit_hs=MH, hashes_per_diff1=2**32
+    )  # ~9.9M msat
     n = 0
     while views.get_order(account="buyer", order_id=order).status is OrderStatus.ACTIVE:
         core.record_share(share(key, time_ms=1000 + n), order_id=order)

@@ -1,7 +1,8 @@
 """Random command sequences against a market and its fleet: money is conserved exactly, the
 allocation obeys the rule after every rebalance, refusals change nothing, and replaying the
 journal rebuilds the same market (no fleet needed), from the start or from a snapshot taken at
-any point."""
+any point. Orders with a buyer's pool come and go alive, their shares are billable only while
+it is, and the pool's refusals are refunded from the fee account at settlement."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from marketplace.core.fleet import Fleet
 from marketplace.core.invariants import check_market
 from marketplace.core.market import Market
 from marketplace.core.model import (
+    FEE_ACCOUNT,
     LedgerKind,
     MarketConfig,
     OrderStatus,
@@ -40,6 +42,8 @@ CONFIG = MarketConfig(faucet=True, markets={SHA: RULES}, speed_window_ms=20_000)
 BUYERS = ["b1", "b2"]
 SELLERS = ["s1", "s2"]
 DIFFICULTIES = [0.0001, 0.001, 0.0123, 0.5, 1 / 3]
+POOL = "p-000001"
+REASONS = ["Low difficulty share", "Job not found (stale)", "no answer: connection lost"]
 
 
 class MarketMachine(RuleBasedStateMachine):
@@ -54,6 +58,9 @@ class MarketMachine(RuleBasedStateMachine):
         self.conn = 0
         self.workers: list[WorkerKey] = []
         self.deposited = 0
+        #: Orders with a pool whose upstream is alive, and shares forwarded awaiting answers.
+        self.alive: set[str] = set()
+        self.forwarded: list[tuple[str, float, int]] = []
         self.snapshots: list[tuple[int, bytes]] = []  # (events before it, encoded state)
         for account in BUYERS:
             self.market.create_account(account=account, now_ms=0)
@@ -90,7 +97,7 @@ class MarketMachine(RuleBasedStateMachine):
         self, prices: list[int], limits: list[int], speeds: list[int], amount: int
     ) -> None:
         for i, price in enumerate(prices):
-            self.create_order(BUYERS[i % 2], price, limits[i], amount, None, False)
+            self.create_order(BUYERS[i % 2], price, limits[i], amount, None, False, i == 1)
         for i, speed in enumerate(speeds):
             self.join(SELLERS[i % 2], speed)
         self.rebalance()
@@ -113,6 +120,7 @@ class MarketMachine(RuleBasedStateMachine):
         amount=st.integers(500_000, 10**8),
         duration=st.sampled_from([None, None, 1, 60, 600]),
         fixed=st.booleans(),
+        pooled=st.booleans(),
     )
     def create_order(
         self,
@@ -122,8 +130,9 @@ class MarketMachine(RuleBasedStateMachine):
         amount: int,
         duration: int | None,
         fixed: bool,
+        pooled: bool,
     ) -> None:
-        self._run(
+        order_id = self._run(
             lambda: self.market.create_order(
                 account=account,
                 algorithm=SHA,
@@ -134,6 +143,63 @@ class MarketMachine(RuleBasedStateMachine):
                 duration_s=duration,
                 now_ms=self.now,
                 fleet=self.fleet,
+                pool_id=POOL if pooled else None,
+            )
+        )
+        if order_id is not None and pooled:
+            self.alive.add(order_id)
+
+    def _pooled(self) -> list[str]:
+        return [o for _, o in self._orders() if self.market.pool_of(o) is not None]
+
+    @precondition(lambda self: self._pooled())
+    @rule(data=st.data(), alive=st.booleans())
+    def pool_status(self, data: st.DataObject, alive: bool) -> None:
+        """The driver's view of an order's upstream: alive or not (ephemeral)."""
+        order_id = data.draw(st.sampled_from(self._pooled()))
+        if alive:
+            self.alive.add(order_id)
+        else:
+            self.alive.discard(order_id)
+
+    @precondition(lambda self: self._orders())
+    @rule(data=st.data(), to_chain=st.booleans(), owner_ok=st.booleans())
+    def set_pool(self, data: st.DataObject, to_chain: bool, owner_ok: bool) -> None:
+        account, order_id = data.draw(st.sampled_from(self._orders()))
+        caller = account if owner_ok else next(a for a in BUYERS if a != account)
+        self._run(
+            lambda: self.market.set_order_pool(
+                account=caller,
+                order_id=order_id,
+                pool_id=None if to_chain else POOL,
+                now_ms=self.now,
+            )
+        )
+
+    @precondition(lambda self: self.forwarded)
+    @rule(accepted=st.booleans(), count=st.integers(1, 10), reason=st.sampled_from(REASONS))
+    def pool_answers(self, accepted: bool, count: int, reason: str) -> None:
+        """The pools answer the oldest forwarded shares."""
+        for order_id, difficulty, price in self.forwarded[:count]:
+            self._run(
+                lambda o=order_id, d=difficulty, p=price: self.market.record_pool_answer(
+                    order_id=o,
+                    accepted=accepted,
+                    reason=reason,
+                    difficulty=d,
+                    price_msat=p,
+                    now_ms=self.now,
+                )
+            )
+        del self.forwarded[:count]
+
+    @precondition(lambda self: self._pooled())
+    @rule(data=st.data())
+    def placeholder_cancel(self, data: st.DataObject) -> None:
+        order_id = data.draw(st.sampled_from(self._pooled()))
+        self._run(
+            lambda: self.market.cancel_for_pool(
+                order_id=order_id, reason="pool dead too long", now_ms=self.now
             )
         )
 
@@ -215,20 +281,31 @@ class MarketMachine(RuleBasedStateMachine):
         order_id = self.fleet.assignment(key)
         if stale_order and self._orders():
             order_id = data.draw(st.sampled_from(self._orders()))[1]  # e.g. in flight
+        pooled = order_id is not None and self.market.pool_of(order_id) is not None
+        billable = not pooled or order_id in self.alive
         for i in range(count):
-            # As the bridge does: the market records it, then the fleet counts accepted work.
-            self.core.record_share(
+            # As the bridge does: the market records it, then the fleet counts accepted work;
+            # a billable share of an order with a pool may go on to the pool.
+            price = self.core.record_share(
                 share(key, difficulty=difficulty, accepted=accepted, time_ms=self.now + i),
                 order_id=order_id,
+                billable=billable,
             )
             self.events.extend(self.market.drain_events())
+            if pooled and billable and accepted and order_id is not None and i % 2 == 0:
+                self.forwarded.append((order_id, difficulty, price or 0))
 
     @rule()
     def rebalance(self) -> None:
-        moves = self.core.rebalance(SHA, now_ms=self.now)
+        alive = self.alive.__contains__
+        moves = self.core.rebalance(SHA, now_ms=self.now, alive=alive)
         assert len({m.worker for m in moves}) == len(moves)
         # Stable: nothing changed, so a second rebalance moves nothing.
-        assert self.core.rebalance(SHA, now_ms=self.now) == []
+        assert self.core.rebalance(SHA, now_ms=self.now, alive=alive) == []
+        # An order with a pool that is not alive holds no worker.
+        for order_id in self._pooled():
+            if order_id not in self.alive:
+                assert self.fleet.holders(SHA, order_id) == 0
 
     @rule()
     def settle(self) -> None:
@@ -264,7 +341,8 @@ class MarketMachine(RuleBasedStateMachine):
         for account in accounts:
             if self.market.has_account(account):
                 balance = self.market.balance(account)
-                assert balance.available_msat >= 0
+                # The fee account pays refunds and may go below zero; nobody else does.
+                assert balance.available_msat >= 0 or account == FEE_ACCOUNT
                 assert balance.escrowed_msat >= 0
                 held += balance.available_msat + balance.escrowed_msat
         assert held == self.deposited
@@ -286,6 +364,20 @@ class MarketMachine(RuleBasedStateMachine):
             if e.kind in (LedgerKind.EARNING, LedgerKind.FEE)
         )
         assert settled == credits <= spent
+        # Refunds: what buyers got back is what the fee account paid, and never more than
+        # their settled charges.
+        refunds = sum(
+            e.amount_msat
+            for account in BUYERS
+            for e in self.market.ledger(account, limit=10**9)
+            if e.kind is LedgerKind.REFUND
+        )
+        paid = -sum(
+            e.amount_msat
+            for e in self.market.ledger(FEE_ACCOUNT, limit=10**9)
+            if e.kind is LedgerKind.REFUND_PAID
+        )
+        assert refunds == paid <= settled
 
     def teardown(self) -> None:
         self.market.settle(now_ms=self.now)

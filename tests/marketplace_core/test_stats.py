@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-from marketplace.core.stats import HISTORY_MINUTES, MINUTE_MS, RateWindow, Series, share_work
+from marketplace.core.stats import HISTORY_MINUTES, MINUTE_MS, RateWindow, Series
+from marketplace.core.work import share_work
+from stratum.core.shares import Algorithm
+
+SHA, SCRYPT = Algorithm.SHA256D, Algorithm.SCRYPT
 
 
 def test_share_work_is_the_exact_floor() -> None:
-    assert share_work(1.0) == 2**32
-    assert share_work(0.5) == 2**31
-    assert share_work(0.001) == int(0.001 * 2**32)
+    assert share_work(1.0, SHA) == 2**32
+    assert share_work(0.5, SHA) == 2**31
+    assert share_work(0.001, SHA) == int(0.001 * 2**32)
+    # scrypt's difficulty 1 is 65536 times easier (market.md "Work"); the first journals'
+    # rule counted it as sha256d's.
+    assert share_work(1.0, SCRYPT) == 2**16
+    assert share_work(0.001, SCRYPT) == int(0.001 * 2**16)
+    assert share_work(1.0, SCRYPT, rule=1) == 2**32
 
 
 def test_buckets_points_and_speeds() -> None:
     series = Series()
     base = 100 * MINUTE_MS
     for i in range(60):  # one share of difficulty 1 per second for a minute
-        series.add_share(time_ms=base + i * 1000, difficulty=1.0, accepted=True, reason="")
-    series.add_share(time_ms=base + 500, difficulty=2.0, accepted=False, reason="stale")
+        series.add_share(
+            time_ms=base + i * 1000, difficulty=1.0, work=2**32, accepted=True, reason=""
+        )
+    series.add_share(time_ms=base + 500, difficulty=2.0, work=2**33, accepted=False, reason="stale")
     series.add_money(time_ms=base + 10, spend_msat=7)
     points = series.points(since_ms=base, now_ms=base + 2 * MINUTE_MS - 1)
     assert [p.time_ms for p in points] == [base, base + MINUTE_MS]
@@ -37,11 +48,13 @@ def test_buckets_points_and_speeds() -> None:
 def test_history_is_bounded_to_a_day() -> None:
     series = Series()
     for minute in range(3 * HISTORY_MINUTES):
-        series.add_share(time_ms=minute * MINUTE_MS, difficulty=1.0, accepted=True, reason="")
+        series.add_share(
+            time_ms=minute * MINUTE_MS, difficulty=1.0, work=2**32, accepted=True, reason=""
+        )
         assert len(series) <= HISTORY_MINUTES + 1
     assert series.accepted_shares == 3 * HISTORY_MINUTES
     # A share older than the kept day counts in totals only.
-    series.add_share(time_ms=0, difficulty=1.0, accepted=False, reason="stale")
+    series.add_share(time_ms=0, difficulty=1.0, work=2**32, accepted=False, reason="stale")
     assert series.rejected_shares == {"stale": 1}
     now = 3 * HISTORY_MINUTES * MINUTE_MS
     assert series.rejected_recent(now_ms=now) == {}
@@ -50,8 +63,8 @@ def test_history_is_bounded_to_a_day() -> None:
 
 def test_out_of_order_minutes_are_kept_sorted() -> None:
     series = Series()
-    series.add_share(time_ms=5 * MINUTE_MS, difficulty=1.0, accepted=True, reason="")
-    series.add_share(time_ms=3 * MINUTE_MS, difficulty=1.0, accepted=True, reason="")
+    series.add_share(time_ms=5 * MINUTE_MS, difficulty=1.0, work=2**32, accepted=True, reason="")
+    series.add_share(time_ms=3 * MINUTE_MS, difficulty=1.0, work=2**32, accepted=True, reason="")
     points = series.points(since_ms=3 * MINUTE_MS, now_ms=5 * MINUTE_MS + 1000)
     assert [p.accepted_shares for p in points] == [1, 0, 1]
 

@@ -20,11 +20,14 @@ from stratum.core.shares import Algorithm
 
 @dataclass
 class Notified:
-    """One ``mining.notify`` as received, with the difficulty in force at the time."""
+    """One ``mining.notify`` as received, with the difficulty and extranonce in force."""
 
     job_id: str
     params: list[Any]
     difficulty: float
+    extranonce1: str = ""
+    extranonce2_size: int = 4
+    version_mask: int = 0
 
     @property
     def coinb1(self) -> str:
@@ -51,6 +54,11 @@ class RawMiner:
     extranonce2_size: int = 4
     jobs: dict[str, Notified] = field(default_factory=dict)
     notified: list[Notified] = field(default_factory=list)
+    #: Other notifications as received (set_extranonce, set_version_mask, reconnect...).
+    others: list[dict[str, Any]] = field(default_factory=list)
+    version_mask: int = 0
+    #: The hash (as compared with targets) of the share ``solve`` found last.
+    last_hash: int = 0
     _buffer: bytearray = field(default_factory=bytearray)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _en2: itertools.count[int] = field(default_factory=itertools.count)
@@ -73,13 +81,27 @@ class RawMiner:
             self.difficulty = float(message["params"][0])
         elif method == "mining.notify":
             params = message["params"]
-            notified = Notified(str(params[0]), list(params), self.difficulty)
+            notified = Notified(
+                str(params[0]),
+                list(params),
+                self.difficulty,
+                self.extranonce1,
+                self.extranonce2_size,
+                self.version_mask,
+            )
             if notified.clean_jobs:
                 self.jobs.clear()
             self.jobs[notified.job_id] = notified
             self.notified.append(notified)
             self._new_job.set()
             self._new_job = trio.Event()
+        else:
+            self.others.append(message)
+            if method == "mining.set_extranonce":
+                self.extranonce1 = str(message["params"][0])
+                self.extranonce2_size = int(message["params"][1])
+            elif method == "mining.set_version_mask":
+                self.version_mask = int(message["params"][0], 16)
 
     async def call(self, method: str, params: list[Any]) -> Any:
         """Send a request and return its result; raise ``StratumError`` for an error reply."""
@@ -107,6 +129,16 @@ class RawMiner:
                     self._handle_notification(message)
         return self.notified[-1]
 
+    async def read_notifications_until(self, *methods: str) -> dict[str, Any]:
+        """Read notifications (bounded) until one of ``methods`` arrives; return it."""
+        with trio.fail_after(self.timeout):
+            while True:
+                message = await self._read_line()
+                if message.get("method") is not None:
+                    self._handle_notification(message)
+                    if message["method"] in methods:
+                        return message
+
     async def login(self, username: str, password: str = "x") -> None:
         """subscribe + authorize; afterwards at least one job is known."""
         result = await self.call("mining.subscribe", ["test-miner/1.0"])
@@ -121,20 +153,30 @@ class RawMiner:
         return self.notified[-1]
 
     def solve(
-        self, job: Notified, *, max_tries: int = 2_000_000, valid: bool = True
+        self,
+        job: Notified,
+        *,
+        max_tries: int = 2_000_000,
+        valid: bool = True,
+        version_bits: int | None = None,
     ) -> tuple[str, str, str]:
-        """Find (extranonce2, ntime, nonce) meeting the job's difficulty (brute force); with
+        """Find (extranonce2, ntime, nonce) meeting the job's difficulty (brute force), with
+        the extranonce the job came with and ``version_bits`` rolled in if given; with
         ``valid=False``, one that misses it (a low-difficulty share)."""
         _, prevhash, coinb1, coinb2, branch, version, nbits, ntime, _ = job.params
         target = shares.target_for(self.algorithm, job.difficulty)
-        extranonce2 = next(self._en2).to_bytes(self.extranonce2_size, "big")
+        extranonce1 = job.extranonce1 or self.extranonce1
+        extranonce2 = next(self._en2).to_bytes(job.extranonce2_size, "big")
         coinbase = shares.build_coinbase(
             bytes.fromhex(coinb1),
-            bytes.fromhex(self.extranonce1),
+            bytes.fromhex(extranonce1),
             extranonce2,
             bytes.fromhex(coinb2),
         )
         merkle = shares.merkle_root(coinbase, [bytes.fromhex(b) for b in branch])
+        if version_bits is not None:
+            rolled = shares.rolled_version(int(version, 16), version_bits, job.version_mask)
+            version = f"{rolled:08x}"
         prefix = shares.header_prefix(
             version=bytes.fromhex(version),
             prevhash=bytes.fromhex(prevhash),
@@ -145,12 +187,19 @@ class RawMiner:
         for nonce in range(max_tries):
             nonce_bytes = nonce.to_bytes(4, "big")
             header = prefix + nonce_bytes[::-1]
-            if (shares.hash_to_int(shares.pow_hash(self.algorithm, header)) <= target) is valid:
+            value = shares.hash_to_int(shares.pow_hash(self.algorithm, header))
+            if (value <= target) is valid:
+                self.last_hash = value
                 return extranonce2.hex(), ntime, nonce_bytes.hex()
         raise AssertionError(f"no share found in {max_tries} tries at {job.difficulty}")
 
-    async def submit(self, username: str, job: Notified | None = None) -> Any:
+    async def submit(
+        self, username: str, job: Notified | None = None, *, version_bits: int | None = None
+    ) -> Any:
         """Solve ``job`` (default: the latest) and submit it; return the result."""
         job = job or self.latest
-        extranonce2, ntime, nonce = self.solve(job)
-        return await self.call("mining.submit", [username, job.job_id, extranonce2, ntime, nonce])
+        extranonce2, ntime, nonce = self.solve(job, version_bits=version_bits)
+        params = [username, job.job_id, extranonce2, ntime, nonce]
+        if version_bits is not None:
+            params.append(f"{version_bits:08x}")
+        return await self.call("mining.submit", params)

@@ -14,7 +14,7 @@ from marketplace.core.invariants import check_invariants
 from marketplace.core.market import Market
 from marketplace.core.model import OrderType
 from marketplace.scheduler import SchedulerConfig
-from stratum.core.shares import HASHES_PER_DIFF1
+from stratum.core.shares import HASHES_PER_DIFF1, Algorithm
 
 from .miner import Notified, RawMiner, StratumError
 from .node import PRICE, SHA, TINY, Node, open_node, seed_buyer, stratum_config
@@ -30,7 +30,7 @@ def tag_of(job: Notified) -> str:
 
 
 def share_value(price_msat: int, difficulty: float) -> Fraction:
-    return Fraction(difficulty) * price_msat * HASHES_PER_DIFF1 / (10**6 * 86_400)
+    return Fraction(difficulty) * price_msat * HASHES_PER_DIFF1[SHA] / (10**6 * 86_400)
 
 
 async def connect(node: Node, username: str) -> RawMiner:
@@ -46,7 +46,8 @@ async def journaled_shares(node: Node) -> list[ShareRecorded]:
 
 
 def test_estimate_and_order_of() -> None:
-    assert estimate_hs(1.0, 10.0) == HASHES_PER_DIFF1 // 10
+    assert estimate_hs(1.0, 10.0) == HASHES_PER_DIFF1[SHA] // 10
+    assert estimate_hs(1.0, 10.0, Algorithm.SCRYPT) == 2**16 // 10
     assert estimate_hs(1e-12, 10.0) == 1
     assert order_of("o-000001") == "o-000001"
     assert order_of(IDLE_TAG) is None

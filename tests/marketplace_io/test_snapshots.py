@@ -182,17 +182,22 @@ async def test_each_components_state_format_decides_whether_its_snapshot_is_read
                 "market": msgspec.Raw(first.market.encode_state()),
                 "keys": msgspec.Raw(first.keyring.encode_state()),
             }
-            # An envelope from before per-component formats: every state at format 1.
+            # An envelope from before per-component formats has every state at format 1: the
+            # market's state has changed shape since (pools, refunds), so it is not read.
             old = msgspec.json.encode({"format": 1, "states": states})
             await first.journal.append_snapshot_nowait(old, time_ms=0).wait()
+            formats = {"market": Market.state_format, "keys": 1}
+            current = SnapshotEnvelope(format=1, states=states, formats=formats)
+            await first.journal.append_snapshot_nowait(
+                msgspec.json.encode(current), time_ms=0
+            ).wait()
             total = first.journal.last_seq
         async with restored(path) as second:
             assert second.replayed == 0
             assert second.market.encode_state() == first.market.encode_state()
-            envelope = SnapshotEnvelope(format=1, states=states, formats={"market": 1, "keys": 1})
             assert second.engine.snapshot()
         # The market's state changed shape (its format was bumped): the snapshot is ignored.
-        monkeypatch.setattr(Market, "state_format", 2)
+        monkeypatch.setattr(Market, "state_format", Market.state_format + 1)
         with structlog.testing.capture_logs() as logs:
             async with restored(path) as third:
                 assert third.replayed == total
@@ -200,6 +205,7 @@ async def test_each_components_state_format_decides_whether_its_snapshot_is_read
         assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
             "engine.snapshot_ignored"
         ]
+        envelope = current
         # The engine writes the formats it read with.
         async with open_journal(path) as journal:
             stored = await journal.latest_snapshot()

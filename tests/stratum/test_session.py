@@ -15,7 +15,8 @@ from stratum.core.handshake import parse_username, password_difficulty
 from stratum.core.jobs import Job
 from stratum.core.messages import Method, recover_id
 from stratum.core.registries import ExtranonceAllocator, SubmittedShares
-from stratum.core.session import Outcome, ServerSession
+from stratum.core.session import ServerSession
+from stratum.core.session_types import Outcome
 from stratum.core.states import TRANSITIONS, CloseReason, RefusedInState, SessionState
 
 from .helpers import find_nonce
@@ -198,6 +199,14 @@ def test_an_accepted_share_resets_the_reject_streak() -> None:
     assert outcome.share is not None
     assert outcome.share.accepted
     assert session.consecutive_rejects == 0
+    # An accepted share carries the submission as made, for a source that forwards it.
+    share = outcome.share
+    assert (share.job_seq, share.extranonce1, share.extranonce2) == (
+        JOB.seq,
+        (session.extranonce1 or b"").hex(),
+        "00000000",
+    )
+    assert (share.ntime, share.nonce, share.version_bits) == (JOB.ntime, nonce, None)
 
 
 def valid_nonce(session: ServerSession, job_id: str) -> str:
@@ -287,7 +296,8 @@ def test_a_rejected_share_without_a_valid_name_is_the_connections_first_worker()
     outcome = feed(session, "mining.submit", ["bad name", job_id, "00", "00000000", "00000000"])
     assert outcome.share is not None
     assert (outcome.share.account, outcome.share.worker) == ("a", "w")
-    assert outcome.share.reason == "other"
+    # The name is checked before the extranonce2 size (which needs the job's layout).
+    assert outcome.share.reason == "unauthorized"
     outcome = feed(session, "mining.submit", ["a.w", job_id, "zz", "00000000", "00000000"])
     assert outcome.share is not None
     assert (outcome.share.account, outcome.share.reason) == ("a", "other")

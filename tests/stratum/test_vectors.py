@@ -11,7 +11,8 @@ import pytest
 
 from stratum.core.jobs import Job
 from stratum.core.registries import ExtranonceAllocator
-from stratum.core.session import ServerSession, SessionConfig
+from stratum.core.session import ServerSession
+from stratum.core.session_types import SessionConfig
 from stratum.core.shares import Algorithm
 
 VECTORS: list[dict[str, Any]] = json.loads(

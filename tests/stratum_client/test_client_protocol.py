@@ -19,6 +19,7 @@ from stratum.core.client_events import (
     NewDifficulty,
     NewExtranonce,
     NewJob,
+    NewVersionMask,
     ReconnectRequested,
     RequestFailed,
     ShowMessage,
@@ -294,6 +295,7 @@ def test_other_notifications() -> None:
     got = feed(
         proto,
         line({"id": None, "method": "mining.set_extranonce", "params": ["01020304", 2]})
+        + line({"id": None, "method": "mining.set_version_mask", "params": ["00ffe000"]})
         + line({"id": None, "method": "client.reconnect", "params": ["127.0.0.1", "3333", 2]})
         + line({"id": None, "method": "client.reconnect", "params": []})
         + line({"id": None, "method": "client.show_message", "params": ["serving order 7"]})
@@ -301,6 +303,7 @@ def test_other_notifications() -> None:
     )
     assert got == [
         NewExtranonce(extranonce1="01020304", extranonce2_size=2),
+        NewVersionMask(mask="00ffe000"),
         ReconnectRequested(host="127.0.0.1", port=3333, wait_s=2.0),
         ReconnectRequested(host=None, port=None, wait_s=0.0),
         ShowMessage(text="serving order 7"),
