@@ -194,7 +194,7 @@ class AdminCalls:
         cli=cli(
             "admin fault set",
             "start injecting a fault",
-            arg("--target", choices=("stratum", "api"), required=True),
+            arg("--target", choices=("stratum", "api", "pool"), required=True),
             arg("--algorithm", choices=_ALGORITHMS, default=None),
             arg("--worker", default=None, help="account.worker or conn:<id>"),
             arg("--seed", type=int, default=0),
@@ -205,6 +205,13 @@ class AdminCalls:
             arg("--junk-rate", type=float, default=None, help="stratum: 0..1"),
             arg("--error-rate", type=float, default=None, help="api: 0..1"),
             arg("--rate-limit", type=int, default=None, help="api: requests/s per key"),
+            arg(
+                "--drop",
+                action="store_const",
+                const=True,
+                default=None,
+                help="pool: close the upstream connections now",
+            ),
         ),
     )
     def set_fault(
@@ -221,14 +228,16 @@ class AdminCalls:
         junk_rate: float | None = None,
         error_rate: float | None = None,
         rate_limit: int | None = None,
+        drop: bool | None = None,
         request_id: str | None = None,
     ) -> aw.FaultParams:
         """Start injecting a fault (control.md, "Faults"): ``target`` ``"stratum"`` with
         ``latency_ms``, ``drop_after_s``, ``reject_rate``, ``stall``, ``junk_rate`` (for one
         ``algorithm`` or ``worker`` if given), or ``"api"`` with ``latency_ms``,
-        ``error_rate``, ``rate_limit``; randomness from ``seed``. The faults in force
-        (``list[FaultParams]``). Raises ``ValueError`` for a field the target does not have
-        or a value out of range."""
+        ``error_rate``, ``rate_limit``, or ``"pool"`` with ``drop`` and ``latency_ms`` on
+        forwarded shares (for one ``algorithm``'s orders if given); randomness from
+        ``seed``. The faults in force (``list[FaultParams]``). Raises ``ValueError`` for a
+        field the target does not have or a value out of range."""
         return _fault(
             target,
             {
@@ -242,6 +251,7 @@ class AdminCalls:
                 "junk_rate": junk_rate,
                 "error_rate": error_rate,
                 "rate_limit": rate_limit,
+                "drop": drop,
             },
         )
 

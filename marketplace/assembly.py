@@ -519,6 +519,7 @@ def make_control(node: Node) -> Control:
     """What the operator methods act on (``serve --control``): market time over the core's
     engine, scheduler and the node's bridges, its Stratum servers' workers, faults."""
     core = node.core
+    assert node.upstreams is not None, "the proxy starts before the operator's control"
     workers = Workers(fleet=core.fleet, clock=core.clock)
     for server in node.servers:
         workers.add_server(server)
@@ -534,7 +535,7 @@ def make_control(node: Node) -> Control:
             bridges=node.bridges,
         ),
         workers=workers,
-        faults=Faults(workers),
+        faults=Faults(workers, node.upstreams),
         bridges={bridge.algorithm: bridge for bridge in node.bridges},
         stratum_host=core.config.host,
         stratum_ports=dict(node.stratum_ports),
@@ -613,6 +614,7 @@ async def _serve(
                 clock=core.clock,
                 admin=admin,
                 health=core.health,
+                nicehash=config.nicehash_api,
                 pools=core.pools,
                 proxy=upstreams,
                 relays=upstreams,

@@ -46,6 +46,8 @@ class NodeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     faucet: bool = False
     #: The operator methods (``admin.*``), market time and faults of control.md.
     control: bool = False
+    #: NiceHash's REST API v2 on the API port beside ``/rpc`` (nicehash-rest.md).
+    nicehash_api: bool = True
     ports_file: str | None = None
     #: Both algorithms at once (``None``: each algorithm's own setting or default).
     start_difficulty: float | None = None
@@ -157,6 +159,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="operator methods (admin.*): market time, workers, rules, faults (for tests)",
     )
     parser.add_argument(
+        "--nicehash-api",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve NiceHash's REST API v2 (/api/v2/..., /main/api/v2/...) beside /rpc "
+        "(default on)",
+    )
+    parser.add_argument(
         "--standby",
         action="store_const",
         const=True,
@@ -225,7 +234,14 @@ def load_config(
         merged.update(_per_algorithm({key.replace("-", "_"): v for key, v in table.items()}))
     if args is not None:
         flags = {}
-        for name in [*(f[0] for f in _FLAGS), "faucet", "control", "standby", "pool_allow"]:
+        for name in [
+            *(f[0] for f in _FLAGS),
+            "faucet",
+            "control",
+            "standby",
+            "pool_allow",
+            "nicehash_api",
+        ]:
             value = getattr(args, name, None)
             if value is not None:
                 flags[name] = value

@@ -116,6 +116,7 @@ class _StateCollector(Collector):
                 single[name].add_metric([label], value)
         yield from (connections, workers, shares, *single.values())
         yield self._orders(market.algorithms())
+        yield from self._upstreams(now_ms=now)
 
     def _figures(self, algorithm: Algorithm, *, now_ms: int) -> dict[str, float]:
         """One market's single-valued figures, by metric name (see ``_PER_MARKET``)."""
@@ -145,6 +146,35 @@ class _StateCollector(Collector):
         for (algorithm, kind, status), n in counts.items():
             orders.add_metric([algorithm.value, kind.value, status.value], n)
         return orders
+
+    def _upstreams(self, *, now_ms: int) -> tuple[GaugeMetricFamily, CounterMetricFamily]:
+        """The active orders with a pool: their upstream's status and the pool's answers, read
+        from the order's ``pool`` object as the API shows it (``rejected`` is the sum of its
+        reasons, which are the pool's own words: no label for those)."""
+        status = GaugeMetricFamily(
+            "hashmarket_upstream_status",
+            "upstream session of an order with a pool (1 alive, 0 connecting or dead)",
+            labels=["order_id"],
+        )
+        shares = CounterMetricFamily(
+            "hashmarket_upstream_shares",
+            "forwarded shares by the pool's answer",
+            labels=["order_id", "result"],
+        )
+        book = self._market.book
+        for algorithm in self._market.algorithms():
+            for order in book.active[algorithm].values():
+                if order.pool_id is None:
+                    continue
+                pool = self._views.get_order(
+                    account=order.account, order_id=order.id, now_ms=now_ms
+                ).pool
+                if pool is None:
+                    continue
+                status.add_metric([order.id], 1 if pool.status == "alive" else 0)
+                shares.add_metric([order.id, "accepted"], pool.accepted)
+                shares.add_metric([order.id, "rejected"], sum(pool.rejected.values()))
+        return status, shares
 
 
 class _BatchHistogram(Collector):

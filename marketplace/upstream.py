@@ -271,11 +271,18 @@ class UpstreamManager:
 
     # ------------------------------------------------------------------ fault seams
 
-    def drop_all(self, reason: str = "the connection to the pool was dropped") -> int:
-        """Close every upstream connection now (each reconnects after its backoff); how many
-        were open."""
+    def drop_all(
+        self,
+        reason: str = "the connection to the pool was dropped",
+        *,
+        algorithm: Algorithm | None = None,
+    ) -> int:
+        """Close every upstream connection now (those of ``algorithm``'s orders, if given;
+        each reconnects after its backoff); how many were open."""
         dropped = 0
         for session in self._sessions.values():
+            if algorithm is not None and session.relay.algorithm is not algorithm:
+                continue
             if session.connection is not None:
                 self._drop(session, reason)
                 dropped += 1

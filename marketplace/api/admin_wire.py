@@ -2,8 +2,8 @@
 
 Like ``wire.py``: every params object refuses unknown fields, every result's field names are
 the contract, and the clients decode the same Structs the server encodes. Faults are a tagged
-union on ``target`` (``StratumFault``, ``ApiFault``), so each target's fields are checked
-against that target alone; a new target is one more Struct in ``FaultParams``.
+union on ``target`` (``StratumFault``, ``ApiFault``, ``PoolFault``), so each target's fields
+are checked against that target alone; a new target is one more Struct in ``FaultParams``.
 """
 
 from __future__ import annotations
@@ -101,8 +101,16 @@ class ApiFault(_Fault, frozen=True, tag="api"):
     rate_limit: Annotated[int, Meta(ge=1, le=100_000)] | None = None
 
 
+class PoolFault(_Fault, frozen=True, tag="pool"):
+    """Faults towards buyers' pools (proxy.md), for the orders of ``algorithm`` if given
+    (``worker`` does not apply)."""
+
+    drop: bool | None = None
+    latency_ms: Millis | None = None
+
+
 #: ``admin.fault.set``'s params: one fault, by target.
-FaultParams = StratumFault | ApiFault
+FaultParams = StratumFault | ApiFault | PoolFault
 
 
 class NoParams(_Params, frozen=True):

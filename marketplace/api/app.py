@@ -66,10 +66,19 @@ import structlog
 import trio
 
 from marketplace.api import rpc
-from marketplace.api.auth import Authenticator, Caller, KeyAuthError
+from marketplace.api.auth import (
+    RPC_LAYOUTS,
+    Authenticator,
+    Caller,
+    KeyAuthError,
+    require_scope,
+)
 from marketplace.api.errors import ApiCode, RpcError, from_market_error
 from marketplace.api.methods import METHODS, CallContext, Method, ProxyPort
+from marketplace.api.nicehash.door import NiceHashDoor
+from marketplace.api.nicehash.door import serves as serves_nicehash
 from marketplace.api.ratelimit import RateLimiter
+from marketplace.api.signing import RPC_PATH, Layout, SignedTarget
 from marketplace.clock import Clock
 from marketplace.core.errors import MarketError
 from marketplace.core.eventsourced import Executor
@@ -212,6 +221,18 @@ class RpcService:
     def settings(self) -> ApiSettings:
         return self._settings
 
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def market(self) -> Market:
+        return self._market
+
+    @property
+    def views(self) -> MarketViews:
+        return self._views
+
     def _fault_rate_limit(self) -> RateLimiter | None:
         faults = None if self._admin is None else self._admin.api_faults()
         return None if faults is None else faults.rate_limiter()
@@ -255,7 +276,7 @@ class RpcService:
             parsed = rpc.parse_body(body)
         except RpcError as error:
             # A body that is no request is one unsigned call: junk is limited like the rest.
-            return rpc.encode_error(None, self._take_public(1, remote) or error)
+            return rpc.encode_error(None, self.take_public(1, remote) or error)
         signed = 0
         for item in parsed.items:
             if isinstance(item, rpc.Call):
@@ -263,23 +284,20 @@ class RpcService:
                 admin = self._admin is not None and self._admin.knows(item.method)
                 if admin or (method is not None and method.scope is not None):
                     signed += 1
-        public_error = self._take_public(len(parsed.items) - signed, remote)
+        public_error = self.take_public(len(parsed.items) - signed, remote)
         caller: Caller | None = None
         auth_error: RpcError | None = None
         if signed:
             try:
-                caller = self._auth.authenticate(
+                caller = await self.authenticate(
                     headers=headers,
                     body=body,
-                    query=query,
-                    now_ms=self._clock.now_ms(),
-                    wall_ms=self._clock.wall_ms(),
+                    target=SignedTarget("POST", RPC_PATH, query.decode("latin-1")),
                     cost=signed,
+                    remote=remote,
                 )
             except RpcError as error:
                 auth_error = error
-                if isinstance(error, KeyAuthError):
-                    await self._note_auth_failure(error.account, error.key_id, error.rule, remote)
         request = _Request(caller, auth_error, public_error, remote, log_id)
         answers: list[bytes] = []
         refused: list[int] = []
@@ -304,10 +322,12 @@ class RpcService:
                     observer(self._method_label(item), code, time.perf_counter() - started)
                 if isinstance(item, rpc.BadCall) or not item.notification:
                     answers.append(answer)
-            if caller is not None and succeeded:
-                await self._persist_use(caller.key_id)
-            if caller is not None and ApiCode.FORBIDDEN in refused:
-                await self._note_auth_failure(caller.account, caller.key_id, AuthRule.SCOPE, remote)
+            await self.after_request(
+                caller,
+                succeeded=bool(succeeded),
+                forbidden=ApiCode.FORBIDDEN in refused,
+                remote=remote,
+            )
             log.info(
                 "api.request",
                 calls=len(parsed.items),
@@ -317,7 +337,46 @@ class RpcService:
             )
         return rpc.join_answers(parsed.batch, answers)
 
-    def _take_public(self, cost: int, remote: str | None) -> RpcError | None:
+    async def authenticate(
+        self,
+        *,
+        headers: Mapping[bytes, bytes],
+        body: bytes,
+        target: SignedTarget,
+        cost: int,
+        remote: str | None,
+        layouts: frozenset[Layout] = RPC_LAYOUTS,
+    ) -> Caller:
+        """Authenticate one request (``auth.py``) for ``cost`` signed calls, signed for
+        ``target`` under ``layouts``. Raises the ``RpcError`` of the rule that failed, after
+        recording it in the key's account activity when it names an existing key."""
+        try:
+            return self._auth.authenticate(
+                headers=headers,
+                body=body,
+                target=target,
+                now_ms=self._clock.now_ms(),
+                wall_ms=self._clock.wall_ms(),
+                cost=cost,
+                layouts=layouts,
+            )
+        except KeyAuthError as error:
+            await self._note_auth_failure(error.account, error.key_id, error.rule, remote)
+            raise
+
+    async def after_request(
+        self, caller: Caller | None, *, succeeded: bool, forbidden: bool, remote: str | None
+    ) -> None:
+        """What a signed request leaves behind (see the module doc): its key's last use when
+        a call succeeded, an ``auth.failed`` entry when one was beyond the key's scopes."""
+        if caller is None:
+            return
+        if succeeded:
+            await self._persist_use(caller.key_id)
+        if forbidden:
+            await self._note_auth_failure(caller.account, caller.key_id, AuthRule.SCOPE, remote)
+
+    def take_public(self, cost: int, remote: str | None) -> RpcError | None:
         """Charge ``cost`` unsigned calls to ``remote``'s bucket; the error to answer each of
         them with if the bucket refuses (nothing is taken then)."""
         if not cost or remote is None:
@@ -369,8 +428,42 @@ class RpcService:
 
     async def _call(self, call: rpc.Call, request: _Request) -> bytes:
         """Run one call; its result as JSON. Raises ``RpcError`` for every refusal."""
+        caller, public_error = request.caller, request.public_error
+        method = self._methods.get(call.method)
+        if method is None and self._admin is not None and self._admin.knows(call.method):
+            operator = self._signed(Scope.OPERATOR, request)
+            return await self.guarded(
+                lambda: self._admin_call(call, operator), method=call.method, log_id=request.log_id
+            )
+        if (method is None or method.scope is None) and public_error is not None:
+            raise public_error
+        if method is None:
+            raise RpcError(
+                ApiCode.METHOD_NOT_FOUND, "method not found", {"method": call.method[:64]}
+            )
+        if method.scope is not None:
+            caller = self._signed(method.scope, request)
+        return await self.run_method(
+            method,
+            call.params,
+            caller=caller,
+            remote=request.remote,
+            log_id=request.log_id,
+            position=call.position,
+        )
+
+    async def _admin_call(self, call: rpc.Call, operator: Caller) -> bytes:
+        assert self._admin is not None
+        return await self._admin.call(call.method, call.params, operator)
+
+    async def guarded(
+        self, run: Callable[[], Awaitable[bytes]], *, method: str, log_id: str
+    ) -> bytes:
+        """``await run()``, with every refusal as an ``RpcError``: a ``MarketError`` mapped
+        (``errors.from_market_error``), the store failing as 5030 with ``retry_after_ms``, and
+        anything else, a bug, logged under ``log_id`` and answered -32603 with that id only."""
         try:
-            return await self._call_inner(call, request)
+            return await run()
         except RpcError:
             raise
         except MarketError as exc:
@@ -382,8 +475,7 @@ class RpcService:
                 {"retry_after_ms": exc.retry_after_ms},
             ) from None
         except Exception:
-            log_id = request.log_id
-            log.exception("api.internal_error", method=call.method[:64], log_id=log_id)
+            log.exception("api.internal_error", method=method[:64], log_id=log_id)
             raise RpcError(ApiCode.INTERNAL_ERROR, "internal error", {"log_id": log_id}) from None
 
     def _signed(self, scope: Scope, request: _Request) -> Caller:
@@ -394,27 +486,42 @@ class RpcService:
         caller = request.caller
         if caller is None:  # authenticate() either returns a caller or raises
             raise RuntimeError("signed call without a caller")
-        if scope not in caller.scopes:
-            raise RpcError(ApiCode.FORBIDDEN, "key lacks the scope", {"scope": scope.value})
+        require_scope(caller, scope)
         return caller
 
-    async def _call_inner(self, call: rpc.Call, request: _Request) -> bytes:
-        caller, public_error = request.caller, request.public_error
-        method = self._methods.get(call.method)
-        if method is None and self._admin is not None and self._admin.knows(call.method):
-            operator = self._signed(Scope.OPERATOR, request)
-            return await self._admin.call(call.method, call.params, operator)
-        if (method is None or method.scope is None) and public_error is not None:
-            raise public_error
-        if method is None:
-            raise RpcError(
-                ApiCode.METHOD_NOT_FOUND, "method not found", {"method": call.method[:64]}
-            )
-        if method.scope is not None:
-            caller = self._signed(method.scope, request)
+    async def run_method(
+        self,
+        method: Method,
+        params: bytes,
+        *,
+        caller: Caller | None,
+        remote: str | None,
+        log_id: str,
+        position: int = 0,
+    ) -> bytes:
+        """Run one call of ``method`` with its ``params`` (JSON) for ``caller`` (whose scope
+        the caller of this checked; ``None`` for a public method), the ``position``-th call of
+        its request; the result as JSON. The one path every door's calls take (see the module
+        doc): params decoded (-32602), reads answered from memory, mutating calls run in the
+        executor with their idempotency record. Raises ``RpcError`` for every refusal
+        (``guarded``)."""
+        return await self.guarded(
+            lambda: self._run(method, params, caller, remote, position),
+            method=method.name,
+            log_id=log_id,
+        )
+
+    async def _run(
+        self,
+        method: Method,
+        params_json: bytes,
+        caller: Caller | None,
+        remote: str | None,
+        position: int,
+    ) -> bytes:
         assert method.decoder is not None
         try:
-            params = method.decoder.decode(call.params)
+            params = method.decoder.decode(params_json)
         except msgspec.DecodeError as exc:
             raise RpcError(ApiCode.INVALID_PARAMS, "invalid params", {"detail": str(exc)}) from None
         health = self._health
@@ -431,7 +538,7 @@ class RpcService:
             stratum_host=settings.stratum_host,
             stratum_ports=settings.stratum_ports,
             security=self._security,
-            remote=request.remote,
+            remote=remote,
             pools=self._pools,
             pool_allow=self._pool_allow,
             proxy=self._proxy,
@@ -443,9 +550,9 @@ class RpcService:
         if caller is None:
             raise RuntimeError(f"mutating method {method.name} is public")
         record_key = (
-            None if caller.request_id is None else (caller.key_id, caller.request_id, call.position)
+            None if caller.request_id is None else (caller.key_id, caller.request_id, position)
         )
-        digest = params_digest(method.name, call.params)
+        digest = params_digest(method.name, params_json)
         keyring, security = self._keyring, self._security
 
         def command() -> bytes | RpcError:
@@ -511,11 +618,13 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class ApiApp:
-    """The ASGI app serving ``RpcService`` at ``POST /rpc`` (see the module doc)."""
+    """The ASGI app serving ``RpcService`` at ``POST /rpc`` and, with ``nicehash``, NiceHash's
+    REST paths (``marketplace.api.nicehash``) beside it (see the module doc)."""
 
-    def __init__(self, service: RpcService) -> None:
+    def __init__(self, service: RpcService, *, nicehash: bool = False) -> None:
         self.service = service
         self._max_body = service.settings.max_body_bytes
+        self.nicehash = NiceHashDoor(service) if nicehash else None
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -532,35 +641,24 @@ class ApiApp:
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1003})
 
+    def serves(self, path: str) -> bool:
+        """Whether ``path`` is this app's: ``/rpc``, and NiceHash's paths with ``nicehash``."""
+        return path == RPC_PATH or (self.nicehash is not None and serves_nicehash(path))
+
     async def _http(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if self.nicehash is not None and serves_nicehash(scope["path"]):
+            await self._nicehash(self.nicehash, scope, receive, send)
+            return
         if scope["path"] != "/rpc":
             await _plain(send, 404, b"not found\n")
             return
         if scope["method"] != "POST":
             await _plain(send, 405, b"method not allowed: POST /rpc only\n", allow=True)
             return
-        headers: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
-            headers[bytes(name).lower()] = bytes(value)
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self._max_body):
-            await _plain(send, 413, b"body too large: 64 KiB at most\n")
+        headers = _headers(scope)
+        body = await self._body(headers, receive, send)
+        if body is None:
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max_body:
-                await _plain(send, 413, b"body too large: 64 KiB at most\n")
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
         if await self.service.injected_failure(body=body, headers=headers):
             await _plain(
                 send,
@@ -569,28 +667,79 @@ class ApiApp:
                 retry_after=RETRY_AFTER_S,
             )
             return
-        client = scope.get("client")
         answer = await self.service.handle(
             body=body,
             headers=headers,
             query=bytes(scope.get("query_string", b"")),
-            remote=None if not client else str(client[0]),
+            remote=_remote(scope),
         )
         if answer is None:
             await send({"type": "http.response.start", "status": 204, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(answer)).encode()),
-                ],
-            }
+        await _json(send, 200, answer)
+
+    async def _body(
+        self, headers: Mapping[bytes, bytes], receive: Receive, send: Send
+    ) -> bytes | None:
+        """The request's body, or ``None`` when it was answered 413 or the client left."""
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self._max_body):
+            await _plain(send, 413, b"body too large: 64 KiB at most\n")
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                await _plain(send, 413, b"body too large: 64 KiB at most\n")
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _nicehash(
+        self, door: NiceHashDoor, scope: AsgiScope, receive: Receive, send: Send
+    ) -> None:
+        headers = _headers(scope)
+        body = await self._body(headers, receive, send)
+        if body is None:
+            return
+        # The path as it arrived on the request line: what a NiceHash client signed.
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        reply = await door.respond(
+            http=scope["method"],
+            raw_path=bytes(raw_path).partition(b"?")[0],
+            query=bytes(scope.get("query_string", b"")),
+            headers=headers,
+            body=body,
+            remote=_remote(scope),
         )
-        await send({"type": "http.response.body", "body": answer})
+        await _json(send, reply.status, reply.body, retry_after=reply.retry_after_s)
+
+
+def _headers(scope: AsgiScope) -> dict[bytes, bytes]:
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        headers[bytes(name).lower()] = bytes(value)
+    return headers
+
+
+def _remote(scope: AsgiScope) -> str | None:
+    client = scope.get("client")
+    return None if not client else str(client[0])
+
+
+async def _json(send: Send, status: int, body: bytes, *, retry_after: int | None = None) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _plain(
@@ -619,12 +768,14 @@ def build_app(
     pools: PoolRegistry | None = None,
     proxy: ProxyPort | None = None,
     relays: RelayFacts | None = None,
+    nicehash: bool = True,
 ) -> ApiApp:
     """The ASGI app over a market (with its fleet, for the views), key ring, account security
     and pool registry whose commands ``executor`` runs, on the node's ``clock`` (market time
     for the market, wall time for signing and the second factor); with ``admin``, the operator
     methods and faults of ``serve --control``; ``health`` (the engine's) says when reads must
-    wait too; ``proxy`` verifies pools and ``relays`` tells the orders' pool status."""
+    wait too; ``proxy`` verifies pools and ``relays`` tells the orders' pool status;
+    ``nicehash``: NiceHash's REST paths served too (``serve --nicehash-api``)."""
     return ApiApp(
         RpcService(
             market=market,
@@ -639,5 +790,6 @@ def build_app(
             pools=pools,
             proxy=proxy,
             relays=relays,
-        )
+        ),
+        nicehash=nicehash,
     )

@@ -8,9 +8,12 @@ first rule that failed:
 
 1. headers present and well formed (``X-Auth`` = ``key_id:hex``, ``X-Time`` digits,
    ``X-Nonce`` and ``X-Request-Id`` tokens, ``X-Organization-Id``) -> 4001 / -32600;
-2. the key exists and the signature over the exact body matches (constant time) -> 4001; only
-   a holder of the secret gets past here, so later answers reveal nothing to strangers;
-3. the key is not revoked or expired and belongs to ``X-Organization-Id`` -> 4001;
+2. the key exists and the signature over the exact body matches (constant time) one of the
+   messages the door's layouts allow (``signing.signing_messages``: ``POST /rpc`` has one,
+   the NiceHash door three) -> 4001; only a holder of the secret gets past here, so later
+   answers reveal nothing to strangers;
+3. the key is not revoked or expired and belongs to ``X-Organization-Id`` (a layout without
+   the header: the key's own account) -> 4001;
 4. ``X-Time`` within the window of the server's wall clock, and not before this process started
    (the nonce store is ephemeral, see ``nonces.py``) -> 4008;
 5. the nonce is fresh for this key -> 4009;
@@ -36,7 +39,13 @@ from typing import Final, NamedTuple
 from marketplace.api.errors import ApiCode, RpcError
 from marketplace.api.nonces import NonceStore
 from marketplace.api.ratelimit import RateLimiter
-from marketplace.api.signing import RPC_PATH, is_token, signing_message, verify
+from marketplace.api.signing import (
+    Layout,
+    SignedTarget,
+    is_token,
+    signing_messages,
+    verify,
+)
 from marketplace.core.key_events import KeyState, Scope
 from marketplace.core.keys import KeyRing
 from marketplace.core.security_events import AuthRule
@@ -45,6 +54,8 @@ from stratum.core.names import ACCOUNT_PATTERN
 _TIME: Final = re.compile(rb"[0-9]{1,16}")
 _KEY_ID: Final = re.compile(rb"[A-Za-z0-9_-]{1,64}")
 _ORG: Final = re.compile(ACCOUNT_PATTERN.encode())
+#: ``POST /rpc`` is signed one way only (buyer-api.md).
+RPC_LAYOUTS: Final = frozenset({Layout.ORGANIZATION})
 
 
 class Caller(NamedTuple):
@@ -54,6 +65,12 @@ class Caller(NamedTuple):
     key_id: str
     scopes: frozenset[Scope]
     request_id: str | None
+
+
+def require_scope(caller: Caller, scope: Scope) -> None:
+    """Raises 4003 unless ``caller``'s key has ``scope``."""
+    if scope not in caller.scopes:
+        raise RpcError(ApiCode.FORBIDDEN, "key lacks the scope", {"scope": scope.value})
 
 
 def _not_authenticated(message: str, **data: str) -> RpcError:
@@ -99,15 +116,17 @@ class Authenticator:
         *,
         headers: Mapping[bytes, bytes],
         body: bytes,
-        query: bytes,
+        target: SignedTarget,
         now_ms: int,
         wall_ms: int,
         cost: int,
+        layouts: frozenset[Layout] = RPC_LAYOUTS,
     ) -> Caller:
-        """Check the request's signing headers (lowercase names) and spend its nonce and
-        ``cost`` tokens; ``wall_ms`` is the wall clock (signing), ``now_ms`` market time (the
-        key's expiry and last use). Raises ``RpcError`` (4001, 4008, 4009, 4029, -32600)
-        naming the first rule that failed; on any failure nothing is spent."""
+        """Check the request's signing headers (lowercase names) against ``target`` (what its
+        request line asked for) under ``layouts``, and spend its nonce and ``cost`` tokens;
+        ``wall_ms`` is the wall clock (signing), ``now_ms`` market time (the key's expiry and
+        last use). Raises ``RpcError`` (4001, 4008, 4009, 4029, -32600) naming the first rule
+        that failed; on any failure nothing is spent."""
         auth = headers.get(b"x-auth")
         if auth is None:
             raise _not_authenticated("missing X-Auth header", header="X-Auth")
@@ -121,7 +140,8 @@ class Authenticator:
         if nonce is None or not is_token(nonce):
             raise _not_authenticated("X-Nonce must be 1-64 of [A-Za-z0-9_-]", header="X-Nonce")
         org_raw = headers.get(b"x-organization-id")
-        if org_raw is None or _ORG.fullmatch(org_raw) is None:
+        headless = org_raw is None and Layout.NO_ORGANIZATION in layouts
+        if not headless and (org_raw is None or _ORG.fullmatch(org_raw) is None):
             raise _not_authenticated(
                 "X-Organization-Id must name the account", header="X-Organization-Id"
             )
@@ -136,17 +156,19 @@ class Authenticator:
         key = self._keyring.get(key_id)
         if key is None:
             raise _not_authenticated("unknown key", header="X-Auth")
-        message = signing_message(
+        messages = signing_messages(
             key_id=key_id,
             time_ms=time_raw.decode(),
             nonce=nonce.decode(),
-            org_id=org_raw.decode(),
-            method="POST",
-            path=RPC_PATH,
-            query=query.decode("latin-1"),
+            org_id=None if org_raw is None else org_raw.decode(),
+            target=target,
             body=body or None,
+            layouts=layouts,
         )
-        if not verify(self._keyring.secret_of(key_id, key.version), message, sig):
+        secret = self._keyring.secret_of(key_id, key.version)
+        # Every candidate is checked, so the time taken says nothing about which one matched.
+        matched = [verify(secret, message, sig) for message in messages]
+        if not any(matched):
             raise KeyAuthError(
                 _not_authenticated("bad signature", header="X-Auth"),
                 account=key.account,
@@ -158,7 +180,7 @@ class Authenticator:
             raise _not_authenticated("key revoked", key_id=key_id)
         if state is KeyState.EXPIRED:
             raise _not_authenticated("key expired", key_id=key_id)
-        org = org_raw.decode()
+        org = key.account if org_raw is None else org_raw.decode()
         if org != key.account:
             raise _not_authenticated(
                 "key does not belong to X-Organization-Id", header="X-Organization-Id"

@@ -280,6 +280,7 @@ def order_create(ctx: CallContext, p: wire.OrderCreateParams) -> wire.OrderOut:
         now_ms=ctx.now_ms,
         fleet=ctx.views.fleet,
         pool_id=p.pool_id,
+        request_id=None if ctx.caller is None else ctx.caller.request_id,
     )
     return _order_out(ctx, order_id)
 

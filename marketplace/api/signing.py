@@ -13,6 +13,14 @@ The same functions serve the server (``verify``) and the client (``sign_headers`
 can never disagree; ``tests/vectors/api-signing.json`` pins them to NiceHash's own example.
 Verification compares in constant time (``hmac.compare_digest``) on bytes, so a header with
 non-ASCII junk is simply a mismatch.
+
+Layouts. ``POST /rpc`` is signed one way only (``Layout.ORGANIZATION``, path and query as they
+arrived). The NiceHash door (nicehash-rest.md) accepts what NiceHash's own servers accept:
+besides that layout, the same one with the path and query percent-decoded
+(``Layout.DECODED``: NiceHash's Java demo signs ``URI.getPath()``/``getQuery()``, which decode),
+and the older one with empty organisation slots (``Layout.NO_ORGANIZATION``), sent without an
+``X-Organization-Id`` header, the account then being the key's. ``signing_messages`` gives the
+messages a request may have signed; a signature that matches any of them is good.
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from typing import Final
+from enum import Enum
+from typing import Final, NamedTuple
+from urllib.parse import unquote
 
 #: Nonces and request ids: 1-64 of ``[A-Za-z0-9_-]``.
 TOKEN_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
@@ -28,6 +38,28 @@ _TOKEN: Final = re.compile(rb"[A-Za-z0-9_-]{1,64}")
 _HEX64: Final = re.compile(rb"[0-9a-f]{64}")
 
 RPC_PATH: Final = "/rpc"
+
+
+class Layout(Enum):
+    """Which message a signature may be over (see the module doc). ``DECODED`` is a variant
+    of the other two: the same slots, the path and query percent-decoded."""
+
+    ORGANIZATION = "organization"
+    DECODED = "decoded"
+    NO_ORGANIZATION = "no-organization"
+
+
+class SignedTarget(NamedTuple):
+    """What a request asked for, as its request line said it (``path`` and ``query`` as raw
+    text, the query without its ``?``)."""
+
+    method: str
+    path: str
+    query: str
+
+
+#: ``POST /rpc``, the JSON-RPC door.
+RPC_TARGET: Final = SignedTarget("POST", RPC_PATH, "")
 
 
 def signing_message(
@@ -56,6 +88,49 @@ def signing_message(
     if body is not None:
         parts.append(body)
     return b"\x00".join(parts)
+
+
+def _decoded(text: str) -> str:
+    # As Java's URI.getPath()/getQuery(): %XX decoded as UTF-8, '+' left alone.
+    return unquote(text, errors="replace")
+
+
+def signing_messages(
+    *,
+    key_id: str,
+    time_ms: str,
+    nonce: str,
+    org_id: str | None,
+    target: SignedTarget,
+    body: bytes | None,
+    layouts: frozenset[Layout],
+) -> list[bytes]:
+    """The messages a request may have signed under ``layouts`` (see the module doc), without
+    repeats; none when its headers fit no layout. ``org_id`` is the ``X-Organization-Id``
+    header: present, ``Layout.ORGANIZATION`` must be allowed; ``None`` (no header),
+    ``Layout.NO_ORGANIZATION``. ``Layout.DECODED`` adds the decoded path and query to
+    whichever of those applies."""
+    fits = Layout.ORGANIZATION if org_id is not None else Layout.NO_ORGANIZATION
+    if fits not in layouts:
+        return []
+    forms = [(target.path, target.query)]
+    if Layout.DECODED in layouts:
+        forms.append((_decoded(target.path), _decoded(target.query)))
+    messages: list[bytes] = []
+    for path, query in forms:
+        message = signing_message(
+            key_id=key_id,
+            time_ms=time_ms,
+            nonce=nonce,
+            org_id=org_id or "",
+            method=target.method,
+            path=path,
+            query=query,
+            body=body,
+        )
+        if message not in messages:
+            messages.append(message)
+    return messages
 
 
 def signature(secret: str, message: bytes) -> str:

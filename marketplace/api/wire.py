@@ -327,6 +327,8 @@ class PoolOut(_Result, frozen=True):
     port: int
     username: str
     created_ms: int
+    #: When its settings last changed (NiceHash's door edits pools).
+    updated_ms: int = 0
 
 
 class PoolListOut(_Result, frozen=True):

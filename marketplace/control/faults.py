@@ -3,12 +3,12 @@
 Theory of operation
 -------------------
 ``Faults`` is the registry of the faults in force. ``set`` adds one (``admin.fault.set``: a
-``StratumFault`` or an ``ApiFault`` from ``api.admin_wire``), replacing one set before for the
-same target, algorithm and worker; ``clear`` ends them all; ``active`` lists them. Nothing is
-journaled: a restart clears every fault.
+``StratumFault``, an ``ApiFault`` or a ``PoolFault`` from ``api.admin_wire``), replacing one
+set before for the same target, algorithm and worker; ``clear`` ends them all; ``active``
+lists them. Nothing is journaled: a restart clears every fault.
 
-Each target is a small class that answers its seam's questions, so a new target (the proxy's
-upstream ``pool``) is one more class and one more ``FaultParams`` member:
+Each target is a small class that answers its seam's questions, so a new target is one more
+class and one more ``FaultParams`` member:
 
 - ``stratum`` (``StratumTarget``, ``stratum.faults.LinkFaults``): the servers ask it per
   connection whether to delay a line (``latency_ms``), put junk before it (``junk_rate``),
@@ -20,6 +20,11 @@ upstream ``pool``) is one more class and one more ``FaultParams`` member:
   back (``latency_ms``), answer 503 (``error_rate``) and which rate limit applies
   (``rate_limit``). Requests of operator keys are never faulted (the API checks), so a test
   can always clear what it set.
+- ``pool`` (``PoolTarget``, the proxy's ``UpstreamManager``): ``drop`` closes the upstream
+  connections of the orders it applies to when it is set (each reconnects after its usual
+  backoff, so the order is ``dead`` in between and its workers move away and back), and
+  ``latency_ms`` holds each forwarded share back that long before it goes to the pool (the
+  forwarder's ``delay`` seam; the miner's own answer never waits for the pool).
 
 Randomness is ``random.Random`` seeded from the fault's ``seed``, one stream per kind of
 decision and per worker name (``"{seed}/{kind}/{worker}"``), so the same seed gives the same
@@ -36,9 +41,10 @@ import msgspec
 import structlog
 import trio
 
-from marketplace.api.admin_wire import ApiFault, FaultParams, StratumFault
+from marketplace.api.admin_wire import ApiFault, FaultParams, PoolFault, StratumFault
 from marketplace.api.ratelimit import RateLimiter
 from marketplace.control.workers import Workers, worker_name
+from marketplace.upstream import UpstreamManager
 from stratum.core.jobs import MinerLink
 from stratum.core.shares import Algorithm
 from stratum.server import Connection
@@ -161,13 +167,46 @@ class ApiTarget:
         return self._limiter
 
 
+class PoolTarget:
+    """The pool faults in force, per algorithm (``None``: every order with a pool)."""
+
+    def __init__(self, upstreams: UpstreamManager) -> None:
+        self._upstreams = upstreams
+        self.faults: dict[Algorithm | None, PoolFault] = {}
+
+    def set(self, params: PoolFault) -> None:
+        """Inject ``params`` (replacing one for the same algorithm); ``drop`` acts at once."""
+        self.faults[params.algorithm] = params
+        if params.drop:
+            dropped = self._upstreams.drop_all(
+                "the connection to the pool was dropped (injected fault)",
+                algorithm=params.algorithm,
+            )
+            log.info("fault.pool_dropped", connections=dropped, algorithm=params.algorithm)
+        self._upstreams.forwarding.delay = self.delay_s if self.faults else None
+
+    def clear(self) -> None:
+        self.faults.clear()
+        self._upstreams.forwarding.delay = None
+
+    def delay_s(self, order_id: str) -> float:
+        """How long to hold back a share forwarded for ``order_id``."""
+        relay = self._upstreams.relay(order_id)
+        algorithm = None if relay is None else relay.algorithm
+        applying = (
+            f.latency_ms or 0 for key, f in self.faults.items() if key is None or key is algorithm
+        )
+        return max(applying, default=0) / 1000
+
+
 class Faults:
     """The registry of faults in force (see the module doc)."""
 
-    def __init__(self, workers: Workers) -> None:
+    def __init__(self, workers: Workers, upstreams: UpstreamManager) -> None:
         self._workers = workers
         self._stratum = StratumTarget()
         self._api: ApiTarget | None = None
+        self._pool = PoolTarget(upstreams)
         self._changed = trio.Event()
 
     @property
@@ -179,6 +218,8 @@ class Faults:
         """Start injecting ``fault`` (replacing one set for the same place)."""
         if isinstance(fault, ApiFault):
             self._api = ApiTarget(fault)
+        elif isinstance(fault, PoolFault):
+            self._pool.set(fault)
         else:
             self._stratum.set(fault, set_at=trio.current_time())
         self._attach()
@@ -188,6 +229,7 @@ class Faults:
         """Stop every fault."""
         self._stratum.faults.clear()
         self._api = None
+        self._pool.clear()
         self._attach()
         log.info("fault.cleared")
 
@@ -196,6 +238,7 @@ class Faults:
         faults: list[FaultParams] = [f.params for f in self._stratum.faults.values()]
         if self._api is not None:
             faults.append(self._api.params)
+        faults.extend(self._pool.faults.values())
         return faults
 
     def _attach(self) -> None:
@@ -223,4 +266,4 @@ class Faults:
 
 def _loggable(fault: FaultParams) -> dict[str, Any]:
     fields = {k: v for k, v in msgspec.structs.asdict(fault).items() if v is not None}
-    return {"target": "api" if isinstance(fault, ApiFault) else "stratum", **fields}
+    return {"target": type(fault).__struct_config__.tag, **fields}

@@ -27,6 +27,7 @@ Other modules read the attributes (``Market`` to validate commands, ``views`` an
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Final
 
 from marketplace.core.errors import NotFound
 from marketplace.core.events import (
@@ -56,6 +57,16 @@ from marketplace.core.settlement import split_spend
 from marketplace.core.stats import Series
 from marketplace.core.work import hashes_per_diff1, share_work
 from stratum.core.shares import Algorithm
+
+#: The events that change an order's settings or status (its ``updated_ms``).
+_ORDER_CHANGES: Final = (
+    PriceChanged,
+    LimitChanged,
+    Refilled,
+    OrderCancelled,
+    OrderPoolSet,
+    OrderExpired,
+)
 
 #: Longest id or name echoed back in an error.
 MAX_NAME = 128
@@ -161,6 +172,8 @@ class Book:
                 history = self.market_history.get(event.algorithm)
                 if history is not None:
                     history.add_sample(event)
+        if isinstance(event, _ORDER_CHANGES):
+            self.orders[event.order_id].updated_ms = event.time_ms
 
     def _account_history(self, account: str) -> History:
         """``account``'s history, made on first use (the fold's only writer)."""
@@ -193,6 +206,7 @@ class Book:
             created_ms=event.time_ms,
             ends_ms=ends_ms,
             pool_id=event.pool_id,
+            request_id=event.request_id,
         )
         self._escrow(order, event.amount_msat, time_ms=event.time_ms)
         self.orders[order.id] = order

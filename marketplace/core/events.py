@@ -55,6 +55,8 @@ class OrderCreated(_Event, frozen=True, tag="order_created"):
     time_ms: int
     #: The buyer's pool it mines for (``None``: the emulated chain; absent in old journals).
     pool_id: str | None = None
+    #: The ``X-Request-Id`` it was placed with (``None``: none; absent in old journals).
+    request_id: str | None = None
 
 
 class OrderPoolSet(_Event, frozen=True, tag="order_pool_set"):

@@ -34,12 +34,11 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from marketplace.core import events
+from marketplace.core.account_commands import AccountCommands
 from marketplace.core.allocation import FleetFacts, OrderSlot
 from marketplace.core.book import MAX_NAME, Book
 from marketplace.core.errors import (
-    InsufficientBalance,
     InvalidArgument,
-    InvalidState,
     NotFound,
     RuleViolation,
 )
@@ -51,7 +50,6 @@ from marketplace.core.model import (
     MarketRules,
     OrderType,
 )
-from marketplace.core.names import check_account_name
 from marketplace.core.order_rules import (
     check_active,
     check_limit_change,
@@ -69,13 +67,7 @@ from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
 
 
-def _check_name(field: str, value: object) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME:
-        raise InvalidArgument(f"{field} must be a non-empty string of at most {MAX_NAME} chars")
-    return value
-
-
-class Market(EventSourced[events.MarketEvent], PoolOrders):
+class Market(EventSourced[events.MarketEvent], AccountCommands, PoolOrders):
     """The durable marketplace (see the module doc). Not thread-safe; run it from one trio task
     at a time (synchronous methods are atomic under trio)."""
 
@@ -200,65 +192,6 @@ class Market(EventSourced[events.MarketEvent], PoolOrders):
         )
         return total - fixed
 
-    # ------------------------------------------------------------------ commands: accounts
-
-    def create_account(self, *, account: str, now_ms: int) -> None:
-        """Command: open an account. Raises ``InvalidState`` if it exists, ``InvalidArgument``
-        for a bad name."""
-        check_account_name(account)
-        if self._book.ledger.has(account):
-            raise InvalidState("account exists", {"account": account})
-        self._emit(events.AccountCreated(account=account, time_ms=now_ms))
-
-    def ensure_account(self, *, account: str, now_ms: int) -> None:
-        """Command: open ``account`` if it does not exist (sellers). Raises ``InvalidArgument``
-        for a bad name."""
-        check_account_name(account)
-        if not self._book.ledger.has(account):
-            self._emit(events.AccountCreated(account=account, time_ms=now_ms))
-
-    def deposit(self, *, account: str, amount_msat: int, now_ms: int) -> LedgerEntry:
-        """Command: faucet money into ``account``. Raises ``RuleViolation`` when the faucet is
-        off, ``NotFound`` for an unknown account, ``InvalidArgument`` for an amount <= 0."""
-        if not self._config.faucet:
-            raise RuleViolation("the faucet is off", {"faucet": "off"})
-        self._account(account)
-        if require_int("amount", amount_msat) <= 0:
-            raise InvalidArgument("amount must be positive", {"field": "amount"})
-        self._emit(events.Deposited(account=account, amount_msat=amount_msat, time_ms=now_ms))
-        return self._book.ledger.entries(account, limit=1)[0]
-
-    def withdraw(self, *, account: str, amount_msat: int, address: str, now_ms: int) -> LedgerEntry:
-        """Command: record a withdrawal of ``amount_msat`` (0 allowed) to ``address``.
-
-        Raises ``NotFound`` (account), ``InvalidArgument`` (negative amount, bad address),
-        ``InsufficientBalance`` (more than available).
-        """
-        self._account(account)
-        _check_name("address", address)
-        if require_int("amount", amount_msat) < 0:
-            raise InvalidArgument("amount must not be negative", {"field": "amount"})
-        self._require_available(account, amount_msat)
-        withdrawal_id = f"w-{self._book.withdrawal_seq + 1:06d}"
-        self._emit(
-            events.Withdrawn(
-                withdrawal_id=withdrawal_id,
-                account=account,
-                amount_msat=amount_msat,
-                address=address,
-                time_ms=now_ms,
-            )
-        )
-        return self._book.ledger.entries(account, limit=1)[0]
-
-    def _require_available(self, account: str, amount_msat: int) -> None:
-        """Raise ``InsufficientBalance`` unless ``account`` has ``amount_msat`` available."""
-        available = self._book.ledger.balance(account).available_msat
-        if amount_msat > available:
-            raise InsufficientBalance(
-                "amount exceeds the available balance", {"available_msat": available}
-            )
-
     def change_rules(self, *, algorithm: Algorithm, change: RuleChange, now_ms: int) -> MarketRules:
         """Command: change some of ``algorithm``'s rules from now on (``rules.py``); the rules
         in force after. Raises ``InvalidArgument`` for no such market, no change or a value
@@ -283,10 +216,12 @@ class Market(EventSourced[events.MarketEvent], PoolOrders):
         now_ms: int,
         fleet: FleetFacts,
         pool_id: str | None = None,
+        request_id: str | None = None,
     ) -> str:
         """Command: place an order, escrowing ``amount_msat`` from the account's available
         balance; return its id. ``pool_id``: the buyer's pool it mines for (the caller checked
-        it is the account's, of this algorithm: ``PoolRegistry.usable``).
+        it is the account's, of this algorithm: ``PoolRegistry.usable``); ``request_id``: the
+        request it was placed with, which the order keeps.
 
         Standard orders bid ``price_msat``; fixed orders get the market's quote (a given
         ``price_msat`` is the most the buyer accepts) and need a limit and a duration; both
@@ -335,6 +270,7 @@ class Market(EventSourced[events.MarketEvent], PoolOrders):
                 duration_s=duration_s,
                 time_ms=now_ms,
                 pool_id=pool_id,
+                request_id=request_id,
             )
         )
         return order_id
@@ -343,20 +279,38 @@ class Market(EventSourced[events.MarketEvent], PoolOrders):
         """Command: change a standard order's price: up any time, down by at most the market's
         step once per interval. Raises ``NotFound``, ``InvalidState`` (not active, fixed, too
         far, too soon), ``RuleViolation`` (under the minimum), ``InvalidArgument``."""
-        order = self._book.owned(account, order_id)
-        check_price_change(order, self.rules(order.algorithm), price_msat=price_msat, now_ms=now_ms)
-        if price_msat != order.price_msat:
-            self._emit(
-                events.PriceChanged(order_id=order.id, price_msat=price_msat, time_ms=now_ms)
-            )
+        self.change_order(account=account, order_id=order_id, price_msat=price_msat, now_ms=now_ms)
 
     def set_limit(self, *, account: str, order_id: str, limit_hs: int, now_ms: int) -> None:
         """Command: change a standard order's limit (0 = none). Raises ``NotFound``,
         ``InvalidState`` (not active, fixed), ``RuleViolation`` (under the minimum),
         ``InvalidArgument``."""
+        self.change_order(account=account, order_id=order_id, limit_hs=limit_hs, now_ms=now_ms)
+
+    def change_order(
+        self,
+        *,
+        account: str,
+        order_id: str,
+        price_msat: int | None = None,
+        limit_hs: int | None = None,
+        now_ms: int,
+    ) -> None:
+        """Command: a standard order's new price, new limit or both (NiceHash changes them in
+        one call), each under ``set_price``'s and ``set_limit``'s rules; both are checked
+        before either changes, so a refusal changes nothing. Raises as those two do."""
         order = self._book.owned(account, order_id)
-        check_limit_change(order, self.rules(order.algorithm), limit_hs=limit_hs)
-        if limit_hs != order.limit_hs:
+        rules = self.rules(order.algorithm)
+        check_active(order)
+        if price_msat is not None:
+            check_price_change(order, rules, price_msat=price_msat, now_ms=now_ms)
+        if limit_hs is not None:
+            check_limit_change(order, rules, limit_hs=limit_hs)
+        if price_msat is not None and price_msat != order.price_msat:
+            self._emit(
+                events.PriceChanged(order_id=order.id, price_msat=price_msat, time_ms=now_ms)
+            )
+        if limit_hs is not None and limit_hs != order.limit_hs:
             self._emit(events.LimitChanged(order_id=order.id, limit_hs=limit_hs, time_ms=now_ms))
 
     def refill(self, *, account: str, order_id: str, amount_msat: int, now_ms: int) -> None:

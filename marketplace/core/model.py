@@ -180,6 +180,10 @@ class OrderView(msgspec.Struct, frozen=True, kw_only=True):
     cancel_reason: str | None = None
     #: Charges given back for shares the pool rejected (settled refunds).
     refunded_msat: int = 0
+    #: The ``X-Request-Id`` it was placed with, if any.
+    request_id: str | None = None
+    #: When its settings or status last changed (its creation, if never).
+    updated_ms: int = 0
 
 
 class OrderBookEntry(msgspec.Struct, frozen=True, kw_only=True):

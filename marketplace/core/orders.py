@@ -112,6 +112,9 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     pool_rejected: dict[str, int] = msgspec.field(default_factory=dict)
     refund_accrued: FractionState = (0, 1)
     refunded_msat: int = 0
+    request_id: str | None = None
+    #: ``None`` in snapshots written before it was kept: the creation time.
+    updated_ms: int | None = None
 
 
 class Order:
@@ -138,11 +141,13 @@ class Order:
         "refund_accrued",
         "refunded_msat",
         "released_msat",
+        "request_id",
         "seq",
         "settled_msat",
         "spent_msat",
         "status",
         "type",
+        "updated_ms",
     )
 
     def __init__(
@@ -159,6 +164,7 @@ class Order:
         created_ms: int,
         ends_ms: int | None,
         pool_id: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.id = order_id
         self.seq = seq
@@ -192,6 +198,10 @@ class Order:
         #: Exact value of the charged shares the pool rejected; refunds follow its floor.
         self.refund_accrued = Fraction(0)
         self.refunded_msat = 0
+        #: The request id the buyer placed it with, and when its settings or status last
+        #: changed (price, limit, budget, pool, end; not its charges).
+        self.request_id = request_id
+        self.updated_ms = created_ms
 
     def export_state(self) -> OrderState:
         """A copy of every field."""
@@ -224,6 +234,8 @@ class Order:
             pool_rejected=dict(self.pool_rejected),
             refund_accrued=(self.refund_accrued.numerator, self.refund_accrued.denominator),
             refunded_msat=self.refunded_msat,
+            request_id=self.request_id,
+            updated_ms=self.updated_ms,
         )
 
     @classmethod
@@ -242,7 +254,9 @@ class Order:
             created_ms=state.created_ms,
             ends_ms=state.ends_ms,
             pool_id=state.pool_id,
+            request_id=state.request_id,
         )
+        order.updated_ms = state.created_ms if state.updated_ms is None else state.updated_ms
         order.status = state.status
         order.ended_ms = state.ended_ms
         order.spent_msat = state.spent_msat
@@ -408,6 +422,8 @@ class Order:
             pool=self._pool_link(relay),
             cancel_reason=self.cancel_reason,
             refunded_msat=self.refunded_msat,
+            request_id=self.request_id,
+            updated_ms=max(self.updated_ms, self.ended_ms or 0),
         )
 
     def _pool_link(self, relay: RelayView | None) -> PoolLink | None:

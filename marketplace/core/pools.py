@@ -5,8 +5,9 @@ Theory of operation
 ``PoolRegistry`` is an event-sourced component (``component = "pools"``) journaled by the
 engine beside the market and the key ring. A pool belongs to the account that created it and
 names a Stratum endpoint (algorithm, host, port) and the credentials the node logs in with.
-Its events (``PoolCreated``, ``PoolDeleted``) carry ids and times, so replay needs no clock;
-ids are ``p-000001``... from a counter here.
+Its events (``PoolCreated``, ``PoolEdited``, ``PoolDeleted``) carry ids and times, so replay
+needs no clock; ids are ``p-000001``... from a counter here. An edit (NiceHash's pools have
+one) replaces a pool's settings under the same id.
 
 The password is write-only. The node must send it again on every reconnect, also after a
 restart, so it is stored, but only sealed (``sealing.seal`` under a key derived from the
@@ -17,7 +18,8 @@ a core draws no randomness.
 
 The rules that need the market are checked by the caller in the same atomic command: an order
 takes a pool of its own account and algorithm (``usable``), and a pool that an active order
-uses cannot be deleted (``delete_pool``'s ``in_use``). Which hosts are allowed is the
+uses cannot be deleted or edited (``in_use``): its upstream session logged in with the old
+settings. Which hosts are allowed is the
 operator's (``pool_hosts.AllowList``), checked at creation.
 """
 
@@ -61,12 +63,19 @@ class PoolCreated(_PoolEvent, frozen=True, tag="pool_created"):
     time_ms: int
 
 
+class PoolEdited(_PoolEvent, frozen=True, tag="pool_edited"):
+    """A pool's new settings, whole (``pool.time_ms`` stays its creation time)."""
+
+    pool: PoolCreated
+    time_ms: int
+
+
 class PoolDeleted(_PoolEvent, frozen=True, tag="pool_deleted"):
     pool_id: str
     time_ms: int
 
 
-PoolEvent = PoolCreated | PoolDeleted
+PoolEvent = PoolCreated | PoolEdited | PoolDeleted
 
 
 class PoolView(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,6 +89,8 @@ class PoolView(msgspec.Struct, frozen=True, kw_only=True):
     port: int
     username: str
     created_ms: int
+    #: When it was last edited (its creation, if never).
+    updated_ms: int = 0
 
 
 class PoolAccess(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,6 +112,8 @@ class PoolRegistryState(msgspec.Struct, frozen=True, kw_only=True):
 
     pools: list[PoolCreated]
     seq: int
+    #: When each edited pool was last edited.
+    edited: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 def _text(field: str, value: str, *, max_length: int, min_length: int = 1) -> str:
@@ -125,17 +138,18 @@ class PoolRegistry(EventSourced[PoolEvent]):
         self._key = derive_key(master_key, SEALING_PURPOSE)
         self._new_nonce = new_nonce
         self._pools: dict[str, PoolCreated] = {}  # in creation order
+        self._edited: dict[str, int] = {}
         self._seq = 0
 
     # ------------------------------------------------------------------ reads
 
     def get_pool(self, account: str, pool_id: str) -> PoolView:
         """``account``'s pool ``pool_id``. Raises ``NotFound`` (also for another account's)."""
-        return _view(self._owned(account, pool_id))
+        return self._view(self._owned(account, pool_id))
 
     def list_pools(self, account: str) -> list[PoolView]:
         """``account``'s pools, oldest first."""
-        return [_view(p) for p in self._pools.values() if p.account == account]
+        return [self._view(p) for p in self._pools.values() if p.account == account]
 
     def usable(self, account: str, pool_id: str, algorithm: Algorithm) -> PoolView:
         """The pool an order of ``account`` on ``algorithm``'s market may mine for. Raises
@@ -146,7 +160,7 @@ class PoolRegistry(EventSourced[PoolEvent]):
                 f"pool {pool.pool_id} is a {pool.algorithm} pool, the order is {algorithm}",
                 {"field": "pool_id", "pool_algorithm": pool.algorithm.value},
             )
-        return _view(pool)
+        return self._view(pool)
 
     def access(self, pool_id: str) -> PoolAccess:
         """How to log in to ``pool_id`` (its password unsealed). Raises ``NotFound``, and
@@ -206,10 +220,46 @@ class PoolRegistry(EventSourced[PoolEvent]):
             password_sealed="",
             time_ms=now_ms,
         )
-        sealed = seal(
-            self._key, password.encode(), nonce=self._new_nonce(), context=_context(unsealed)
+        self._emit(self._sealed(unsealed, password))
+        return self.get_pool(account, pool_id)
+
+    def _sealed(self, pool: PoolCreated, password: str) -> PoolCreated:
+        sealed = seal(self._key, password.encode(), nonce=self._new_nonce(), context=_context(pool))
+        return msgspec.structs.replace(pool, password_sealed=sealed.hex())
+
+    def edit_pool(
+        self,
+        *,
+        account: str,
+        pool_id: str,
+        name: str,
+        algorithm: Algorithm,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        allow: AllowList,
+        in_use: Collection[str],
+        now_ms: int,
+    ) -> PoolView:
+        """Command: give ``account``'s pool new settings under its id; its view. ``in_use``:
+        the active orders that mine for it. Raises ``NotFound``, ``InvalidState`` while an
+        order uses it, and as ``create_pool`` for the settings."""
+        pool = self._owned(account, pool_id)
+        _not_in_use(pool_id, in_use)
+        check_pool_params(
+            name=name, host=host, port=port, username=username, password=password, allow=allow
         )
-        self._emit(msgspec.structs.replace(unsealed, password_sealed=sealed.hex()))
+        edited = msgspec.structs.replace(
+            pool,
+            name=name,
+            algorithm=Algorithm(algorithm),
+            host=host,
+            port=port,
+            username=username,
+            password_sealed="",
+        )
+        self._emit(PoolEdited(pool=self._sealed(edited, password), time_ms=now_ms))
         return self.get_pool(account, pool_id)
 
     def delete_pool(
@@ -218,12 +268,8 @@ class PoolRegistry(EventSourced[PoolEvent]):
         """Command: delete ``account``'s pool; its last view. ``in_use``: the active orders
         that mine for it. Raises ``NotFound``, ``InvalidState`` while an order uses it."""
         pool = self._owned(account, pool_id)
-        if in_use:
-            raise InvalidState(
-                f"pool {pool_id} is used by active order {min(in_use)}",
-                {"id": pool_id, "order_id": min(in_use)},
-            )
-        view = _view(pool)
+        _not_in_use(pool_id, in_use)
+        view = self._view(pool)
         self._emit(PoolDeleted(pool_id=pool.pool_id, time_ms=now_ms))
         return view
 
@@ -235,15 +281,21 @@ class PoolRegistry(EventSourced[PoolEvent]):
             case PoolCreated():
                 self._seq += 1
                 self._pools[event.pool_id] = event
+            case PoolEdited(pool=pool):
+                self._pools[pool.pool_id] = pool
+                self._edited[pool.pool_id] = event.time_ms
             case PoolDeleted():
                 self._pools.pop(event.pool_id, None)
+                self._edited.pop(event.pool_id, None)
 
     def blank(self) -> PoolRegistry:
         """A registry under the same master key with no event applied (see ``EventSourced``)."""
         return PoolRegistry(master_key=self._master_key, new_nonce=self._new_nonce)
 
     def export_state(self) -> PoolRegistryState:
-        return PoolRegistryState(pools=list(self._pools.values()), seq=self._seq)
+        return PoolRegistryState(
+            pools=list(self._pools.values()), seq=self._seq, edited=dict(self._edited)
+        )
 
     def import_state(self, state: PoolRegistryState) -> None:
         """Become the registry that exported ``state``. Raises ``RuntimeError`` on a registry
@@ -251,7 +303,21 @@ class PoolRegistry(EventSourced[PoolEvent]):
         if self._pools or self._seq:
             raise RuntimeError("import_state needs a fresh pool registry")
         self._pools = {p.pool_id: p for p in state.pools}
+        self._edited = dict(state.edited)
         self._seq = state.seq
+
+    def _view(self, pool: PoolCreated) -> PoolView:
+        return PoolView(
+            id=pool.pool_id,
+            account=pool.account,
+            name=pool.name,
+            algorithm=pool.algorithm,
+            host=pool.host,
+            port=pool.port,
+            username=pool.username,
+            created_ms=pool.time_ms,
+            updated_ms=self._edited.get(pool.pool_id, pool.time_ms),
+        )
 
 
 def check_pool_params(
@@ -278,14 +344,9 @@ def _context(pool: PoolCreated) -> bytes:
     return f"{pool.pool_id}\x00{pool.account}".encode()
 
 
-def _view(pool: PoolCreated) -> PoolView:
-    return PoolView(
-        id=pool.pool_id,
-        account=pool.account,
-        name=pool.name,
-        algorithm=pool.algorithm,
-        host=pool.host,
-        port=pool.port,
-        username=pool.username,
-        created_ms=pool.time_ms,
-    )
+def _not_in_use(pool_id: str, in_use: Collection[str]) -> None:
+    if in_use:
+        raise InvalidState(
+            f"pool {pool_id} is used by active order {min(in_use)}",
+            {"id": pool_id, "order_id": min(in_use)},
+        )

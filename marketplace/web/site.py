@@ -2,7 +2,8 @@
 
 Theory of operation
 -------------------
-``NodeSite`` is the ASGI app hypercorn serves. ``/rpc`` goes to the API's own app
+``NodeSite`` is the ASGI app hypercorn serves. ``/rpc`` and, unless ``--no-nicehash-api``,
+NiceHash's REST paths (``/api/v2/...``, ``/main/api/v2/...``) go to the API's own app
 (``marketplace.api.app.ApiApp``) unchanged; ``GET`` (and ``HEAD``) of the others:
 
 | path | answer |
@@ -75,7 +76,7 @@ class NodeSite:
         self.assets = assets or Assets()
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == "/rpc":
+        if scope["type"] != "http" or self.api.serves(scope["path"]):
             await self.api(scope, receive, send)
             return
         path: str = scope["path"]

@@ -26,6 +26,7 @@ from marketplace.core.fleet import Fleet
 from marketplace.core.keys import KeyRing
 from marketplace.core.market import Market
 from marketplace.core.model import MarketConfig
+from marketplace.core.pools import PoolRegistry
 from marketplace.core.security import AccountSecurity
 from marketplace.core.views import MarketViews
 from marketplace.engine import Engine
@@ -80,13 +81,16 @@ class Harness:
         methods: dict[str, Method] | None = None,
         clock: ManualClock | None = None,
         security: AccountSecurity | None = None,
+        pools: PoolRegistry | None = None,
     ) -> None:
         self.clock = clock or ManualClock()
         self.market, self.keyring = make_components()
         self.security = security or make_security()
+        self.pools = pools
         self.fleet = Fleet(config=self.market.config)
         self.views = MarketViews(self.market, self.fleet)
-        self.executor = MemoryExecutor([self.market, self.keyring, self.security])
+        components: list[EventSourced[Any]] = [self.market, self.keyring, self.security]
+        self.executor = MemoryExecutor([*components, *([pools] if pools else [])])
         self.service = RpcService(
             market=self.market,
             fleet=self.fleet,
@@ -96,6 +100,7 @@ class Harness:
             settings=settings,
             clock=self.clock,
             methods=methods or METHODS,
+            pools=pools,
         )
         self.app = ApiApp(self.service)
         self._nonces = itertools.count(1)
@@ -224,8 +229,10 @@ async def real_stack(
     market: Market | None = None,
     keyring: KeyRing | None = None,
     security: AccountSecurity | None = None,
+    nicehash: bool = False,
 ) -> AsyncIterator[Stack]:
-    """Journal at ``path`` + engine (restored) + the API served on an ephemeral port."""
+    """Journal at ``path`` + engine (restored) + the API served on an ephemeral port (with
+    NiceHash's REST door too when ``nicehash``)."""
     clock = clock or ManualClock()
     if market is None or keyring is None:
         market, keyring = make_components()
@@ -248,7 +255,12 @@ async def real_stack(
         async with trio.open_nursery() as nursery:
             with trio.fail_after(10):
                 port = await nursery.start(
-                    partial(serve_api, app=ApiApp(service), host="127.0.0.1", port=0)
+                    partial(
+                        serve_api,
+                        app=ApiApp(service, nicehash=nicehash),
+                        host="127.0.0.1",
+                        port=0,
+                    )
                 )
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
                 yield Stack(

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from marketplace.api.auth import Authenticator
 from marketplace.api.errors import RpcError
 from marketplace.api.ratelimit import RateLimiter
+from marketplace.api.signing import RPC_TARGET
 from marketplace.core.errors import InvalidArgument, InvalidState
 from marketplace.core.key_events import OPERATOR_ACCOUNT, Scope
 from marketplace.core.keys import KeyRing
@@ -65,7 +66,7 @@ def signed_request_accepts(name: str) -> bool:
         b"x-organization-id": name.encode(),
     }
     with pytest.raises(RpcError) as info:  # the key is unknown: only the header check varies
-        auth.authenticate(headers=headers, body=b"", query=b"", now_ms=0, wall_ms=0, cost=1)
+        auth.authenticate(headers=headers, body=b"", target=RPC_TARGET, now_ms=0, wall_ms=0, cost=1)
     return info.value.message == "unknown key"
 
 

@@ -17,7 +17,7 @@ from marketplace.core.views import MarketViews
 from marketplace.metrics import MetricSources, NodeMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
-#: dashboard.md's metrics (the hashmarket_upstream_* ones come with the proxy's order pools).
+#: dashboard.md's metrics.
 SPEC = {
     "hashmarket_stratum_connections",
     "hashmarket_workers",
@@ -34,6 +34,8 @@ SPEC = {
     "hashmarket_journal_events_total",
     "hashmarket_api_requests_total",
     "hashmarket_api_request_seconds",
+    "hashmarket_upstream_status",
+    "hashmarket_upstream_shares_total",
 }
 
 
@@ -52,6 +54,8 @@ def exposed() -> set[str]:
     for family in text_string_to_metric_families(metrics.exposition().decode()):
         names.add(family.name)
         names.update(sample.name for sample in family.samples)
+        if family.type == "counter":  # its samples' name, also while it has none (no pool order)
+            names.add(f"{family.name}_total")
     return names
 
 

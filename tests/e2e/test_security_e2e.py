@@ -4,8 +4,10 @@ of everything the node left on disk and in its log for a secret.
 
 The secrets searched for: every API key secret printed, the TOTP secret (as base32 in both
 cases, as bytes and as hex), every recovery code (with and without dashes, both cases) and
-every request signature sent. None may appear in the database file, its WAL, the snapshots
-(rows of the same file, read after the node's last snapshot) or the node's log.
+every request signature sent, and a buyer pool's password (proxy.md: write-only, sealed under
+the master key; also given to pool.verify and used by the order's upstream session). None may
+appear in the database file, its WAL, the snapshots (rows of the same file, read after the
+node's last snapshot) or the node's log.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -90,6 +93,14 @@ class Signer:
         return answer["result"]
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (just released by the kernel)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def forms(secret: str) -> set[bytes]:
     """The ways a secret could be written down."""
     texts = {secret, secret.lower(), secret.upper(), secret.replace("-", "")}
@@ -153,6 +164,20 @@ def test_nothing_on_disk_or_in_the_log_holds_a_secret(tmp_path: Path) -> None:
         cli("account", "deposit", "1")
         made = cli("key", "create", "--label", "bot", "--scopes", "read,trade")
         secrets["created key secret"] = made["secret"]
+        # A pool whose password the node keeps: verified and mined for (nothing listens there,
+        # so the session keeps trying and logging why).
+        secrets["pool password"] = "pw-Zq81xKv3Lm"
+        port = closed_port()
+        pool = cli(
+            "pool", "create", "--name", "mine", "--algorithm", "sha256d", "--host", "127.0.0.1",
+            "--port", str(port), "--username", "me.rig", "--password", secrets["pool password"],
+        )  # fmt: skip
+        assert "password" not in pool
+        assert cli("pool", "verify", pool["id"])["ok"] is False
+        cli(
+            "order", "create", "--algorithm", "sha256d", "--type", "standard", "--price", "0.5",
+            "--limit", "0", "--amount", "0.01", "--pool", pool["id"],
+        )  # fmt: skip
         rotated = sign("apikey.rotate", {"key_id": made["key_id"], "grace_s": 0})
         secrets["rotated key secret"] = rotated["secret"]
         # 2FA with the CLI: the code comes from the secret, as an authenticator app's would.

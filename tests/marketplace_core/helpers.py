@@ -87,6 +87,7 @@ def standard(
     amount_msat: int = 100_000_000,
     duration_s: int | None = None,
     now_ms: int = 0,
+    request_id: str | None = None,
 ) -> OrderView:
     """Place a standard order; its view right after (as ``order.create`` answers)."""
     order_id = core.market.create_order(
@@ -99,6 +100,7 @@ def standard(
         duration_s=duration_s,
         now_ms=now_ms,
         fleet=core.fleet,
+        request_id=request_id,
     )
     return core.views.get_order(account=account, order_id=order_id, now_ms=now_ms)
 

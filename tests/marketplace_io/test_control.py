@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 
+from marketplace.api.admin_wire import PoolFault
 from marketplace.assembly import Node
 from marketplace.client import ApiError, AsyncMarketClient, Credentials
 from marketplace.core.key_events import OPERATOR_ACCOUNT
@@ -136,8 +137,8 @@ async def test_bad_params_are_refused_with_what_to_fix(tmp_path: Path) -> None:
             with pytest.raises(ApiError) as info:
                 await operator.kick("nobody.here")
             assert info.value.code == 4040
-            with pytest.raises(ValueError, match="pool"):
-                await operator.set_fault("pool", latency_ms=5)
+            with pytest.raises(ValueError, match="reject_rate"):
+                await operator.set_fault("pool", reject_rate=0.5)
             with pytest.raises(ValueError, match="reject_rate"):
                 await operator.set_fault("api", reject_rate=0.5)
             assert await operator.list_faults() == []
@@ -212,3 +213,16 @@ async def test_rules_change_from_now_on_and_are_journaled(tmp_path: Path) -> Non
             info_after = await buyer.market_info()
             sha = next(m for m in info_after.markets if m.algorithm == "sha256d")
             assert (sha.min_price, sha.price_down_interval_s) == ("0.00200000", 60)
+
+
+async def test_pool_faults_go_through_the_operator_api(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with controlled(tmp_path) as (node, operator, _buyer):
+            assert node.upstreams is not None
+            forwarding = node.upstreams.forwarding
+            listed = await operator.set_fault("pool", algorithm="scrypt", latency_ms=50)
+            assert listed == [PoolFault(algorithm=Algorithm.SCRYPT, latency_ms=50)]
+            assert forwarding.delay is not None
+            assert await operator.list_faults() == listed
+            assert await operator.clear_faults() == []
+            assert forwarding.delay is None
