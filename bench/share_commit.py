@@ -5,7 +5,8 @@ submitter is one emulated Stratum connection: it records accepted shares one at 
 with ``await engine.execute(lambda: market.record_share(share, order_id=...))``, exactly as the
 bridge does before the server replies ``true``. Many submitters run at once, so their shares
 share the journal's group commits. Printed per ``synchronous`` mode (FULL, NORMAL): shares/s,
-records per commit, and the latency of one ``execute`` (p50, p99, max). Run:
+records per commit, the process's CPU time per 1,000 shares (its threads included) and the
+latency of one ``execute`` (p50, p99, max). Run:
 
     .venv/bin/python bench/share_commit.py [--submitters 200] [--seconds 3]
         [--modes FULL,NORMAL] [--dir DIR]
@@ -101,10 +102,12 @@ async def run_mode(
                 latencies.append(time.perf_counter() - started)
 
         started = time.perf_counter()
+        cpu_started = time.process_time()
         async with trio.open_nursery() as nursery:
             for key in keys:
                 nursery.start_soon(submitter, key)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         commits = journal.commits - commits_before
         records = journal.records_written - records_before
         check_invariants(market, fleet)
@@ -112,6 +115,7 @@ async def run_mode(
     return {
         "shares": len(latencies),
         "shares_per_s": len(latencies) / elapsed,
+        "cpu_ms_per_1000": cpu * 1000 / max(len(latencies), 1) * 1000,
         "commits": commits,
         "records_per_commit": records / max(commits, 1),
         "p50_ms": percentile(latencies, 0.50) * 1000,
@@ -185,7 +189,9 @@ def main() -> None:
             print(
                 f"synchronous={synchronous.value}: {result['shares_per_s']:,.0f} shares/s "
                 f"({result['shares']:,.0f} shares, {result['commits']:,.0f} commits, "
-                f"{result['records_per_commit']:.1f} records/commit); execute latency "
+                f"{result['records_per_commit']:.1f} records/commit, "
+                f"{result['cpu_ms_per_1000']:.1f} ms CPU per 1,000, threads included); "
+                "execute latency "
                 f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
                 f"max {result['max_ms']:.2f} ms; lone execute p50 {lone:.2f} ms"
             )

@@ -18,14 +18,16 @@ and for an order with a buyer's pool the jobs its pool sends, mirrored by the pr
   any other is told to reconnect (``client.reconnect``), keeps its place in the fleet while it
   does (``core.transits``, for ``transit_s``), is given its new layout when it resumes its session
   (``layout_for``) and takes over its place (``Fleet.worker_resumed``).
-- ``record_share(share)``: ``await engine.execute(market.record_share(share, order_id=...))``
-  with the order taken from the job's ``source``, so the share is journaled (one record in a
-  shared group commit) before the server replies ``true``; then an accepted share's work goes
-  to the connection's speed estimate (``Fleet.share_accepted``), which is not journaled. While
-  the store fails the engine refuses (``StorageUnavailable``) and the miner is answered
+- ``record_shares(shares)``: one ``await engine.execute(...)`` whose command runs
+  ``market.record_share(share, order_id=...)`` for each of a connection's batch, the order taken
+  from the job's ``source``, so the shares are journaled (records in a shared group commit)
+  before the server replies ``true``; then each accepted share's work goes to the connection's
+  speed estimate (``Fleet.share_accepted``), which is not journaled. While the store fails the
+  engine refuses (``StorageUnavailable``) and the miner is answered
   ``[20, "storage unavailable, retry"]`` (``ShareNotRecorded``); it keeps its jobs. A share
-  of a pool order is charged only if its pool can still take it (``Relay.route``), and one that
-  meets the pool's target is handed to the proxy to forward, which never delays the reply.
+  of a pool order is charged only if its pool can still take it (``Relay.route``, per share: a
+  batch may hold shares of a pool order and of others), and one that meets the pool's target
+  is handed to the proxy to forward once the batch is durable, which never delays the reply.
 - ``run``: a new job for every worker at least every ``job_interval_s``, and at once (with
   ``clean_jobs``) when the emulated chain finds a block. ``catch_up`` is that step run at once
   (after an operator's advance of market time: only the latest job and block matter, so once),
@@ -251,29 +253,33 @@ class MarketWorkSource:
             self._scheduler.rebalance(self.algorithm)
         return len(late)
 
-    async def record_share(self, share: Share) -> None:
-        """``record_shares`` of one share."""
-        await self.record_shares([share])
-
     async def record_shares(
         self, shares: Sequence[Share], *, also: Callable[[], None] | None = None
     ) -> None:
         """Journal the shares (each charged to the order of its job, if any) in one command,
         with ``also()`` run inside it (a gateway's share ids taken: ``marketplace.gateways``),
-        and return once they are durable; forward those that meet their pool's target. Raises
-        ``ShareNotRecorded`` while the store fails (then none was), ``JournalError`` if the
-        journal failed otherwise (fatal for the node)."""
+        and return once they are durable; then forward those that meet their order's pool's
+        target to it. Raises ``ShareNotRecorded`` while the store fails (then none was),
+        ``JournalError`` if the journal failed otherwise (fatal for the node)."""
         market = self._market
-        routes = [self._route(share) for share in shares]
+        # Where each accepted share of a pool order goes (charged? forwarded?), by its index
+        # in the batch; a share of any other order is charged as usual.
+        routes: dict[int, Route] = {}
+        for index, share in enumerate(shares):
+            order_id = order_of(share.source)
+            if order_id is not None and share.accepted and market.pool_of(order_id) is not None:
+                relay = self._relay(order_id)
+                routes[index] = NOT_BILLABLE if relay is None else relay.route(share)
 
         def command() -> list[int | None]:
-            prices = []
-            for share, route in zip(shares, routes, strict=True):
+            prices: list[int | None] = []
+            for index, share in enumerate(shares):
                 if not market.has_account(share.account):
                     try:
                         market.ensure_account(account=share.account, now_ms=share.time_ms)
                     except MarketError:
                         log.warning("bridge.bad_account", account=share.account[:64])
+                route = routes.get(index)
                 billable = route is None or route.billable
                 order_id = order_of(share.source)
                 prices.append(market.record_share(share, order_id=order_id, billable=billable))
@@ -285,31 +291,25 @@ class MarketWorkSource:
             prices = await self._engine.execute(command)
         except StorageUnavailable as refused:
             raise ShareNotRecorded(STORAGE_UNAVAILABLE) from refused
-        ended = False
-        for share, route, price in zip(shares, routes, prices, strict=True):
+        if self._upstreams is not None:
+            for index, route in routes.items():
+                if route.forward is not None:
+                    self._upstreams.forward(route.forward, price_msat=prices[index])
+        sources: set[str] = set()
+        for share in shares:
             if not share.accepted:
                 continue
-            if route is not None and route.forward is not None and self._upstreams is not None:
-                self._upstreams.forward(route.forward, price_msat=price)
             key = self._keys.get(share.conn_id)
             if key is not None:
                 self._fleet.share_accepted(
                     worker=key, difficulty=share.difficulty, time_ms=share.time_ms
                 )
-            order_id = order_of(share.source)
-            ended = ended or (order_id is not None and not market.order_active(order_id))
-        if ended:
+            sources.add(share.source)
+        orders = [order_of(source) for source in sources]
+        if any(order_id is not None and not market.order_active(order_id) for order_id in orders):
             # The budget ran out (or the order ended): move its workers now, not at the tick,
             # so they stop hashing for an order that no longer pays.
             self._scheduler.request_rebalance()
-
-    def _route(self, share: Share) -> Route | None:
-        """Where a share of a pool order goes (``None``: not a pool order's accepted share)."""
-        order_id = order_of(share.source)
-        if order_id is None or not share.accepted or self._market.pool_of(order_id) is None:
-            return None
-        relay = self._relay(order_id)
-        return NOT_BILLABLE if relay is None else relay.route(share)
 
     # ------------------------------------------------------------------ jobs and layouts
 

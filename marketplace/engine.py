@@ -69,6 +69,10 @@ class Receipt(Protocol):
         """Wait for the commit. Raises ``JournalError`` if it failed."""
         ...
 
+    async def wait_uncancellable(self) -> object:
+        """``wait``, which cancellation does not end (it takes effect after the commit)."""
+        ...
+
 
 class JournalPort(Protocol):
     """What the engine needs of a journal (``storage.Journal`` is the durable one).
@@ -412,6 +416,11 @@ class Engine:
         after running it if the store failed its events (which memory then drops, see the
         module doc); ``RuntimeError`` before ``restore``; ``JournalError`` if the commit
         failed for another reason.
+
+        Cancellation ends ``execute`` only before ``fn`` runs (a cancelled caller then knows
+        nothing happened); once it ran, the caller waits for the commit and hears the outcome,
+        and the listeners hear the events, the cancellation taking effect at its next
+        checkpoint. The Stratum driver relies on this: a share counted is a share recorded.
         """
         if not self._restored:
             raise RuntimeError("await engine.restore() before executing commands")
@@ -433,7 +442,7 @@ class Engine:
                 raise
             records, committed = self._drain()
             if not records:
-                await trio.lowlevel.checkpoint()
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 return result
             await self._journal_records(records)
         except StorageFault as fault:
@@ -445,7 +454,7 @@ class Engine:
     async def _journal_records(self, records: list[Record]) -> None:
         ticket = self._journal.append_nowait(records)
         self.events_journaled += len(records)
-        await ticket.wait()
+        await ticket.wait_uncancellable()
 
     def _storage_failed(self, fault: StorageFault) -> StorageUnavailable:
         """The store failed events that memory holds: ``RESTORING`` (``run`` rebuilds); the

@@ -28,6 +28,7 @@ from marketplace.assembly import Node, run_node
 from marketplace.clock import Clock
 from marketplace.config import NodeConfig, load_config
 from marketplace.storage import JournalError, NodeBusy
+from stratum.gctuning import tune_gc
 from stratum.groups import leaves
 from stratum.logconfig import configure_logging
 
@@ -78,6 +79,7 @@ def main_serve(args: argparse.Namespace) -> int:
         return 1
     configure_logging(config.log_format, level=config.log_level)  # type: ignore[arg-type]
     refused: list[BaseException] = []
+    tune_gc()
     try:
         trio.run(serve_until_signalled, config)
     except* (NodeBusy, OSError, ValueError, JournalError) as group:

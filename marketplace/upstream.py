@@ -61,7 +61,7 @@ from marketplace.core.pools import PoolAccess, PoolRegistry
 from marketplace.core.relay import Forward, Relay, RelayError, RelayView
 from marketplace.durability import StorageUnavailable
 from marketplace.engine import Committed
-from marketplace.forwarding import Forwarder, Queued
+from marketplace.forwarding import Answer, Forwarder, Queued
 from marketplace.pool_login import (
     FAILURES,
     UpstreamConfig,
@@ -153,6 +153,8 @@ class UpstreamManager:
         self._sessions: dict[str, _Session] = {}
         self._listeners: dict[Algorithm, RelayListener] = {}
         self._nursery: trio.Nursery | None = None
+        #: Answers "not forwarded" waiting to be journaled together (``_not_forwarded``).
+        self._unsent: list[Answer] = []
         self._seq_bases = itertools.count(1)
         #: Sends the shares and journals the answers (its ``delay`` is a fault seam).
         self.forwarding = Forwarder(
@@ -237,15 +239,17 @@ class UpstreamManager:
         self._rebalance(session.relay)
 
     def _on_commit(self, committed: list[Committed]) -> None:
+        sessions = self._sessions
         for item in committed:
             event = item.event
-            if isinstance(event, OrderCreated | OrderPoolSet | OrderCancelled | OrderExpired) or (
-                isinstance(event, ShareRecorded)
-                and event.order_id in self._sessions
-                and not self._market.order_active(event.order_id)
-            ):
-                self.sync()
-                return
+            # Shares first: nearly every event is one (a commit holds a batch of them).
+            if type(event) is ShareRecorded:
+                if event.order_id not in sessions or self._market.order_active(event.order_id):
+                    continue
+            elif not isinstance(event, OrderCreated | OrderPoolSet | OrderCancelled | OrderExpired):
+                continue
+            self.sync()
+            return
 
     async def _watch(self) -> None:
         """The placeholder rule, every ``check_interval_s``."""
@@ -444,8 +448,22 @@ class UpstreamManager:
                 reason = "not forwarded: too many shares waiting for the pool"
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
-        if self._nursery is not None:
-            self._nursery.start_soon(self.forwarding.record, [(queued, False, reason)])
+        self._not_forwarded((queued, False, reason))
+
+    def _not_forwarded(self, answer: Answer) -> None:
+        """Journal ``answer`` with the others of this moment: the bridge forwards a whole
+        batch of shares in one go, and when the pool cannot take them (saturated or down) a
+        command per share would take the engine from the shares themselves."""
+        if self._nursery is None:
+            return
+        self._unsent.append(answer)
+        if len(self._unsent) == 1:
+            self._nursery.start_soon(self._record_unsent)
+
+    async def _record_unsent(self) -> None:
+        await trio.lowlevel.checkpoint()  # the rest of the batch being forwarded joins
+        answers, self._unsent = self._unsent, []
+        await self.forwarding.record(answers)
 
     def _drop(self, session: _Session, reason: str) -> None:
         """End ``session``'s connection now, saying why (it reconnects after its backoff)."""

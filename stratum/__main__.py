@@ -30,6 +30,7 @@ import trio
 
 from stratum.config import StratumConfig, load_config
 from stratum.core.shares import Algorithm
+from stratum.gctuning import tune_gc
 from stratum.logconfig import configure_logging
 from stratum.pool import PoolWorkSource
 from stratum.server import StratumServer, trio_wall_clock
@@ -169,6 +170,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except (ValueError, OSError, msgspec.ValidationError) as exc:
         print(f"bad configuration: {exc}", file=sys.stderr)
         return 2
+    tune_gc()
     trio.run(
         functools.partial(
             serve, config, stats_interval=args.stats_interval, stats_file=args.stats_file

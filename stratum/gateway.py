@@ -452,10 +452,6 @@ class RemoteWorkSource:
         self._given.pop(link.session_id, None)
         self._link.leave(link.conn_id)
 
-    async def record_share(self, share: Share) -> None:
-        """One share to the market; returns once it is durable there (``GatewayLink.record``)."""
-        await self._link.record(self._algorithm, [share])
-
     async def record_shares(self, shares: Sequence[Share]) -> None:
         """A connection's shares to the market, in one batch; returns once they are durable."""
         await self._link.record(self._algorithm, shares)

@@ -7,7 +7,7 @@ connected miner. Shares are only counted: there is nothing to make durable.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,18 +84,18 @@ class PoolWorkSource:
         """Forget ``link``. Idempotent."""
         self._links.pop(link.conn_id, None)
 
-    async def record_share(self, share: Share) -> None:
-        """Count the share (no durability needed in a standalone pool)."""
+    async def record_shares(self, shares: Sequence[Share]) -> None:
+        """Count the shares (no durability needed in a standalone pool)."""
         stats = self.stats
-        if share.accepted:
-            stats.accepted += 1
-            key = f"{share.account}.{share.worker}"
-            stats.work[key] = stats.work.get(key, 0) + int(
-                work_for(share.algorithm, share.difficulty)
-            )
-        else:
-            reason = share.reason or "other"
-            stats.rejected[reason] = stats.rejected.get(reason, 0) + 1
+        for share in shares:
+            if share.accepted:
+                stats.accepted += 1
+                key = f"{share.account}.{share.worker}"
+                work = int(work_for(share.algorithm, share.difficulty))
+                stats.work[key] = stats.work.get(key, 0) + work
+            else:
+                reason = share.reason or "other"
+                stats.rejected[reason] = stats.rejected.get(reason, 0) + 1
 
     def new_job(self) -> Job:
         """Make the next template and push it to every miner now."""

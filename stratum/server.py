@@ -1,13 +1,14 @@
 """The trio driver of the Stratum server: sockets, tasks and clocks around ``ServerSession``.
 
 Each accepted connection gets one nursery with one reader and one writer task. The reader feeds
-the sans-I/O session and carries out its outcomes in order (record the share, then queue the
-reply, then the first job or vardiff follow-ups); a share the work source cannot record
-(``ShareNotRecorded``: its storage is failing) is answered with that refusal instead, and the
+the sans-I/O session every read and carries out the outcomes of all the complete lines it
+brought in order (record their shares, together, then queue each reply, then the first job or
+vardiff follow-ups), then flushes once; shares the work source cannot record
+(``ShareNotRecorded``: its storage is failing) are answered with that refusal instead, and the
 connection goes on. The writer owns the socket, so lines never
 interleave: bytes to send go to it through one bounded queue, except when it is idle with
-nothing queued, when they are written at once with one non-blocking send (a reply then costs
-no task switch) and only what the kernel did not take is queued. If the queue grows past
+nothing queued, when they are written at once with one non-blocking send (a batch's replies
+then cost no task switch) and only what the kernel did not take is queued. If the queue grows past
 ``send_queue_bytes`` or a send blocks for ``send_timeout_s``, the peer is not reading and is
 disconnected; nobody ever waits for it. An exception escaping a connection is logged and
 closes that connection only. Every connection logs one ``conn.closed`` summary.
@@ -25,20 +26,19 @@ withholds it), and by the session before a valid share is accepted (answered sta
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import structlog
 import trio
 
 from stratum.config import StratumConfig
-from stratum.core.jobs import Job, Layout, Share, ShareNotRecorded, WorkSource
+from stratum.core.jobs import Job, Layout, ShareNotRecorded, WorkSource
 from stratum.core.messages import Method, notification_line
 from stratum.core.registries import ExtranonceAllocator, JobIds, SubmittedShares
 from stratum.core.session import ServerSession
@@ -51,6 +51,10 @@ from stratum.listeners import open_shared_listeners
 Clock = Callable[[], int]
 
 log = structlog.get_logger("stratum.server")
+
+#: The answer to a share whose recording was cancelled before it began (the connection's
+#: deadline or its closing came while the work source waited for room).
+NOT_RECORDED: Final = "share not recorded, retry"
 
 
 def trio_wall_clock() -> Clock:
@@ -99,7 +103,7 @@ class Connection:
             submitted=server.submitted,
             layouts=server.work_source.layout_for,
         )
-        self.session.veto_share = self._veto_share
+        self.session.submits.veto_share = self._veto_share
         #: When the connection opened, on trio's clock.
         self.opened_at = trio.current_time()
         self.reason: CloseReason | None = None
@@ -245,27 +249,42 @@ class Connection:
     async def _reader(self) -> None:
         """Receive and handle bytes until the connection must close; ``tick`` at deadlines.
 
+        Reads the socket itself (``wait_readable``, then one ``os.read``) rather than through
+        the stream: trio's ``receive_some`` tries a read first and yields after one that
+        succeeds, so each request cost an extra read that failed and an extra trip through
+        the scheduler. Waiting first also keeps a connection that floods lines from starving
+        the others.
+
         One cancel scope carries the session's next deadline across many receives (entering a
-        scope per receive costs more than the rest of a share's handling). While received bytes
-        are handled the deadline is lifted, so it can only interrupt a receive, never a share
-        being recorded.
+        scope per receive costs more than the rest of a share's handling). It is moved only
+        when the session's deadline comes earlier: a deadline that passes early finds nothing
+        due (``tick`` answers ``None``) and the scope is set again. It also spans the shares'
+        recording, which it cannot cut short: ``record_shares`` can be cancelled only before
+        it records anything (see ``_handle``), and after that the deadline waits for it.
         """
+        fd = self._fd
+        size = self._server.config.receive_size
         while True:
             data: bytes | None = None
             with trio.CancelScope(deadline=self._deadline()) as waiting:
                 while True:
+                    await trio.lowlevel.wait_readable(fd)
                     try:
-                        data = await self._stream.receive_some(self._server.config.receive_size)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        data = os.read(fd, size)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
                         self._set_reason(CloseReason.PEER_GONE)
                         return
                     if waiting.cancel_called:
                         break  # the deadline passed as the bytes came: handle them outside
-                    waiting.deadline = math.inf
-                    if await self._handle(data):
+                    # Handed over: a deadline that cuts the handling short must not see them.
+                    received, data = data, None
+                    if await self._handle(received):
                         return
-                    data = None
-                    waiting.deadline = self._deadline()
+                    deadline = self._deadline()
+                    if deadline < waiting.deadline:
+                        waiting.deadline = deadline
             if await self._handle(data):
                 return
 
@@ -275,49 +294,58 @@ class Connection:
         return trio.current_time() + session_ms / 1000
 
     async def _handle(self, data: bytes | None) -> bool:
-        """Feed ``data`` to the session (``None``: its deadline passed) and carry out what it
-        says, then flush; True when the connection must close."""
+        """Feed ``data`` to the session (``None``: its deadline passed), carry out what it says
+        for every complete line, then flush; True when the connection must close.
+
+        The lines are handled as one batch: the shares among them are recorded together (one
+        command, one durable write) and everything the batch answers goes out in line order
+        with one write, so a miner that pipelines its submits costs one wake-up, one record
+        and one send per read, not per line. What the lines before the first share answer
+        goes out before the record, as anything pushed meanwhile does; the rest waits for it.
+        """
         session = self.session
         clock = self._server.clock
         self._in_batch = True
         self._shares_in_batch = 0
-        received = time.perf_counter()
+        observer = self._server.share_ack_observer
+        received = 0.0 if observer is None else time.perf_counter()
         try:
             if data is None:
                 outcome = session.tick(clock())
-                return outcome is not None and await self._carry_out(outcome)
+                return outcome is not None and self._carry_out(outcome)
             session.receive_data(data)
-            while (outcome := session.next_outcome(clock())) is not None:
-                if await self._carry_out(outcome):
+            now = clock()
+            batch: list[Outcome] = []
+            recorded: list[Outcome] = []
+            while (outcome := session.next_outcome(now)) is not None:
+                if outcome.share is not None:
+                    recorded.append(outcome)
+                if recorded:
+                    batch.append(outcome)
+                elif self._carry_out(outcome):
                     return True
-            return False
+            if recorded:
+                self._shares_in_batch = len(recorded)
+                try:
+                    await self._record(recorded)
+                except trio.Cancelled:
+                    # Before anything was recorded (``_record`` answered the shares as not
+                    # recorded): the batch is answered all the same, then the cancellation
+                    # (a deadline, or the connection closing) goes on.
+                    for outcome in batch:
+                        self._carry_out(outcome)
+                    raise
+            return any(self._carry_out(outcome) for outcome in batch)
         finally:
             self._in_batch = False
             self._flush()
-            observer = self._server.share_ack_observer
             if self._shares_in_batch and observer is not None:
-                elapsed = time.perf_counter() - received
-                for _ in range(self._shares_in_batch):
-                    observer(elapsed)
+                observer(time.perf_counter() - received, self._shares_in_batch)
 
-    async def _carry_out(self, outcome: Outcome) -> bool:
-        """Do what one outcome says, in order; True when the connection must close."""
-        if outcome.share is not None:
-            # Lines before this share go out now; anything pushed while the share is being
-            # recorded follows them directly, and the reply waits until the share is durable.
-            self._flush()
-            self._in_batch = False
-            try:
-                await self._record(outcome.share)
-            except ShareNotRecorded as refused:
-                # The miner hears why and may send it again; the connection and its jobs go on.
-                self.session.share_not_recorded(outcome, refused.message)
-                self._server.stats.shares_not_recorded += 1
-                log.debug("share.not_recorded", message=refused.message)
-            finally:
-                self._in_batch = True
-                self._shares_in_batch += 1
-        elif outcome.refused_submit is not None:
+    def _carry_out(self, outcome: Outcome) -> bool:
+        """Do what one outcome says (its share already recorded); True when the connection
+        must close."""
+        if outcome.refused_submit is not None:
             self._count_rejected(outcome.refused_submit)
         self._out += outcome.reply
         if outcome.start_work:
@@ -345,12 +373,39 @@ class Connection:
             return True
         return False
 
-    async def _record(self, share: Share) -> None:
-        await self._server.work_source.record_share(share)
-        if share.accepted:
-            self._server.stats.shares_accepted += 1
-        else:
-            self._count_rejected(share.reason or "other", worker=share.worker)
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        """Record the shares of ``outcomes`` in one call; a refusal becomes each one's reply.
+
+        What was queued before goes out now; anything pushed while the shares are being
+        recorded follows it directly, and the replies wait until the shares are durable.
+        Cancelled, the work source has recorded none of them (``WorkSource.record_shares``):
+        they are answered as not recorded, and the cancellation goes on.
+        """
+        shares = [outcome.share for outcome in outcomes if outcome.share is not None]
+        stats = self._server.stats
+        self._flush()
+        self._in_batch = False
+        try:
+            await self._server.work_source.record_shares(shares)
+        except trio.Cancelled:
+            for outcome in reversed(outcomes):
+                self.session.share_not_recorded(outcome, NOT_RECORDED)
+            stats.shares_not_recorded += len(outcomes)
+            raise
+        except ShareNotRecorded as refused:
+            # The miner hears why and may send them again; the connection and its jobs go on.
+            for outcome in reversed(outcomes):
+                self.session.share_not_recorded(outcome, refused.message)
+            stats.shares_not_recorded += len(outcomes)
+            log.debug("share.not_recorded", message=refused.message, shares=len(outcomes))
+            return
+        finally:
+            self._in_batch = True
+        for share in shares:
+            if share.accepted:
+                stats.shares_accepted += 1
+            else:
+                self._count_rejected(share.reason or "other", worker=share.worker)
 
     def _count_rejected(self, reason: str, *, worker: str | None = None) -> None:
         stats = self._server.stats
@@ -514,9 +569,10 @@ class StratumServer:
         self.stats = ServerStats()
         #: Injected faults (``stratum.faults``); ``None``: none, at no cost.
         self.faults: LinkFaults | None = None
-        #: Called with the seconds from a share's bytes received to its reply written (or
-        #: handed to the writer), once per share; ``None``: not measured.
-        self.share_ack_observer: Callable[[float], None] | None = None
+        #: Called with the seconds from a batch's bytes received to its replies written (or
+        #: handed to the writer) and the number of shares in it, once per batch (its shares
+        #: all waited that long); ``None``: not measured.
+        self.share_ack_observer: Callable[[float, int], None] | None = None
         self.port: int | None = None
         self._clock = clock
         # Shared between listeners, connection ids are unique in a whole node.

@@ -51,7 +51,7 @@ from marketplace.core.events import (
 from marketplace.core.history import History
 from marketplace.core.ledger import Ledger
 from marketplace.core.model import LedgerKind, MarketConfig, MarketRules, OrderStatus, SellerKey
-from marketplace.core.orders import CANCELLED_BY_BUYER, Order, share_value
+from marketplace.core.orders import CANCELLED_BY_BUYER, Order, share_value, share_value_ratio
 from marketplace.core.rules import changed
 from marketplace.core.settlement import split_spend
 from marketplace.core.stats import Series
@@ -266,14 +266,14 @@ class Book:
         )
         if not (event.accepted and event.billable and order.charges_at(event.time_ms)):
             return
-        value = share_value(
+        value = share_value_ratio(
             price_msat=order.price_msat,
             difficulty=event.difficulty,
             unit_hs=self.rules[order.algorithm].unit_hs,
             hashes_per_diff1=hashes,
         )
         charged = order.charge(
-            value, seller=seller, work=Fraction(event.difficulty), time_ms=event.time_ms
+            value, seller=seller, work=event.difficulty.as_integer_ratio(), time_ms=event.time_ms
         )
         self.unsettled[order.id] = order
         if charged:
@@ -337,7 +337,7 @@ class Book:
             ref = f"{event.settlement_id}/{order.id}"
             split = split_spend(
                 spend_msat=spend,
-                work=order.period_work,
+                work=order.period_work_exact(),
                 fee_bps=rules.fee_bps,
                 fee_carry=order.fee_carry,
                 tiebreak=ref,

@@ -81,6 +81,8 @@ class EventSourced(Generic[E]):
 
     def drain_encoded(self) -> list[tuple[E, bytes]]:
         """``drain_events`` with each event's ``encode_event`` bytes."""
+        if not self._outbox:
+            return []  # the common case for every component but the one a command changed
         pairs = list(zip(self._outbox, self._encoded, strict=True))
         self._outbox, self._encoded = [], []
         return pairs

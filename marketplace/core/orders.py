@@ -12,7 +12,9 @@ difficulty * hashes_per_diff1`` (``work.py``: 2**32 for sha256d, 2**16 for scryp
 number. The order accumulates the exact value of everything it was sent
 (``accrued``) and its integer spend follows ``floor(accrued)``, capped at the amount: the
 fractions of a msat are carried to the next share, never rounded away, and the share that
-reaches the amount is charged only what is left, after which the order is ``completed``.
+reaches the amount is charged only what is left, after which the order is ``completed``. The
+sums are ``accrual.Accrual`` values (a whole part and a carried remainder: the same rationals
+as ``Fraction`` sums, without a gcd per share).
 
 An order with a pool also keeps the pool's answers to the shares forwarded to it (accepted, and
 rejected by the pool's reason), and the exact value of the charged shares the pool rejected
@@ -26,6 +28,7 @@ from fractions import Fraction
 
 import msgspec
 
+from marketplace.core.accrual import Accrual, Ratio
 from marketplace.core.model import (
     OrderStatus,
     OrderType,
@@ -48,14 +51,24 @@ def share_value(
     *, price_msat: int, difficulty: float, unit_hs: int, hashes_per_diff1: int
 ) -> Fraction:
     """Exact msat value of one accepted share: ``price * difficulty * hashes_per_diff1 /
-    (unit * 86400)`` (``work.hashes_per_diff1`` of the share's algorithm and rule).
-
-    Built from the float's exact ratio in one step (one normalisation instead of three: this
-    runs for every share, live and on replay)."""
-    numerator, denominator = difficulty.as_integer_ratio()
+    (unit * 86400)`` (``work.hashes_per_diff1`` of the share's algorithm and rule)."""
     return Fraction(
-        numerator * price_msat * hashes_per_diff1, denominator * unit_hs * SECONDS_PER_DAY
+        *share_value_ratio(
+            price_msat=price_msat,
+            difficulty=difficulty,
+            unit_hs=unit_hs,
+            hashes_per_diff1=hashes_per_diff1,
+        )
     )
+
+
+def share_value_ratio(
+    *, price_msat: int, difficulty: float, unit_hs: int, hashes_per_diff1: int
+) -> Ratio:
+    """``share_value`` as an unreduced (numerator, denominator), from the float's exact ratio:
+    what ``Order.charge`` adds to its ``Accrual`` for every share, live and on replay."""
+    numerator, denominator = difficulty.as_integer_ratio()
+    return numerator * price_msat * hashes_per_diff1, denominator * unit_hs * SECONDS_PER_DAY
 
 
 #: An exact ``Fraction`` in a snapshot: (numerator, denominator).
@@ -104,20 +117,12 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     updated_ms: int | None = None
 
 
-def _fraction_state(value: Fraction) -> FractionState:
-    return (value.numerator, value.denominator)
-
-
-def _fraction(state: FractionState) -> Fraction:
-    return Fraction(state[0], state[1])
-
-
 class Order:
     """One order's state (internal; ``views.py`` hands out ``OrderView`` copies)."""
 
     __slots__ = (
+        "_accrued",
         "account",
-        "accrued",
         "algorithm",
         "amount_msat",
         "cancel_reason",
@@ -176,14 +181,14 @@ class Order:
         #: Whole msat charged for shares (the buyer's spend), <= amount.
         self.spent_msat = 0
         #: Exact value of every share charged so far; spend follows its floor.
-        self.accrued = Fraction(0)
+        self._accrued = Accrual()
         #: Part of the spend already moved out of escrow by settlements.
         self.settled_msat = 0
         #: Unspent budget given back (cancel, expiry).
         self.released_msat = 0
         self.last_lowered_ms: int | None = None
         #: Accepted work per seller since the last settlement (sum of share difficulties).
-        self.period_work: dict[SellerKey, Fraction] = {}
+        self.period_work: dict[SellerKey, Accrual] = {}
         #: Fraction of a msat of fee owed but not yet taken (see ``settlement``).
         self.fee_carry = Fraction(0)
         self.pool_id = pool_id
@@ -214,20 +219,20 @@ class Order:
             ends_ms=self.ends_ms,
             ended_ms=self.ended_ms,
             spent_msat=self.spent_msat,
-            accrued=_fraction_state(self.accrued),
+            accrued=self._accrued.state(),
             settled_msat=self.settled_msat,
             released_msat=self.released_msat,
             last_lowered_ms=self.last_lowered_ms,
             period_work=[
-                SellerWork(seller.account, seller.worker, seller.algorithm, _fraction_state(work))
+                SellerWork(seller.account, seller.worker, seller.algorithm, work.state())
                 for seller, work in self.period_work.items()
             ],
-            fee_carry=_fraction_state(self.fee_carry),
+            fee_carry=(self.fee_carry.numerator, self.fee_carry.denominator),
             pool_id=self.pool_id,
             cancel_reason=self.cancel_reason,
             pool_accepted=self.pool_accepted,
             pool_rejected=dict(self.pool_rejected),
-            refund_accrued=_fraction_state(self.refund_accrued),
+            refund_accrued=(self.refund_accrued.numerator, self.refund_accrued.denominator),
             refunded_msat=self.refunded_msat,
             request_id=self.request_id,
             updated_ms=self.updated_ms,
@@ -255,21 +260,30 @@ class Order:
         order.status = state.status
         order.ended_ms = state.ended_ms
         order.spent_msat = state.spent_msat
-        order.accrued = _fraction(state.accrued)
+        order._accrued = Accrual.of(*state.accrued)
         order.settled_msat = state.settled_msat
         order.released_msat = state.released_msat
         order.last_lowered_ms = state.last_lowered_ms
         order.period_work = {
-            SellerKey(w.account, w.worker, w.algorithm): _fraction(w.work)
+            SellerKey(w.account, w.worker, w.algorithm): Accrual.of(*w.work)
             for w in state.period_work
         }
-        order.fee_carry = _fraction(state.fee_carry)
+        order.fee_carry = Fraction(*state.fee_carry)
         order.cancel_reason = state.cancel_reason
         order.pool_accepted = state.pool_accepted
         order.pool_rejected = dict(state.pool_rejected)
-        order.refund_accrued = _fraction(state.refund_accrued)
+        order.refund_accrued = Fraction(*state.refund_accrued)
         order.refunded_msat = state.refunded_msat
         return order
+
+    @property
+    def accrued(self) -> Fraction:
+        """The exact value of every share charged so far (msat)."""
+        return self._accrued.value
+
+    def period_work_exact(self) -> dict[SellerKey, Fraction]:
+        """Each seller's accepted work since the last settlement, exactly."""
+        return {seller: work.value for seller, work in self.period_work.items()}
 
     @property
     def active(self) -> bool:
@@ -313,9 +327,10 @@ class Order:
         order, is not charged)."""
         return self.active and (self.ends_ms is None or time_ms < self.ends_ms)
 
-    def charge(self, value: Fraction, *, seller: SellerKey, work: Fraction, time_ms: int) -> int:
+    def charge(self, value: Ratio, *, seller: SellerKey, work: Ratio, time_ms: int) -> int:
         """Charge one accepted share of exact ``value`` msat, found at ``time_ms`` by ``seller``
-        with ``work`` (its difficulty); return the whole msat charged now.
+        with ``work`` (its difficulty), both as (numerator, denominator) with non-negative
+        numerators and positive denominators; return the whole msat charged now.
 
         Only an active order is charged (an ended one returns 0 and changes nothing). Fractions
         carry over in ``accrued``; the charge never takes the spend past the amount, and
@@ -324,11 +339,15 @@ class Order:
         """
         if not self.active:
             return 0
-        self.accrued += value
-        due = int(self.accrued) - self.spent_msat  # floor: accrued is never negative
+        accrued = self._accrued
+        accrued.add(*value)
+        due = accrued.whole - self.spent_msat  # floor(accrued)
         charged = min(due, self.amount_msat - self.spent_msat)
         self.spent_msat += charged
-        self.period_work[seller] = self.period_work.get(seller, 0) + work
+        seller_work = self.period_work.get(seller)
+        if seller_work is None:
+            seller_work = self.period_work[seller] = Accrual()
+        seller_work.add(*work)
         if self.spent_msat == self.amount_msat:
             self.status = OrderStatus.COMPLETED
             self.ended_ms = time_ms

@@ -286,7 +286,12 @@ class RateWindow:
 
     def add(self, *, time_ms: int, work: int) -> None:
         """Count ``work`` hashes accepted at ``time_ms``."""
-        self._shares.append((time_ms, work))
+        shares = self._shares
+        if shares and shares[-1][0] == time_ms:
+            # Shares of one millisecond (a batch) leave the window together: one entry.
+            shares[-1] = (time_ms, shares[-1][1] + work)
+        else:
+            shares.append((time_ms, work))
         self._work += work
         self._seen = True
 

@@ -26,19 +26,37 @@ LEGACY_WORK_RULE: Final = 1
 WORK_RULE: Final = 2
 
 
+#: Each rule's hashes per share of difficulty 1, per algorithm (looked up for every share).
+_HASHES: Final[dict[int, dict[Algorithm, int]]] = {
+    WORK_RULE: dict(HASHES_PER_DIFF1),
+    LEGACY_WORK_RULE: dict.fromkeys(Algorithm, 2**32),
+}
+_HASHES_FLOAT: Final = {
+    rule: {algorithm: float(hashes) for algorithm, hashes in table.items()}
+    for rule, table in _HASHES.items()
+}
+
+
 def hashes_per_diff1(algorithm: Algorithm, rule: int = WORK_RULE) -> int:
     """Hashes one share of difficulty 1 proves under ``rule``. Raises ``ValueError`` for a rule
     no journal was written with."""
-    if rule == WORK_RULE:
-        return HASHES_PER_DIFF1[algorithm]
-    if rule == LEGACY_WORK_RULE:
-        return 2**32
-    raise ValueError(f"unknown work rule {rule}")
+    table = _HASHES.get(rule)
+    if table is None:
+        raise _unknown(rule)
+    return table[algorithm]
 
 
 def share_work(difficulty: float, algorithm: Algorithm, rule: int = WORK_RULE) -> int:
     """Whole hashes one accepted share of ``difficulty`` proves under ``rule`` (exact floor).
+    Raises ``ValueError`` for a rule no journal was written with.
 
     Multiplying a float by a power of two is exact, so this is ``floor(difficulty * 2**k)``.
     """
-    return int(difficulty * float(hashes_per_diff1(algorithm, rule)))
+    table = _HASHES_FLOAT.get(rule)
+    if table is None:
+        raise _unknown(rule)
+    return int(difficulty * table[algorithm])
+
+
+def _unknown(rule: int) -> ValueError:
+    return ValueError(f"unknown work rule {rule}")

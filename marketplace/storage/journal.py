@@ -81,28 +81,39 @@ log = structlog.get_logger("marketplace.storage")
 
 
 class Ticket:
-    """The promise of one ``append_nowait``: resolves when its transaction committed."""
+    """The promise of one ``append_nowait``: resolves when its transaction committed.
 
-    __slots__ = ("_done", "_error", "first_seq", "records", "snapshot")
+    Its waiters park on trio's low-level primitives rather than a ``trio.Event`` (one per
+    append was measurable on the share path), which also allows ``wait_uncancellable``.
+    """
+
+    __slots__ = ("_done", "_error", "_waiters", "first_seq", "records", "snapshot")
 
     def __init__(self, records: Sequence[Record], snapshot: Record | None = None) -> None:
         self.records = records
         self.snapshot = snapshot  # body and time of a snapshot (component unused)
         self.first_seq = 0
-        self._done = trio.Event()
+        self._done = False
+        self._waiters: list[trio.lowlevel.Task] = []
         self._error: BaseException | None = None
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._done
 
     def _resolve(self, first_seq: int) -> None:
         self.first_seq = first_seq
-        self._done.set()
+        self._settle()
 
     def _fail(self, error: BaseException) -> None:
         self._error = error
-        self._done.set()
+        self._settle()
+
+    def _settle(self) -> None:
+        self._done = True
+        waiters, self._waiters = self._waiters, []
+        for task in waiters:
+            trio.lowlevel.reschedule(task)
 
     async def wait(self) -> range:
         """Wait until the records are durable; return their sequence numbers.
@@ -111,12 +122,40 @@ class Ticket:
         ``JournalError`` if it failed otherwise or the journal stopped first. Cancelling the
         wait does not withdraw the records: they are still written.
         """
-        await self._done.wait()
+        if self._done:
+            await trio.lowlevel.checkpoint()
+        else:
+            task = trio.lowlevel.current_task()
+            self._waiters.append(task)
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self._waiters.remove(task)
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        return self._result()
+
+    async def wait_uncancellable(self) -> range:
+        """``wait``, except that cancellation does not end it: it takes effect at the caller's
+        next checkpoint, after the commit (so a caller always learns what became of records
+        it queued). Raises as ``wait``."""
+        if self._done:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            self._waiters.append(trio.lowlevel.current_task())
+            await trio.lowlevel.wait_task_rescheduled(_cannot_abort)
+        return self._result()
+
+    def _result(self) -> range:
         if isinstance(self._error, StorageFault):
             raise StorageFault(self._error.cause) from self._error
         if self._error is not None:
             raise JournalError(str(self._error)) from self._error
         return range(self.first_seq, self.first_seq + len(self.records))
+
+
+def _cannot_abort(_: object) -> trio.lowlevel.Abort:
+    return trio.lowlevel.Abort.FAILED
 
 
 class Journal:

@@ -43,7 +43,7 @@ import msgspec
 from stratum.core.jobs import ALL_VERSION_BITS, Job, Layout
 from stratum.core.messages import Method, NotifyParams, notification_line
 from stratum.core.registries import JobIds, SubmittedShares
-from stratum.core.shares import Algorithm, HeaderLayout, merkle_root, target_for
+from stratum.core.shares import Algorithm, CoinbasePrefix, HeaderLayout, target_for
 from stratum.core.vardiff import Vardiff, VardiffConfig
 
 #: Merkle roots remembered per job (one per extranonce2 the miner used).
@@ -67,6 +67,7 @@ class SentJob:
     #: The earliest ntime a share may carry: the template's, also when re-sent moved on.
     ntime: int
     coinb1_en1: bytes
+    coinbase_prefix: CoinbasePrefix
     coinb2: bytes
     branch: tuple[bytes, ...]
     version: int
@@ -118,6 +119,7 @@ class SentJob:
             sent_ms=now_ms,
             ntime=int(job.ntime, 16) if min_ntime is None else min_ntime,
             coinb1_en1=coinb1_en1,
+            coinbase_prefix=CoinbasePrefix(coinb1_en1),
             coinb2=coinb2,
             branch=branch,
             version=version,
@@ -129,7 +131,7 @@ class SentJob:
         """The merkle root for ``extranonce2`` (cached: miners reuse one for many nonces)."""
         root = self.merkle_cache.get(extranonce2)
         if root is None:
-            root = merkle_root(self.coinb1_en1 + extranonce2 + self.coinb2, self.branch)
+            root = self.coinbase_prefix.merkle_root(extranonce2 + self.coinb2, self.branch)
             if len(self.merkle_cache) >= _MERKLE_CACHE_SIZE:
                 self.merkle_cache.clear()
             self.merkle_cache[extranonce2] = root

@@ -13,12 +13,14 @@ one stream. The server gives each job a fresh id (unique across connections) whe
 together with the difficulty in force, so vardiff can re-send the same template under a new id
 and shares for older ids are still checked at the difficulty they were sent with.
 
-Every share the server checks, accepted or rejected, goes to ``WorkSource.record_share`` before
-the miner sees the reply; when that returns, an accepted share is durable. A work source that
-cannot record a share now (its storage is failing) raises ``ShareNotRecorded``: the miner is
-answered with its message instead of ``true``, and the connection goes on. An accepted
-share carries what the miner submitted (the job's ``seq``, extranonce1 and extranonce2, ntime,
-nonce, version bits), so a source that mirrors another pool's jobs can forward it there.
+Every share the server checks, accepted or rejected, goes to ``WorkSource.record_shares`` before
+the miner sees the reply; when that returns, an accepted share is durable. The server hands
+over the shares of one read's lines together (one durable write for all of them, one reply
+write). A work source that cannot record them now (its storage is failing) raises
+``ShareNotRecorded`` for all: the miner is answered with its message instead of ``true``, and
+the connection goes on. An accepted share carries what the miner submitted (the job's ``seq``,
+extranonce1 and extranonce2, ntime, nonce, version bits), so a source that mirrors another
+pool's jobs can forward it there.
 
 Layouts. A connection's extranonce1 and extranonce2 size are its own (the server's allocator,
 the configured size) unless its source says otherwise: a source that mirrors a pool's jobs
@@ -36,6 +38,7 @@ Everything in this module is a value or a Protocol: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
@@ -103,10 +106,10 @@ class Share(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ShareNotRecorded(Exception):
-    """``WorkSource.record_share`` could not record the share now (the work source's storage is
-    failing). The server answers the submit ``[20, message]``, counts it neither accepted nor
-    rejected (so not toward the rejects-in-a-row limit either), forgets it was seen (the miner
-    may send it again) and keeps the connection and its jobs."""
+    """``WorkSource.record_shares`` could not record the shares now (the work source's storage
+    is failing): none of them was. The server answers each submit ``[20, message]``, counts it
+    neither accepted nor rejected (so not toward the rejects-in-a-row limit either), forgets it
+    was seen (the miner may send it again) and keeps the connection and its jobs."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -188,7 +191,10 @@ class WorkSource(Protocol):
         """The connection is gone; forget ``link``. Idempotent."""
         ...
 
-    async def record_share(self, share: Share) -> None:
-        """Take one checked share. On return an accepted share is durable. Raises
-        ``ShareNotRecorded`` when it cannot be recorded now."""
+    async def record_shares(self, shares: Sequence[Share]) -> None:
+        """Take checked shares (one connection's, in the order they came; at least one). On
+        return every accepted share among them is durable. Raises ``ShareNotRecorded`` when
+        they cannot be recorded now (then none is). May be cancelled only before it records
+        any: a wait after that (for durability) must not end by cancellation, because the
+        server counts a share it hands over as recorded unless told otherwise."""
         ...

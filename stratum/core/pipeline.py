@@ -38,7 +38,7 @@ from stratum.core.handshake import Worker, parse_username
 from stratum.core.jobfeed import SentJob
 from stratum.core.jobs import Share
 from stratum.core.messages import SubmitParams
-from stratum.core.shares import Algorithm, hash_to_int, pow_hash
+from stratum.core.shares import POW_HASH, Algorithm
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -69,20 +69,24 @@ class SharePipeline:
         params: SubmitParams,
         *,
         jobs: Mapping[str, SentJob],
+        usernames: Mapping[str, Worker],
         workers: Container[Worker],
         now_ms: int,
     ) -> Verdict:
-        """Check ``params`` against the connection's ``jobs`` and authorized ``workers``.
+        """Check ``params`` against the connection's ``jobs`` and authorized ``workers``
+        (``usernames``: the names they authorized with, the usual spelling of each).
 
         A share that passes the duplicate check is remembered in its job's ``seen`` set (so the
         same share again is a duplicate, accepted or not). Never raises for peer input.
         """
-        try:
-            worker = parse_username(params.username)
-        except StratumError as bad_name:
-            return Verdict(bad_name)
-        if worker not in workers:
-            return Verdict(StratumError(StratumErrorCode.UNAUTHORIZED), worker)
+        worker = usernames.get(params.username)
+        if worker is None:  # another spelling of an authorized worker ("a" is "a.default")?
+            try:
+                worker = parse_username(params.username)
+            except StratumError as bad_name:
+                return Verdict(bad_name)
+            if worker not in workers:
+                return Verdict(StratumError(StratumErrorCode.UNAUTHORIZED), worker)
         sent = jobs.get(params.job_id)
         if sent is None or (sent.stale_at_ms is not None and now_ms >= sent.stale_at_ms):
             return Verdict(StratumError(StratumErrorCode.STALE), worker)
@@ -112,9 +116,9 @@ class SharePipeline:
         header = sent.layout.header(
             version=version, merkle=sent.merkle_root(extranonce2), ntime=ntime_bytes, nonce=nonce
         )
-        digest = pow_hash(self.algorithm, header)
+        digest = POW_HASH[self.algorithm](header)
         hash_hex = digest[::-1].hex()
-        if hash_to_int(digest) > sent.target:
+        if int.from_bytes(digest, "little") > sent.target:  # shares.hash_to_int
             low = StratumError(StratumErrorCode.LOW_DIFFICULTY)
             return Verdict(low, worker, sent, hash_hex, key)
         return Verdict(None, worker, sent, hash_hex, key)
@@ -129,7 +133,7 @@ class SharePipeline:
         now_ms: int,
         params: SubmitParams | None = None,
     ) -> Share:
-        """The record of one checked submission for ``WorkSource.record_share``; an accepted
+        """The record of one checked submission for ``WorkSource.record_shares``; an accepted
         one carries the submission (``params``) as the miner made it.
 
         The connection's ``first_worker`` stands in when the submit named no valid worker, its

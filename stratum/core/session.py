@@ -7,12 +7,13 @@ Theory of operation
 until it returns ``None`` (more bytes needed). Each outcome is the complete effect of one line,
 in the order the driver must carry it out:
 
-1. ``share``: a checked submission; the driver awaits ``WorkSource.record_share`` first, so the
+1. ``share``: a checked submission; the driver awaits ``WorkSource.record_shares`` first, so the
    reply the miner sees means the share is durable. A submit the connection's state refuses
    (before subscribe or authorize) has no worker to attribute: it is no share, only
-   ``refused_submit`` (its reason) for the driver's counters. If the work source cannot record
-   the share, the driver calls ``share_not_recorded`` before it sends anything: the reply
-   becomes that refusal and the submit counts for nothing;
+   ``refused_submit`` (its reason) for the driver's counters. The driver may record the shares
+   of several lines together (every complete line one read brought). If the work source
+   cannot record them, the driver calls ``share_not_recorded`` for each, newest first, before
+   it sends anything: each reply becomes that refusal and the submit counts for nothing;
 2. ``reply``: the response line (empty for lines that get none);
 3. ``start_work``: the connection's first worker just authorized; the driver asks its
    ``WorkSource.connect`` for the first job and sends ``send_job(job, now_ms)``;
@@ -36,8 +37,9 @@ runs: a method the state does not accept is ``RefusedInState`` and becomes an er
 after a handler succeeds the session moves to the table's target state. An unknown method is
 ``[20, "Not supported."]`` and the connection stays open. Lines that are not JSON requests,
 oversize lines and too many rejected shares in a row close the connection; everything else the
-peer can do is answered. ``mining.submit`` is decoded here (its shape) and then checked by the
-share pipeline (``pipeline.SharePipeline``) against the jobs this connection was sent.
+peer can do is answered. ``mining.submit`` is decoded here (its shape) and then handled by
+``submits.Submits``: checked by the share pipeline (``pipeline.SharePipeline``) against the
+jobs this connection was sent, counted, and turned into the outcome's ``Share``.
 
 A new difficulty is sent as ``set_difficulty`` and then the current template again under a new
 id with ntime moved on (to the clock, at least one second past the previous job's): cpuminer
@@ -64,34 +66,35 @@ from stratum.core.handshake import (
     password_difficulty,
 )
 from stratum.core.jobfeed import JobFeed, SentJob
-from stratum.core.jobs import Job, Layout, Share
+from stratum.core.jobs import Job, Layout
 from stratum.core.messages import (
-    METHODS,
     AuthorizeParams,
     ConfigureParams,
     Envelope,
     ExtranonceSubscribeParams,
     Method,
     RequestId,
-    SubmitParams,
     SubscribeParams,
     SuggestDifficultyParams,
     decode_params,
+    decode_submit,
     envelope_decoder,
     error_line,
     notification_line,
     recover_id,
     response_line,
-    true_line,
 )
 from stratum.core.pipeline import SharePipeline, Verdict
 from stratum.core.registries import ExtranonceAllocator, JobIds, SubmittedShares
 from stratum.core.session_types import LayoutLookup, Outcome, SessionConfig
-from stratum.core.states import CloseReason, RefusedInState, SessionState, next_state
+from stratum.core.states import CloseReason, SessionState, next_state
+from stratum.core.submits import Submits
 from stratum.core.tally import SubmitTally
 from stratum.core.vardiff import round_difficulty
 
 _HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})+")
+_SUBMIT: Final = Method.SUBMIT.value
+_NO_PARAMS: Final = msgspec.Raw(b"[]")
 
 
 #: A request's handler: its id, its params (already decoded as the method's Struct), the time
@@ -124,9 +127,6 @@ class ServerSession:
         self.user_agent: str | None = None
         self.extranonce_subscribed = False
         self.version_rolling_mask = 0
-        self.workers: dict[Worker, str] = {}  # worker -> the username it authorized with
-        self.first_worker: Worker | None = None
-        self.tally = SubmitTally()
         self.close_reason: CloseReason | None = None
         #: The connection's own id (from ``extranonces``; ``None`` before subscribe).
         self.session_id: bytes | None = None
@@ -143,23 +143,22 @@ class ServerSession:
             submitted=submitted if submitted is not None else SubmittedShares(),
             extranonce2_size=config.extranonce2_size,
         )
-        self._pipeline = SharePipeline(
-            algorithm=config.algorithm, ntime_future_s=config.ntime_future_s
-        )
+        pipeline = SharePipeline(algorithm=config.algorithm, ntime_future_s=config.ntime_future_s)
+        #: Submits: checked, counted (``submits.tally``), handed out as shares.
+        self.submits = Submits(conn_id=conn_id, pipeline=pipeline, feed=self._feed)
         self._splitter = LineSplitter(config.max_line_bytes)
-        #: The driver may refuse an otherwise valid share (an injected fault): then it is
-        #: answered 21 stale and reaches the work source as a stale share.
-        self.veto_share: Callable[[], bool] | None = None
         self._now_ms = now_ms  # the latest time the driver gave us
         self._last_useful_ms = now_ms
-        self._handlers: dict[Method, _Handler] = {
+        handlers: dict[Method, _Handler] = {
             Method.SUBSCRIBE: self._subscribe,
             Method.AUTHORIZE: self._authorize,
             Method.EXTRANONCE_SUBSCRIBE: self._extranonce_subscribe,
             Method.CONFIGURE: self._configure,
             Method.SUGGEST_DIFFICULTY: self._suggest_difficulty,
-            Method.SUBMIT: self._submit,
+            Method.SUBMIT: self.submits.submit,
         }
+        # By wire name: a line's method is a str, and a str key hashes in C.
+        self._routes = {m.value: (m, handler) for m, handler in handlers.items()}
 
     # ----------------------------------------------------------------------- input
 
@@ -274,29 +273,35 @@ class ServerSession:
         return Outcome(reply=reply, close=reason, error=error, detail=reason.value)
 
     def _handle_line(self, line: bytes, now_ms: int) -> Outcome:
-        try:
-            envelope: Envelope = envelope_decoder.decode(line)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return self._closing(CloseReason.BAD_JSON, message=f"Parse error: {exc}", line=line)
-        if envelope.method is None:
-            return Outcome(detail="response_ignored")  # e.g. a reply to client.get_version
-        request_id = envelope.id
-        method = METHODS.get(envelope.method)
-        handler = None if method is None else self._handlers.get(method)
-        outcome = Outcome(method=envelope.method)
-        if method is None or handler is None:
+        submit = decode_submit(line)
+        if submit is not None:
+            request_id, name, raw = submit.id, _SUBMIT, _NO_PARAMS
+        else:
+            try:
+                envelope: Envelope = envelope_decoder.decode(line)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                message = f"Parse error: {exc}"
+                return self._closing(CloseReason.BAD_JSON, message=message, line=line)
+            if envelope.method is None:
+                return Outcome(detail="response_ignored")  # e.g. a reply to client.get_version
+            request_id, name, raw = envelope.id, envelope.method, envelope.params
+        route = self._routes.get(name)
+        outcome = Outcome(method=name)
+        if route is None:
             outcome.error = StratumError(StratumErrorCode.OTHER, NOT_SUPPORTED)
             outcome.reply = error_line(request_id, outcome.error)
             return outcome
+        method, handler = route
         try:
             target = next_state(self.state, method)
-            handler(request_id, decode_params(method, envelope.params), now_ms, outcome)
+            params = submit.params if submit is not None else decode_params(method, raw)
+            handler(request_id, params, now_ms, outcome)
             self.state = target
         except StratumError as error:
             outcome.error = error
             outcome.reply = error_line(request_id, error)
             if method is Method.SUBMIT:
-                self._reject(request_id, Verdict(error), now_ms, outcome)
+                self.submits.reject(request_id, Verdict(error), now_ms, outcome)
         if self.state is not SessionState.CONNECTED:
             # Before a successful subscribe nothing counts as useful: a client cannot hold
             # a connection open with configure calls or refused requests.
@@ -304,7 +309,7 @@ class ServerSession:
         rejected = outcome.refused_submit is not None or (
             outcome.share is not None and not outcome.share.accepted
         )
-        run = self.tally.consecutive_rejects
+        run = self.submits.tally.consecutive_rejects
         if rejected and run > self.config.max_consecutive_rejects:
             text = f"Too many rejected shares ({run} in a row); goodbye"
             outcome.followups += notification_line(Method.SHOW_MESSAGE, [text])
@@ -341,13 +346,11 @@ class ServerSession:
         self, request_id: RequestId, params: AuthorizeParams, now_ms: int, out: Outcome
     ) -> None:
         worker = parse_username(params.username)
-        if self.first_worker is None:
+        if self.submits.authorize(worker, params.username):
             suggested = password_difficulty(params.password)
             if suggested is not None:
                 self._feed.difficulty = self.config.clamp(suggested)
-            self.first_worker = worker
             out.start_work = True
-        self.workers.setdefault(worker, params.username)
         out.reply = response_line(request_id, True)
 
     def _extranonce_subscribe(
@@ -378,59 +381,27 @@ class ServerSession:
         if difficulty != self._feed.difficulty:
             out.followups += self._feed.change_difficulty(difficulty, now_ms)
 
-    def _submit(
-        self, request_id: RequestId, params: SubmitParams, now_ms: int, out: Outcome
-    ) -> None:
-        verdict = self._pipeline.check(
-            params, jobs=self._feed.jobs, workers=self.workers, now_ms=now_ms
-        )
-        if verdict.error is None and self.veto_share is not None and self.veto_share():
-            verdict = Verdict(
-                StratumError(StratumErrorCode.STALE), verdict.worker, verdict.sent, verdict.hash_hex
-            )
-        if verdict.error is not None:
-            out.error = verdict.error
-            out.reply = error_line(request_id, verdict.error)
-            self._reject(request_id, verdict, now_ms, out)
-            return
-        self.tally.accept(request_id, verdict)
-        out.share = self._share(verdict, now_ms, params)
-        out.reply = true_line(request_id)
-        out.followups += self._feed.on_accepted(out.share.difficulty, now_ms)
+    # ----------------------------------------------------------------------- submits
 
-    # ----------------------------------------------------------------------- helpers
+    @property
+    def first_worker(self) -> Worker | None:
+        """The connection's first authorized worker (it names the connection)."""
+        return self.submits.first_worker
 
-    def _reject(self, request_id: RequestId, verdict: Verdict, now_ms: int, out: Outcome) -> None:
-        """Count a rejected submit; hand a share to the work source only if it has a worker."""
-        reason = self.tally.reject(request_id, verdict)
-        if isinstance(verdict.error, RefusedInState):
-            # Before subscribe or authorize there is no worker to charge or pay: the work
-            # source never hears of it (an empty account is no seller), the driver counts it.
-            out.refused_submit = reason
-            return
-        out.share = self._share(verdict, now_ms)
+    @property
+    def workers(self) -> dict[Worker, str]:
+        """The authorized workers, with the username each authorized with."""
+        return self.submits.workers
+
+    @property
+    def tally(self) -> SubmitTally:
+        """The connection's submit counters."""
+        return self.submits.tally
 
     def share_not_recorded(self, outcome: Outcome, message: str) -> None:
-        """The work source could not record ``outcome.share``: answer ``[20, message]`` and
-        count the submit for nothing (``tally.take_back``). Raises ``RuntimeError`` unless
-        ``outcome`` carries the last share this session handed out (a driver bug)."""
-        if outcome.share is None:
-            raise RuntimeError("share_not_recorded for an outcome with no share")
-        request_id = self.tally.take_back()
-        outcome.error = StratumError(StratumErrorCode.OTHER, message)
-        outcome.reply = error_line(request_id, outcome.error)
-
-    def _share(self, verdict: Verdict, now_ms: int, params: SubmitParams | None = None) -> Share:
-        first = self.first_worker
-        assert first is not None  # submits are only handled once a worker authorized
-        return self._pipeline.share(
-            verdict,
-            conn_id=self.conn_id,
-            first_worker=first,
-            difficulty=self._feed.difficulty,
-            now_ms=now_ms,
-            params=params,
-        )
+        """The work source could not record ``outcome.share`` (``Submits.share_not_recorded``:
+        the reply becomes ``[20, message]``, the submit counts for nothing)."""
+        self.submits.share_not_recorded(outcome, message)
 
     @property
     def accepted(self) -> int:

@@ -11,6 +11,7 @@ from stratum.core.jobs import Layout, Share
 from stratum.core.messages import MAX_LINE_BYTES
 from stratum.core.shares import Algorithm
 from stratum.core.states import CloseReason
+from stratum.core.tally import Counted
 from stratum.core.vardiff import VardiffConfig
 
 #: The layout a connection subscribing with a session id gets (``WorkSource.layout_for``).
@@ -56,3 +57,5 @@ class Outcome:
     method: str | None = None
     error: StratumError | None = None
     detail: str | None = None
+    #: How the tally counted the submit whose ``share`` this is (to take it back).
+    counted: Counted | None = None

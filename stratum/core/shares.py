@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from enum import StrEnum
 from fractions import Fraction
 from typing import Final
@@ -58,9 +59,14 @@ def scrypt_hash(header: bytes) -> bytes:
 
 def pow_hash(algorithm: Algorithm, header: bytes) -> bytes:
     """The proof-of-work hash of an 80-byte header for ``algorithm``."""
-    if algorithm is Algorithm.SHA256D:
-        return sha256d(header)
-    return scrypt_hash(header)
+    return POW_HASH[algorithm](header)
+
+
+#: The proof-of-work hash function of each algorithm.
+POW_HASH: Final[dict[Algorithm, Callable[[bytes], bytes]]] = {
+    Algorithm.SHA256D: sha256d,
+    Algorithm.SCRYPT: scrypt_hash,
+}
 
 
 def hash_to_int(digest: bytes) -> int:
@@ -107,6 +113,26 @@ def merkle_root(coinbase: bytes, branch: list[bytes] | tuple[bytes, ...]) -> byt
     return root
 
 
+class CoinbasePrefix:
+    """The SHA-256 state after a coinbase's fixed first part (coinb1 + extranonce1), computed
+    once per job sent: the merkle root of each extranonce2 then hashes only the rest (a
+    midstate, as miners use one)."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, prefix: bytes) -> None:
+        self._state = hashlib.sha256(prefix)
+
+    def merkle_root(self, suffix: bytes, branch: tuple[bytes, ...]) -> bytes:
+        """``merkle_root(prefix + suffix, branch)``; ``suffix`` is extranonce2 + coinb2."""
+        state = self._state.copy()
+        state.update(suffix)
+        root = hashlib.sha256(state.digest()).digest()
+        for node in branch:
+            root = sha256d(root + node)
+        return root
+
+
 def build_coinbase(coinb1: bytes, extranonce1: bytes, extranonce2: bytes, coinb2: bytes) -> bytes:
     """coinb1 + extranonce1 + extranonce2 + coinb2."""
     return coinb1 + extranonce1 + extranonce2 + coinb2
@@ -131,7 +157,15 @@ class HeaderLayout:
 
     def header(self, *, version: int, merkle: bytes, ntime: bytes, nonce: bytes) -> bytes:
         """The full header; ``ntime`` and ``nonce`` as wire bytes (the submit's hex)."""
-        return self.prefix(version=version, merkle=merkle, ntime=ntime) + nonce[::-1]
+        # ``prefix`` + the nonce, written out: this runs for every share the server checks.
+        return (
+            version.to_bytes(4, "little")
+            + self._prevhash
+            + merkle
+            + ntime[::-1]
+            + self._nbits
+            + nonce[::-1]
+        )
 
 
 def header_prefix(

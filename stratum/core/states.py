@@ -29,6 +29,10 @@ class SessionState(enum.Enum):
     AUTHORIZED = "authorized"  # subscribed and at least one worker: jobs flow
     CLOSED = "closed"
 
+    # Members are singletons compared by identity: hash them by identity too, a C slot, where
+    # Enum's own ``__hash__`` is a Python call (on every line: ``TRANSITIONS[state]``).
+    __hash__ = object.__hash__
+
 
 class CloseReason(enum.StrEnum):
     """Why a connection ended (logged in the connection summary)."""

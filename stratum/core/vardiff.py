@@ -78,6 +78,12 @@ def retarget(*, difficulty: float, shares: float, elapsed_ms: int, config: Vardi
     if rate_low <= config.hysteresis and rate_high >= 1.0 / config.hysteresis:
         return difficulty
     step = min(max(rate, 1.0 / config.max_step), config.max_step)
+    # Already at the bound it would pass: the clamp below would give it back (and a miner at
+    # the maximum that keeps flooding would pay for the rounding on every share).
+    if (step > 1 and difficulty == config.max_difficulty) or (
+        step < 1 and difficulty == config.min_difficulty
+    ):
+        return difficulty
     rounded = round_difficulty(difficulty * step)
     # Rounding to 3 significant digits must not take the move past the step bound.
     rounded = min(max(rounded, difficulty / config.max_step), difficulty * config.max_step)

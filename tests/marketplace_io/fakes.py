@@ -42,6 +42,13 @@ class Stored:
 
     async def wait(self) -> range:
         await trio.lowlevel.checkpoint()
+        return self._outcome()
+
+    async def wait_uncancellable(self) -> range:
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return self._outcome()
+
+    def _outcome(self) -> range:
         if self._journal is not None:
             self._journal._fail_batch()
         if self.error is not None:

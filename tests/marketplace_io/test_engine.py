@@ -122,6 +122,38 @@ async def test_events_emitted_before_a_crash_in_the_command_are_still_journaled(
         assert await journaled(journal) == [AccountCreated(account="buyer", time_ms=T0)]
 
 
+async def test_cancellation_ends_execute_only_before_the_command_runs(tmp_path: Path) -> None:
+    """Cancelled before it runs, a command does nothing; once it ran, its caller waits for the
+    commit and hears the result (and the listeners the events), whatever cancels it meanwhile:
+    the cancellation lands at the caller's next checkpoint."""
+    async with running_engine(tmp_path / "j.db") as run:
+        engine, journal, market = run.engine, run.journal, run.market
+        heard: list[list[Any]] = []
+        engine.add_commit_listener(lambda events: heard.append([c.event for c in events]))
+        ran: list[str] = []
+        with trio.fail_after(10):
+            with trio.CancelScope() as early:
+                early.cancel()
+                await engine.execute(lambda: ran.append("early"))
+            assert early.cancelled_caught
+            assert ran == []
+            answers: list[str] = []
+            with trio.CancelScope() as late:
+
+                def command() -> str:
+                    late.cancel()  # as a deadline passing while the commit is under way
+                    market.create_account(account="buyer", now_ms=T0)
+                    return "created"
+
+                answers.append(await engine.execute(command))
+                await trio.lowlevel.checkpoint()
+                answers.append("not reached")
+            assert late.cancelled_caught
+            assert answers == ["created"]
+            assert heard == [[AccountCreated(account="buyer", time_ms=T0)]]
+            assert await journaled(journal) == [AccountCreated(account="buyer", time_ms=T0)]
+
+
 async def test_execute_and_run_require_restore(tmp_path: Path) -> None:
     async with open_journal(tmp_path / "j.db") as journal:
         engine = Engine(components=[make_market()], journal=journal)

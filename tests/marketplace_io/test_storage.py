@@ -80,6 +80,22 @@ async def test_replay_order_within_and_across_appends(journal_db: str) -> None:
     assert times == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("size", [1, 3, 127, 128, 129, 300])
+async def test_one_batch_of_any_size_is_stored_whole_and_in_order(
+    journal_db: str, size: int
+) -> None:
+    """SQLite takes a batch up to 128 rows per statement (one alone needs no BEGIN/COMMIT):
+    every size comes back row for row (seq, component, time, body) in the order appended."""
+    records = [rec(i, "market" if i % 3 else "keys") for i in range(size)]
+    with trio.fail_after(10):
+        async with open_journal(journal_db, synchronous=Synchronous.NORMAL) as journal:
+            assert list(await journal.append(records)) == list(range(1, size + 1))
+    assert journal.commits == 1
+    rows = run_sql(journal_db, "SELECT seq, component, time_ms, body FROM events ORDER BY seq")
+    stored = [(seq, component, time_ms, bytes(body)) for seq, component, time_ms, body in rows]
+    assert stored == [(i + 1, r.component, r.time_ms, r.body) for i, r in enumerate(records)]
+
+
 async def test_restart_on_the_same_file_continues_the_sequence(journal_db: str) -> None:
     path = journal_db
     with trio.fail_after(10):

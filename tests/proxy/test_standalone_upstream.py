@@ -4,19 +4,22 @@ count equals the order's ``pool.accepted``; money stays conserved."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from fractions import Fraction
 from pathlib import Path
 
 import msgspec
 import pytest
 import trio
 
-from stratum.core.jobs import Share
+from marketplace.core.events import ShareRecorded
+from marketplace.core.market import Market
+from stratum.core.jobs import Share, ShareNotRecorded
 from stratum.pool import PoolWorkSource
 from stratum.server import StratumServer, trio_wall_clock
 from tests.marketplace_io.miner import StratumError
-from tests.marketplace_io.node import TINY
+from tests.marketplace_io.node import PRICE, TINY
 from tests.stratum.helpers import TEST_CONFIG
 
 from .helpers import ProxyNode, add_order, add_pool, proxy_node, wait_until
@@ -33,9 +36,9 @@ class RecordingPool(PoolWorkSource):
         super().__init__(**kw)  # type: ignore[arg-type]
         self.shares: list[Share] = []
 
-    async def record_share(self, share: Share) -> None:
-        self.shares.append(share)
-        await super().record_share(share)
+    async def record_shares(self, shares: Sequence[Share]) -> None:
+        self.shares.extend(shares)
+        await super().record_shares(shares)
 
 
 async def start_standalone(nursery: trio.Nursery) -> tuple[StratumServer, RecordingPool]:
@@ -146,3 +149,53 @@ async def test_a_new_difficulty_on_a_pool_order_changes_the_header(
         await wait_until(lambda: pool_accepted(node, order_id) == 1)
         assert pool.shares[-1].ntime == after.params[7]
         assert pool.stats.accepted == 1
+
+
+async def test_a_batch_of_pool_and_other_shares_is_charged_per_share_and_forwards_the_pools(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    # A connection's batch may hold shares of several orders (a worker moved while its submits
+    # were in flight): each is charged by its own order's rule, in one command, and only the
+    # pool order's share goes up to the pool, once the batch is durable.
+    async with standalone_order(tmp_path, nursery) as (node, _pool_server, pool, order_id):
+        miner = await node.miner("seller.rig1")
+        bridge = node.bridge
+        held: list[Share] = []
+
+        async def hold(shares: Sequence[Share]) -> None:
+            held.extend(shares)
+            raise ShareNotRecorded("held by the test")
+
+        # A real share of the pool order, as the server checked it (answered "not recorded").
+        bridge.record_shares = hold  # type: ignore[method-assign]
+        with pytest.raises(StratumError):
+            await miner.submit("seller.rig1")
+        del bridge.record_shares
+        (pool_share,) = held
+        assert pool_share.accepted
+        assert pool_share.source == order_id
+        chain_order = await add_order(node, pool_id=None)
+        chain_share = msgspec.structs.replace(pool_share, source=chain_order, difficulty=1.0)
+        stale = msgspec.structs.replace(
+            pool_share, source="", accepted=False, reason="stale", hash_hex=""
+        )
+        before = len(await journaled_shares(node))
+        await bridge.record_shares([stale, pool_share, chain_share])
+        recorded = (await journaled_shares(node))[before:]
+        assert [(e.order_id, e.accepted, e.billable) for e in recorded] == [
+            (None, False, True),
+            (order_id, True, True),
+            (chain_order, True, True),
+        ]
+        # The chain order is charged its share's value; the pool gets the pool order's share.
+        value = Fraction(PRICE) * 2**32 / (10**6 * 86_400)
+        assert node.order(chain_order).spent_msat == int(value)
+        await wait_until(lambda: pool_accepted(node, order_id) == 1)
+        assert [(s.nonce, s.accepted) for s in pool.shares] == [(pool_share.nonce, True)]
+        node.check()
+
+
+async def journaled_shares(node: ProxyNode) -> list[ShareRecorded]:
+    entries = [e async for e in node.core.journal.replay() if e.component == Market.component]
+    events = [Market.decode_event(e.body) for e in entries]
+    return [e for e in events if isinstance(e, ShareRecorded)]

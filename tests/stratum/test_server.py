@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 import structlog
 import trio
@@ -9,9 +11,9 @@ import trio
 from stratum.config import StratumConfig
 from stratum.core.jobs import Job, MinerLink, Share
 from stratum.core.shares import Algorithm
-from stratum.server import StratumServer, serve_stratum
+from stratum.server import NOT_RECORDED, StratumServer, serve_stratum
 
-from .helpers import TEST_CONFIG, connect, start_pool
+from .helpers import TEST_CONFIG, Miner, connect, start_pool
 
 
 async def test_subscribe_authorize_notify_ordering(nursery: trio.Nursery) -> None:
@@ -363,13 +365,17 @@ class SlowSource:
     def disconnect(self, link: MinerLink) -> None:
         self.links.remove(link)
 
-    async def record_share(self, share: Share) -> None:
+    async def record_shares(self, shares: Sequence[Share]) -> None:
         self.entered.set()
         await self.release.wait()
-        self.recorded.append(share)
+        self.recorded.extend(shares)
 
 
-async def test_reply_waits_for_record_share(nursery: trio.Nursery) -> None:
+async def serve_slow(
+    nursery: trio.Nursery, *, timeout: float = 5.0
+) -> tuple[StratumServer, SlowSource, Miner]:
+    """A server over a ``SlowSource`` and a miner logged in as acct.rig1 whose reads wait at
+    most ``timeout``."""
     source = SlowSource()
     server = await nursery.start(
         lambda task_status: serve_stratum(
@@ -382,11 +388,14 @@ async def test_reply_waits_for_record_share(nursery: trio.Nursery) -> None:
     )
     assert isinstance(server, StratumServer)
     assert server.port
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-    from .helpers import Miner
-
-    miner = Miner(stream)
+    miner = Miner(await trio.open_tcp_stream("127.0.0.1", server.port))
+    miner.timeout = timeout
     await miner.login("acct.rig1")
+    return server, source, miner
+
+
+async def test_reply_waits_for_record_share(nursery: trio.Nursery) -> None:
+    _server, source, miner = await serve_slow(nursery)
     await miner.send("mining.submit", miner.share())
     with trio.fail_after(5):
         await source.entered.wait()
@@ -401,6 +410,26 @@ async def test_reply_waits_for_record_share(nursery: trio.Nursery) -> None:
     assert source.recorded[0].accepted
     assert source.recorded[0].source == "order-1"
     assert source.recorded[0].account == "acct"
+
+
+async def test_a_deadline_during_a_record_that_had_not_begun_answers_not_recorded(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The work source waits before recording (as for room in a full journal) and the
+    connection's idle deadline passes meanwhile: the share is answered as not recorded and
+    counted nowhere, then the connection times out as it would have."""
+    server, source, miner = await serve_slow(nursery, timeout=1000.0)
+    with structlog.testing.capture_logs() as logs:
+        await miner.send("mining.submit", miner.share())
+        reply = await miner.read_message()
+        assert reply["result"] is None
+        assert reply["error"] == [20, NOT_RECORDED, None]
+        await miner.expect_eof()
+    assert source.recorded == []
+    assert server.stats.shares_not_recorded == 1
+    assert server.stats.shares_accepted == 0
+    closed = [e for e in logs if e["event"] == "conn.closed"]
+    assert [(e["reason"], e["accepted"], e["rejected"]) for e in closed] == [("idle_timeout", 0, 0)]
 
 
 async def test_graceful_shutdown(nursery: trio.Nursery) -> None:

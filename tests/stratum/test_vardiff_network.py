@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -85,9 +85,9 @@ class RecordingPool(PoolWorkSource):
         super().__init__(config=config, clock=clock)
         self.shares: list[Share] = []
 
-    async def record_share(self, share: Share) -> None:
-        self.shares.append(share)
-        await super().record_share(share)
+    async def record_shares(self, shares: Sequence[Share]) -> None:
+        self.shares.extend(shares)
+        await super().record_shares(shares)
 
 
 @dataclass

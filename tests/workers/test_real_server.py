@@ -9,7 +9,7 @@ to its work source, so a waiting test wakes on each recorded share instead of po
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +49,9 @@ class RecordingPool(PoolWorkSource):
         self.shares: list[Share] = []
         self._changed = trio.Event()
 
-    async def record_share(self, share: Share) -> None:
-        await super().record_share(share)
-        self.shares.append(share)
+    async def record_shares(self, shares: Sequence[Share]) -> None:
+        await super().record_shares(shares)
+        self.shares.extend(shares)
         self._changed.set()
         self._changed = trio.Event()
 
