@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +113,8 @@ class Result:
     latencies: list[float]
     offered: float | None = None
     lag_ms: float = 0.0
+    #: CPU seconds of each measured process (the first is the one the target is named by).
+    cpu_by_process: tuple[float, ...] = ()
 
     @property
     def rate(self) -> float:
@@ -130,15 +132,17 @@ class Result:
 
 
 class Measured:
-    """The measured part of a run, ``warmup`` seconds from now for ``seconds``: the server's
-    CPU time and its profile (``BENCH_PROFILE``) over exactly that."""
+    """The measured part of a run, ``warmup`` seconds from now for ``seconds``: the CPU time
+    of the server's processes (the first one's profile, ``BENCH_PROFILE``) over exactly
+    that."""
 
-    def __init__(self, pid: int, *, warmup: float, seconds: float) -> None:
-        self.pid = pid
+    def __init__(self, pids: Sequence[int], *, warmup: float, seconds: float) -> None:
+        self.pids = list(pids)
         self.opens = time.perf_counter() + warmup
         self.ends = self.opens + seconds
         self.open = False
-        self._cpu_start = 0.0
+        self._cpu_start: list[float] = []
+        self.by_process: tuple[float, ...] = ()
 
     def running(self, now: float) -> bool:
         """Whether the run goes on at ``now`` (opening the measurement when it is due)."""
@@ -146,22 +150,24 @@ class Measured:
             return False
         if not self.open and now >= self.opens:
             self.open = True
-            profile_window(self.pid, on=True)
-            self._cpu_start = cpu_seconds(self.pid)
+            profile_window(self.pids[0], on=True)
+            self._cpu_start = [cpu_seconds(pid) for pid in self.pids]
         return True
 
     def close(self) -> float:
-        """The server's CPU seconds over the measured part."""
-        cpu = cpu_seconds(self.pid) - self._cpu_start
-        profile_window(self.pid, on=False)
-        return cpu
+        """The server's CPU seconds over the measured part, all its processes
+        (``by_process``: each one's)."""
+        ends = [cpu_seconds(pid) for pid in self.pids]
+        self.by_process = tuple(e - s for e, s in zip(ends, self._cpu_start, strict=True))
+        profile_window(self.pids[0], on=False)
+        return sum(self.by_process)
 
 
 class Driver:
-    """``connections`` miners on one server process."""
+    """``connections`` miners on one server (``pids``: its processes, the main one first)."""
 
-    def __init__(self, *, pid: int, port: int, connections: int) -> None:
-        self.pid = pid
+    def __init__(self, *, pids: Sequence[int], port: int, connections: int) -> None:
+        self.pids = list(pids)
         self.selector = selectors.DefaultSelector()
         self.conns: list[Conn] = []
         self.coinb1: dict[Conn, str] = {}
@@ -206,7 +212,7 @@ class Driver:
             for _ in range(window):
                 conn.submit(now)
             flush(conn)
-        measured = Measured(self.pid, warmup=warmup, seconds=seconds)
+        measured = Measured(self.pids, warmup=warmup, seconds=seconds)
         while measured.running(time.perf_counter()):
             for key, _ in self.selector.select(timeout=0.2):
                 conn = key.data
@@ -218,7 +224,15 @@ class Driver:
         self.drain()
         self.latencies.sort()
         mode = "strict" if window == 1 else f"pipelined ({window} in flight)"
-        return Result(mode, tally[0], tally[1], seconds, cpu, self.latencies)
+        return Result(
+            mode,
+            tally[0],
+            tally[1],
+            seconds,
+            cpu,
+            self.latencies,
+            cpu_by_process=measured.by_process,
+        )
 
     def paced(self, *, rate: float, warmup: float, seconds: float) -> Result:
         """Offer ``rate`` submits/s in all, open loop: submit ``s`` goes out at ``s / rate``
@@ -230,7 +244,7 @@ class Driver:
         start = time.perf_counter()
         slot = 0
         lag = 0.0
-        measured = Measured(self.pid, warmup=warmup, seconds=seconds)
+        measured = Measured(self.pids, warmup=warmup, seconds=seconds)
         while measured.running(now := time.perf_counter()):
             while start + slot / rate <= now:
                 conn = conns[slot % count]
@@ -247,7 +261,15 @@ class Driver:
         cpu = measured.close()
         self.drain()
         self.latencies.sort()
-        result = Result("half load", tally[0], tally[1], seconds, cpu, self.latencies)
+        result = Result(
+            "half load",
+            tally[0],
+            tally[1],
+            seconds,
+            cpu,
+            self.latencies,
+            cpu_by_process=measured.by_process,
+        )
         result.offered = rate
         result.lag_ms = lag * 1000
         return result
@@ -358,7 +380,14 @@ def pool_process(profile: str | None) -> tuple[subprocess.Popen[str], int]:
 class NodeTarget:
     """A node with a funded buyer whose one standard order takes every worker."""
 
-    def __init__(self, directory: Path, profile: str | None, *, synchronous: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        profile: str | None,
+        *,
+        synchronous: str,
+        extra: Sequence[str] = (),
+    ) -> None:
         from marketplace.client import Credentials, MarketClient
         from marketplace.config import NodeConfig
         from marketplace.operator import account_create
@@ -367,11 +396,16 @@ class NodeTarget:
             *("--sha256d-start-difficulty", EASY, "--sha256d-min-difficulty", EASY),
             *("--sha256d-max-difficulty", EASY, "--job-interval", "100"),
             *("--block-interval", "100000", "--synchronous", synchronous),
+            *extra,
         ]
         self.proc, ports = start_node(extra, directory=directory, profile=profile)
         stratum = ports["stratum"]
         assert isinstance(stratum, dict)
         self.port = int(stratum["sha256d"])
+        gateways = ports.get("gateway_pids", [])
+        assert isinstance(gateways, list)
+        #: The node's processes: the market, then its local gateways (``--gateways N``).
+        self.pids = [self.proc.pid, *(int(pid) for pid in gateways)]
         made = account_create(NodeConfig(db=str(directory / "bench.db")), "buyer")
         self.client = MarketClient(
             f"http://127.0.0.1:{ports['api']}",
@@ -409,7 +443,8 @@ def run_target(name: str, args: argparse.Namespace, profile: str | None) -> list
         driver: Driver | None = None
         results: list[Result] = []
         try:
-            driver = Driver(pid=proc.pid, port=port, connections=args.connections)
+            pids = node.pids if node is not None else [proc.pid]
+            driver = Driver(pids=pids, port=port, connections=args.connections)
             if node is not None:
                 node.check(driver)
             for window in args.windows:

@@ -74,7 +74,7 @@ def main() -> None:
     proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     port = int(proc.stdout.readline().split()[1].rsplit(":", 1)[1])
-    driver = Driver(pid=proc.pid, port=port, connections=args.connections)
+    driver = Driver(pids=[proc.pid], port=port, connections=args.connections)
     try:
         results = [
             driver.saturate(window=window, warmup=args.warmup, seconds=args.seconds)
