@@ -7,10 +7,13 @@ Printed per round: the time from the SIGKILL to the standby serving (its ports f
 so every listener bound: the Stratum port is bound first, so a share may be acknowledged a
 little before), and to its first acknowledged share (on a connection made after the kill); the
 acknowledged shares the journal lacks (lost, must be 0) or holds twice; the deposits
-acknowledged and journaled. Without ``--server`` the benchmark starts its
+acknowledged and journaled. With ``--gateways N`` the miners mine through N gateways, which
+keep their connections and re-link to the standby (the first acknowledged share is then any
+after the kill). Without ``--server`` the benchmark starts its
 own PostgreSQL server in a temporary folder (as the tests do). Run:
 
-    .venv/bin/python bench/failover.py [--rounds 3] [--miners 4] [--server postgresql://...]
+    .venv/bin/python bench/failover.py [--rounds 3] [--miners 4] [--gateways 0]
+        [--server postgresql://...]
 """
 
 from __future__ import annotations
@@ -59,6 +62,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--miners", type=int, default=4)
     parser.add_argument(
+        "--gateways",
+        type=int,
+        default=0,
+        help="miners through N hashmarket gateway processes (they keep their connections)",
+    )
+    parser.add_argument(
         "--server", help="postgresql://user@host/postgres to make databases on (default: own)"
     )
     args = parser.parse_args()
@@ -80,7 +89,11 @@ def main() -> None:
         for n in range(1, args.rounds + 1):
             url = new_database(server, n)
             with tempfile.TemporaryDirectory() as tmp:
-                seen = trio.run(partial(run_failover, url, Path(tmp), miners=args.miners))
+                seen = trio.run(
+                    partial(
+                        run_failover, url, Path(tmp), miners=args.miners, gateways=args.gateways
+                    )
+                )
             report(n, seen)
             rounds.append(seen)
     finally:

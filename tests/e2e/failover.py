@@ -182,8 +182,8 @@ async def mine(
 ) -> None:
     """One miner on ``port``: shares under fresh worker names until ``done``; reconnects (to
     the same port) whenever what it is connected to goes away after ``seen.killed_at`` (before
-    that it is a crash). An answer after the kill counts in ``acked_after_kill`` if it came on
-    a connection made after the kill, or any with ``any_after_kill``."""
+    that it is a crash). An answer counts in ``acked_after_kill`` if it came on a connection
+    made after the kill, or (``any_after_kill``) to a share submitted after the kill."""
     serial = 0
     while not done.is_set():
         try:
@@ -192,9 +192,9 @@ async def mine(
             seen.crashes.append(f"{prefix}: no market came back: {exc!r}")
             return
         # Acks on a connection made after the kill are the standby's (one made before may
-        # still carry the dying market's last answers); through gateways every answer after
-        # the kill is.
-        on_standby = seen.killed_at is not None or any_after_kill
+        # still carry the dying market's last answers); through gateways, the answer to a
+        # share submitted after the kill is.
+        on_standby = seen.killed_at is not None
         seen.connects[prefix] = seen.connects.get(prefix, 0) + 1
         try:
             miner = RawMiner(stream, timeout=10)
@@ -204,13 +204,14 @@ async def mine(
                 name = f"{prefix}s{serial}"
                 assert await miner.call("mining.authorize", [f"seller.{name}", "x"]) is True
                 seen.submitted.add(name)
+                after_kill = on_standby or (any_after_kill and seen.killed_at is not None)
                 try:
                     accepted = await miner.submit(f"seller.{name}")
                 except StratumError:
                     continue  # a stale job after a move: a reject, journaled as one
                 assert accepted is True, accepted
                 seen.acked.add(name)
-                if on_standby and seen.killed_at is not None:
+                if after_kill and seen.killed_at is not None:
                     if not seen.acked_after_kill:
                         seen.first_ack_after_s = time.monotonic() - seen.killed_at
                     seen.acked_after_kill[prefix] = seen.acked_after_kill.get(prefix, 0) + 1
