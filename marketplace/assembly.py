@@ -667,6 +667,9 @@ async def _serve(
                 )
                 if node.gateways.local is not None:
                     node.stratum_ports.update(node.gateways.local.ports)
+                for algorithm in Algorithm:
+                    observer = metrics.share_ack_observer(algorithm)
+                    node.gateways.hub.ack_observers[algorithm] = observer
                 for server in node.servers:
                     # The gateways own the other prefixes of the extranonce1 space.
                     server.extranonces.prefix = bytes([MARKET_PREFIX])

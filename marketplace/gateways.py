@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -246,6 +247,9 @@ class GatewayHub:
         self._changed = trio.Event()
         self._records: trio.Nursery | None = None
         self._listeners: trio.CancelScope | None = None
+        #: Per algorithm, told ``(seconds, shares)`` for each batch from its arrival to its
+        #: answer (the market's part of a gateway share's acknowledgement).
+        self.ack_observers: dict[Algorithm, Callable[[float, int], None]] = {}
 
     # ------------------------------------------------------------------ views
 
@@ -420,7 +424,7 @@ class GatewayHub:
             if message.algorithm not in self._bridges:
                 raise wire.LinkError(f"this market runs no {message.algorithm.value}")
             assert self._records is not None
-            self._records.start_soon(self._take, gateway, message)
+            self._records.start_soon(self._take, gateway, message, time.perf_counter())
         elif isinstance(message, wire.Join):
             self._join(gateway, message)
         elif isinstance(message, wire.Leave):
@@ -450,7 +454,7 @@ class GatewayHub:
         if job is not None:
             link.push_job(job)
 
-    async def _take(self, gateway: LinkedGateway, batch: wire.Shares) -> None:
+    async def _take(self, gateway: LinkedGateway, batch: wire.Shares, arrived: float) -> None:
         """Record a batch once (see the module doc) and answer it."""
         key = (gateway.gateway, gateway.incarnation, batch.first)
         taking = self._taking.get(key)
@@ -465,6 +469,9 @@ class GatewayHub:
             del self._taking[key]
             taking.done.set()
         gateway.send(wire.Ack(first=batch.first, refusal=taking.refusal))
+        observer = self.ack_observers.get(batch.algorithm)
+        if observer is not None:
+            observer(time.perf_counter() - arrived, len(batch.shares))
 
     async def _record(self, gateway: LinkedGateway, batch: wire.Shares) -> str | None:
         marks = self._marks

@@ -149,6 +149,8 @@ async def test_shares_through_two_gateways_are_journaled_once(tmp_path: Path) ->
     acked: list[str] = []
     async with open_rig(tmp_path) as rig:
         order_id = await seed_buyer(rig.node)
+        observed: list[tuple[float, int]] = []
+        rig.hub.ack_observers[SHA] = lambda seconds, shares: observed.append((seconds, shares))
         (link_a, port_a), (link_b, port_b) = await rig.gateway("a"), await rig.gateway("b")
         assert {link_a.prefix, link_b.prefix} == {1, 2}
         miners = [await miner_on(port, f"w{k}") for k, port in enumerate([port_a, port_b] * 2)]
@@ -165,6 +167,9 @@ async def test_shares_through_two_gateways_are_journaled_once(tmp_path: Path) ->
         # Every worker joined the market's fleet and got the order's jobs.
         assert all(m.latest.coinb1 for m in miners)
         assert len(rig.hub.connections()) == 4
+        # The market's part of each acknowledgement was observed, every share once.
+        assert sum(shares for _, shares in observed) == len(acked)
+        assert all(seconds >= 0 for seconds, _ in observed)
         assert {rig.node.core.fleet.assignment(k) for k in rig.node.core.fleet.assignments()} == {
             order_id
         }
