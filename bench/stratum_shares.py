@@ -220,19 +220,8 @@ class Driver:
                 for _ in range(self._on_lines(conn, now, measured.open, tally)):
                     conn.submit(now)
                 flush(conn)
-        cpu = measured.close()
-        self.drain()
-        self.latencies.sort()
         mode = "strict" if window == 1 else f"pipelined ({window} in flight)"
-        return Result(
-            mode,
-            tally[0],
-            tally[1],
-            seconds,
-            cpu,
-            self.latencies,
-            cpu_by_process=measured.by_process,
-        )
+        return self._result(mode, tally, seconds, measured)
 
     def paced(self, *, rate: float, warmup: float, seconds: float) -> Result:
         """Offer ``rate`` submits/s in all, open loop: submit ``s`` goes out at ``s / rate``
@@ -258,11 +247,18 @@ class Driver:
                 conn = key.data
                 self._on_lines(conn, time.perf_counter(), measured.open, tally)
                 flush(conn)
+        result = self._result("half load", tally, seconds, measured)
+        result.offered = rate
+        result.lag_ms = lag * 1000
+        return result
+
+    def _result(self, mode: str, tally: list[int], seconds: float, measured: Measured) -> Result:
+        """The run's result once it is over: the measurement closed, every reply in."""
         cpu = measured.close()
         self.drain()
         self.latencies.sort()
-        result = Result(
-            "half load",
+        return Result(
+            mode,
             tally[0],
             tally[1],
             seconds,
@@ -270,9 +266,6 @@ class Driver:
             self.latencies,
             cpu_by_process=measured.by_process,
         )
-        result.offered = rate
-        result.lag_ms = lag * 1000
-        return result
 
     def drain(self) -> None:
         """Wait for the reply to every submit still in flight."""
