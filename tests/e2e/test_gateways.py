@@ -84,6 +84,12 @@ async def test_two_gateways_mine_an_order_and_survive_one_killed(tmp_path: Path)
             done.set()
             assert time.monotonic() - started < 60
         assert not seen.crashes, seen.crashes
+        # The market started another gateway in the killed one's place, on the same port.
+        with trio.fail_after(30):
+            while len([e for e in market.events("gateway.listening") if "gateway" in e]) < 3:
+                await trio.sleep(0.05)
+        (exited,) = market.events("gateway.exited")
+        assert (exited["pid"], exited["status"]) == (pids[0], -signal.SIGKILL)
         # The killed gateway's miners came back on the same port; the others never left.
         assert sum(seen.connects.values()) > MINERS
         await share_after_restart(port)
