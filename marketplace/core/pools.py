@@ -114,6 +114,8 @@ class PoolRegistryState(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     #: When each edited pool was last edited.
     edited: dict[str, int] = msgspec.field(default_factory=dict)
+    #: Deleted pools as they were last (password dropped), for the orders that named them.
+    deleted: list[PoolCreated] = msgspec.field(default_factory=list)
 
 
 def _text(field: str, value: str, *, max_length: int, min_length: int = 1) -> str:
@@ -138,6 +140,8 @@ class PoolRegistry(EventSourced[PoolEvent]):
         self._key = derive_key(master_key, SEALING_PURPOSE)
         self._new_nonce = new_nonce
         self._pools: dict[str, PoolCreated] = {}  # in creation order
+        #: Deleted pools as they were last, without their passwords: what ended orders name.
+        self._deleted: dict[str, PoolCreated] = {}
         self._edited: dict[str, int] = {}
         self._seq = 0
 
@@ -146,6 +150,14 @@ class PoolRegistry(EventSourced[PoolEvent]):
     def get_pool(self, account: str, pool_id: str) -> PoolView:
         """``account``'s pool ``pool_id``. Raises ``NotFound`` (also for another account's)."""
         return self._view(self._owned(account, pool_id))
+
+    def former_pool(self, account: str, pool_id: str) -> PoolView:
+        """``account``'s pool ``pool_id`` as it was when deleted (what an order that ended
+        before shows). Raises ``NotFound`` (never deleted, or another account's)."""
+        pool = self._deleted.get(pool_id)
+        if pool is None or pool.account != account:
+            raise NotFound("no such pool", {"id": pool_id[:MAX_NAME]})
+        return self._view(pool)
 
     def list_pools(self, account: str) -> list[PoolView]:
         """``account``'s pools, oldest first."""
@@ -285,8 +297,9 @@ class PoolRegistry(EventSourced[PoolEvent]):
                 self._pools[pool.pool_id] = pool
                 self._edited[pool.pool_id] = event.time_ms
             case PoolDeleted():
-                self._pools.pop(event.pool_id, None)
-                self._edited.pop(event.pool_id, None)
+                gone = self._pools.pop(event.pool_id, None)
+                if gone is not None:  # its edit time stays in ``_edited`` for its view
+                    self._deleted[event.pool_id] = msgspec.structs.replace(gone, password_sealed="")
 
     def blank(self) -> PoolRegistry:
         """A registry under the same master key with no event applied (see ``EventSourced``)."""
@@ -294,7 +307,10 @@ class PoolRegistry(EventSourced[PoolEvent]):
 
     def export_state(self) -> PoolRegistryState:
         return PoolRegistryState(
-            pools=list(self._pools.values()), seq=self._seq, edited=dict(self._edited)
+            pools=list(self._pools.values()),
+            seq=self._seq,
+            edited=dict(self._edited),
+            deleted=list(self._deleted.values()),
         )
 
     def import_state(self, state: PoolRegistryState) -> None:
@@ -304,6 +320,7 @@ class PoolRegistry(EventSourced[PoolEvent]):
             raise RuntimeError("import_state needs a fresh pool registry")
         self._pools = {p.pool_id: p for p in state.pools}
         self._edited = dict(state.edited)
+        self._deleted = {p.pool_id: p for p in state.deleted}
         self._seq = state.seq
 
     def _view(self, pool: PoolCreated) -> PoolView:

@@ -88,4 +88,5 @@ def test_replay_and_snapshots_keep_the_edit() -> None:
     assert restored.access("p-000001").password == "new-secret"
     assert msgspec.json.encode(restored.get_pool("alice", "p-000001")).count(b"new-secret") == 0
     pools.delete_pool(account="alice", pool_id="p-000001", in_use=(), now_ms=6000)
-    assert pools.export_state().edited == {}
+    # A deleted pool is shown as it was last (its edit time too) to the orders that named it.
+    assert pools.former_pool("alice", "p-000001").updated_ms == 5000

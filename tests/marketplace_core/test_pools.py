@@ -195,3 +195,29 @@ def test_the_allow_list() -> None:
     assert is_host("a-b.example")
     assert is_host("127.0.0.1")
     assert not is_host("-bad.example")
+
+
+def test_a_deleted_pool_is_still_shown_as_it_was_for_the_orders_that_named_it() -> None:
+    pools = registry()
+    pool_id = create(pools)
+    before = pools.get_pool("alice", pool_id)
+    with pytest.raises(NotFound):
+        pools.former_pool("alice", pool_id)  # not deleted
+    pools.delete_pool(account="alice", pool_id=pool_id, in_use=[], now_ms=7)
+    assert pools.former_pool("alice", pool_id) == before
+    with pytest.raises(NotFound):
+        pools.former_pool("bob", pool_id)
+    # No password kept for it, and it is no usable pool any more.
+    assert PASSWORD.encode() not in pools.encode_state()
+    assert '"password_sealed":""' in pools.encode_state().decode()
+    with pytest.raises(NotFound):
+        pools.get_pool("alice", pool_id)
+    # Replay and a snapshot keep it.
+    events = pools.drain_events()
+    replica = registry()
+    for event in events:
+        replica.apply(event)
+    assert replica.former_pool("alice", pool_id) == before
+    restored = registry()
+    restored.import_state(PoolRegistry.decode_state(pools.encode_state()))
+    assert restored.former_pool("alice", pool_id) == before

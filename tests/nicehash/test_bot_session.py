@@ -206,6 +206,11 @@ async def test_a_bot_session_through_the_nicehash_door(
         await same_balance(alice)
         assert await demo.delete_pool(pool["id"]) == {}
         assert (await demo.get_my_pools(0, 10))["list"] == []
+        # The cancelled order still shows the pool it mined for, as it was (NiceHash's ORDER
+        # always has its POOL).
+        path = f"/main/api/v2/hashpower/order/{order['id']}"
+        shown = await demo.request("GET", path, "", None)
+        assert (shown["pool"]["id"], shown["pool"]["name"]) == (pool["id"], pool["name"])
         with trio.fail_after(10):
             assert await alice.rpc.list_pools() == []
         await worker.stream.aclose()

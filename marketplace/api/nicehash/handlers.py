@@ -19,7 +19,6 @@ door since the node started (``VerifiedPools``), which is what a pool's ``status
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Final
 
@@ -237,10 +236,13 @@ class Handlers:
 
     def _show(self, ctx: CallContext, view: OrderView) -> OrderOut:
         pool = None
-        # A pool may have been deleted since (the order ended): the order shows none then.
-        with contextlib.suppress(NotFound):
-            if view.pool_id is not None:
-                pool = self._pool(ctx, ctx.pool_registry.get_pool(ctx.account, view.pool_id))
+        if view.pool_id is not None:
+            registry = ctx.pool_registry
+            try:
+                shown = registry.get_pool(ctx.account, view.pool_id)
+            except NotFound:  # deleted since the order ended: the pool as it was then
+                shown = registry.former_pool(ctx.account, view.pool_id)
+            pool = self._pool(ctx, shown)
         return render.order(view, pool=pool, now_ms=ctx.now_ms)
 
     def _order(self, ctx: CallContext, order_id: str) -> OrderOut:
