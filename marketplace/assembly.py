@@ -663,8 +663,12 @@ async def _serve(
                         bridges=node.bridges,
                         marks=core.gateway_marks,
                         stopping=node._stopping,
+                        # (During an advance market time is pinned ahead of the offset.)
+                        offset_ms=lambda: core.clock.now_ms() - core.clock.wall_ms(),
                     )
                 )
+                # Market time's jumps reach the gateways' clocks too (clock.py).
+                core.jump_listeners.append(node.gateways.hub.clock_jumped)
                 if node.gateways.local is not None:
                     node.stratum_ports.update(node.gateways.local.ports)
                 for algorithm in Algorithm:

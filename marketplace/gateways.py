@@ -230,6 +230,7 @@ class GatewayHub:
         marks: GatewayMarks,
         settings: Mapping[Algorithm, StratumConfig],
         secret: bytes,
+        offset_ms: Callable[[], int] = lambda: 0,
         transit_s: float = 15.0,
         handshake_timeout_s: float = 5.0,
     ) -> None:
@@ -239,6 +240,8 @@ class GatewayHub:
         self._marks = marks
         self._settings = dict(settings)
         self._secret = secret
+        #: Market time's lead over wall time now: the gateways keep it.
+        self._offset_ms = offset_ms
         self._transit_s = transit_s
         self._handshake_timeout_s = handshake_timeout_s
         self.port: int | None = None
@@ -387,9 +390,17 @@ class GatewayHub:
             mac=wire.market_proof(self._secret, hello, challenge),
             prefix=prefix,
             settings=list(self._settings.values()),
+            offset_ms=self._offset_ms(),
         )
         await stream.send_all(wire.encode(welcome))
         return gateway
+
+    def clock_jumped(self, delta_ms: int) -> None:
+        """Market time jumped ``delta_ms`` forward (a ``Core`` jump listener): every linked
+        gateway's clock follows, so its share checks and timers agree with the jobs."""
+        offset = wire.ClockOffset(offset_ms=self._offset_ms())
+        for gateway in self.gateways.values():
+            gateway.send(offset)
 
     def _grant(self, hello: wire.Hello) -> int:
         """The gateway's prefix: the one it asks for back, unless another live gateway has

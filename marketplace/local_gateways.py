@@ -26,7 +26,7 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -167,6 +167,7 @@ async def start_gateways(
     bridges: Sequence[MarketWorkSource],
     marks: GatewayMarks,
     stopping: trio.Event,
+    offset_ms: Callable[[], int] = lambda: 0,
     task_status: trio.TaskStatus[Gateways] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the gateway port for ``bridges`` (and start the local gateways) until
@@ -179,6 +180,7 @@ async def start_gateways(
         marks=marks,
         settings=settings_for(settings),
         secret=secret.encode(),
+        offset_ms=offset_ms,
     )
     grace = max(s.shutdown_grace_s for s in settings.values())
     async with trio.open_nursery() as nursery:

@@ -56,6 +56,7 @@ from stratum.link import (
     Ack,
     Challenge,
     ChangeLayout,
+    ClockOffset,
     Difficulty,
     GatewayMessage,
     HandshakeError,
@@ -81,7 +82,7 @@ from stratum.link import (
     market_proof,
 )
 from stratum.linkio import keep_alive, read_messages, receive_message, write_frames
-from stratum.server import Connection, StratumServer
+from stratum.server import Clock, Connection, StratumServer, trio_wall_clock
 
 #: What a miner is told (code 20) for a submit while the gateway has no market.
 MARKET_UNAVAILABLE: Final = "market unavailable"
@@ -130,6 +131,8 @@ class GatewayLink:
         #: Stratum settings per algorithm from the first ``Welcome`` (``None`` before).
         self.stratum: dict[Algorithm, StratumConfig] | None = None
         self.prefix: int | None = None
+        #: Market time's lead over wall time, as the market last said (``ClockOffset``).
+        self.offset_ms = 0
         self.up = False
         #: Bound listeners' ports (per algorithm value), told to every market linked to.
         self.ports: dict[str, int] | None = None
@@ -312,6 +315,22 @@ class GatewayLink:
         self.prefix = welcome.prefix
         for server in self.servers:
             server.extranonces.prefix = bytes([welcome.prefix])
+        self._set_offset(welcome.offset_ms)
+
+    def _set_offset(self, offset_ms: int) -> None:
+        """Follow market time's lead over wall time; a jump forward is no silence of a
+        connected miner (as on the market's own listeners)."""
+        delta = offset_ms - self.offset_ms
+        self.offset_ms = offset_ms
+        if delta > 0:
+            for server in self.servers:
+                server.clock_jumped(delta)
+
+    def clock(self) -> Clock:
+        """The market's clock as this gateway keeps it: wall time plus the market's offset
+        (call inside ``trio.run``)."""
+        wall = trio_wall_clock()
+        return lambda: wall() + self.offset_ms
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         """Serve one link until it is lost."""
@@ -396,6 +415,9 @@ class GatewayLink:
             now = trio.current_time()
             for key in [k for k, (_, t) in self._reserved.items() if t < now]:
                 del self._reserved[key]
+            return
+        if isinstance(message, ClockOffset):
+            self._set_offset(message.offset_ms)
             return
         if isinstance(message, Refused):
             raise LinkError(f"market refused: {message.reason}")
@@ -495,7 +517,9 @@ async def run_gateway(
                     reuse_port=options.reuse_port,
                 )
                 source = RemoteWorkSource(algorithm=algorithm, link=link)
-                server = StratumServer(config=config, work_source=source, conn_ids=conn_ids)
+                server = StratumServer(
+                    config=config, work_source=source, conn_ids=conn_ids, clock=link.clock()
+                )
                 server.extranonces.prefix = bytes([link.prefix])
                 server.extranonces.admit = partial_admit(link, algorithm)
                 link.servers.append(server)

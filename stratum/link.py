@@ -44,7 +44,7 @@ from stratum.core.jobs import Job, Layout, Share
 from stratum.core.shares import Algorithm
 
 #: Bumped when a message changes shape; a peer of another version is refused in the hello.
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 #: A batch of 1,000 shares is about 300 kB; anything far beyond is not a peer of ours.
 MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
 NONCE_BYTES: Final = 16
@@ -141,6 +141,8 @@ class Welcome(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="wel
     mac: bytes
     prefix: int
     settings: list[StratumConfig]
+    #: Market time's lead over wall time (control.md), which the gateway's clock keeps too.
+    offset_ms: int = 0
 
 
 class Refused(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="refused"):
@@ -198,6 +200,13 @@ class Difficulty(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="
     difficulty: float
 
 
+class ClockOffset(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="clock"):
+    """Market time moved on (``admin.time.advance``): its lead over wall time is now
+    ``offset_ms``; the gateway's shares are checked (ntime) and timed on that clock."""
+
+    offset_ms: int
+
+
 MarketMessage = (
     Challenge
     | Welcome
@@ -210,6 +219,7 @@ MarketMessage = (
     | Reconnect
     | Message
     | Difficulty
+    | ClockOffset
 )
 
 _ENCODER: Final = msgspec.msgpack.Encoder()

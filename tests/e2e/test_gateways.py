@@ -20,6 +20,7 @@ import trio
 
 from marketplace.testing import TrioMarket
 from tests.marketplace_io.killcheck import AFTER, journal_shares, share_after_restart
+from tests.marketplace_io.miner import RawMiner
 
 from .failover import Failover, mine
 from .test_disk_full import PRICE, TINY
@@ -28,6 +29,7 @@ MINERS = 4
 BEFORE = 40
 AFTER_KILL = 40
 CPU_DIFFICULTY = 1e-4
+DAY_S = 86_400
 
 
 async def test_two_gateways_mine_an_order_and_survive_one_killed(tmp_path: Path) -> None:
@@ -121,3 +123,25 @@ async def test_a_gateway_with_a_wrong_secret_exits_1(tmp_path: Path) -> None:
         assert done.returncode == 1
         assert done.stderr.decode().strip().endswith("error: wrong gateway secret")
         assert [e["error"] for e in m.events("gateway.refused")] == ["wrong gateway secret"]
+
+
+async def test_market_time_reaches_the_gateways() -> None:
+    # A gateway checks ntime on market time (control.md), like the market's own listeners:
+    # after a day of admin.time.advance the jobs it passes on are a day ahead of the wall
+    # clock, and their shares are still accepted.
+    with trio.fail_after(120):
+        async with TrioMarket(
+            gateways=1, sha256d_start_difficulty=TINY, sha256d_min_difficulty=TINY
+        ) as market:
+            buyer = await market.buyer("buyer")
+            await buyer.client.create_order(
+                algorithm="sha256d", type="standard", limit="0", amount="0.5", price=PRICE
+            )
+            stream = await trio.open_tcp_stream("127.0.0.1", market.stratum_port())
+            miner = RawMiner(stream, timeout=10)
+            await miner.login("seller.w1")
+            assert await miner.submit("seller.w1") is True
+            await market.advance(DAY_S)
+            job = await miner.pump()  # the block that came during the day
+            assert int(job.params[7], 16) > time.time() + DAY_S - 600
+            assert await miner.submit("seller.w1", job) is True

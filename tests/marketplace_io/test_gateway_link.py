@@ -8,7 +8,8 @@ sends (so a batch is recorded but its ack never arrives).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -124,13 +125,16 @@ class Rig:
 
 
 @asynccontextmanager
-async def open_rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def open_rig(
+    tmp_path: Path, *, offset_ms: Callable[[], int] = lambda: 0
+) -> AsyncIterator[Rig]:
     async with open_node(tmp_path / "m.db") as node, trio.open_nursery() as nursery:
         hub = GatewayHub(
             bridges={SHA: node.bridge},
             marks=node.core.gateway_marks,
             settings=settings_for({SHA: node.bridge.config}),
             secret=SECRET,
+            offset_ms=offset_ms,
         )
         hub_port = await nursery.start(partial(hub.run, host="127.0.0.1", port=0))
         cutter = Cutter(hub_port)
@@ -282,3 +286,21 @@ async def test_a_gateway_that_does_not_read_loses_its_link(monkeypatch: pytest.M
     assert gateway.scope.cancel_called
     gateway.send(wire.Message(conn=1, text="after"))  # the link is gone: nothing, no error
     assert len([receive.receive_nowait() for _ in range(2)]) == 2
+
+
+async def test_a_gateways_clock_keeps_market_time(tmp_path: Path) -> None:
+    # control.md: market time is wall time plus a journaled offset; a gateway checks ntime and
+    # times its miners on the same clock as the market that builds its jobs.
+    hour, day = 3_600_000, 86_400_000
+    lead = [hour]  # a market whose time was advanced before the gateway linked
+    async with open_rig(tmp_path, offset_ms=lambda: lead[0]) as rig:
+        link, _port = await rig.gateway("a")
+        assert link.offset_ms == hour
+        clock = link.servers[0].clock
+        assert abs(clock() - (time.time() * 1000 + hour)) < 5_000
+        lead[0] += day
+        rig.hub.clock_jumped(day)
+        with trio.fail_after(WAIT_S):
+            while link.offset_ms != hour + day:
+                await trio.sleep(0.01)
+        assert abs(clock() - (time.time() * 1000 + hour + day)) < 5_000
