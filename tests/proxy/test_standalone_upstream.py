@@ -15,6 +15,7 @@ import trio
 
 from marketplace.core.events import ShareRecorded
 from marketplace.core.market import Market
+from marketplace.pool_login import UpstreamConfig
 from stratum.core.jobs import Share, ShareNotRecorded
 from stratum.pool import PoolWorkSource
 from stratum.server import StratumServer, trio_wall_clock
@@ -22,7 +23,7 @@ from tests.marketplace_io.miner import StratumError
 from tests.marketplace_io.node import PRICE, TINY
 from tests.stratum.helpers import TEST_CONFIG
 
-from .helpers import ProxyNode, add_order, add_pool, proxy_node, wait_until
+from .helpers import FAST, ProxyNode, add_order, add_pool, proxy_node, wait_until
 
 POOL_CONFIG = msgspec.structs.replace(
     TEST_CONFIG, start_difficulty=TINY, min_difficulty=TINY, block_interval_s=10**6
@@ -52,12 +53,12 @@ async def start_standalone(nursery: trio.Nursery) -> tuple[StratumServer, Record
 
 @asynccontextmanager
 async def standalone_order(
-    tmp_path: Path, nursery: trio.Nursery
+    tmp_path: Path, nursery: trio.Nursery, *, upstream: UpstreamConfig = FAST
 ) -> AsyncIterator[tuple[ProxyNode, StratumServer, RecordingPool, str]]:
     """A standalone pool, a node, and an order for that pool whose session is alive."""
     pool_server, pool = await start_standalone(nursery)
     assert pool_server.port is not None
-    async with proxy_node(tmp_path) as node:
+    async with proxy_node(tmp_path, upstream=upstream) as node:
         order_id = await add_order(node, pool_id=await add_pool(node, pool_server.port))
         await wait_until(lambda: node.upstreams.alive(order_id))
         yield node, pool_server, pool, order_id

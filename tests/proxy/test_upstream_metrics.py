@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from marketplace.metrics import MetricSources, NodeMetrics
 
 from .helpers import ProxyNode, wait_until
+from .test_pool_faults import SECOND_BACKOFF
 from .test_standalone_upstream import pool_accepted, standalone_order
 
 
@@ -40,7 +41,12 @@ def node_metrics(node: ProxyNode) -> NodeMetrics:
 async def test_upstream_metrics_follow_the_orders_pool(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    async with standalone_order(tmp_path, nursery) as (node, _server, _pool, order_id):
+    async with standalone_order(tmp_path, nursery, upstream=SECOND_BACKOFF) as (
+        node,
+        _server,
+        _pool,
+        order_id,
+    ):
         metrics = node_metrics(node)
         status, shares = "hashmarket_upstream_status", "hashmarket_upstream_shares_total"
         assert upstream_samples(metrics) == {
@@ -59,7 +65,7 @@ async def test_upstream_metrics_follow_the_orders_pool(
         assert found[(shares, order_id, "rejected")] == sum(pool.rejected.values()) == 0
         # A dropped upstream is 0 until its session is alive again.
         node.upstreams.drop_all()
-        await wait_until(lambda: not node.upstreams.alive(order_id), timeout=0.15)
+        await wait_until(lambda: not node.upstreams.alive(order_id))
         assert upstream_samples(metrics)[(status, order_id)] == 0
         await wait_until(lambda: node.upstreams.alive(order_id))
         assert upstream_samples(metrics)[(status, order_id)] == 1
