@@ -253,6 +253,8 @@ class GatewayHub:
         #: Per algorithm, told ``(seconds, shares)`` for each batch from its arrival to its
         #: answer (the market's part of a gateway share's acknowledgement).
         self.ack_observers: dict[Algorithm, Callable[[float, int], None]] = {}
+        #: The operator's Stratum faults in force, which every gateway carries out too.
+        self._faults = wire.Faults(faults=[])
 
     # ------------------------------------------------------------------ views
 
@@ -393,7 +395,16 @@ class GatewayHub:
             offset_ms=self._offset_ms(),
         )
         await stream.send_all(wire.encode(welcome))
+        if self._faults.faults:
+            gateway.send(self._faults)
         return gateway
+
+    def set_faults(self, faults: list[wire.LinkFault]) -> None:
+        """The operator's Stratum faults now (control.md): every linked gateway, and each
+        that links later, injects them on its own miners."""
+        self._faults = wire.Faults(faults=faults)
+        for gateway in self.gateways.values():
+            gateway.send(self._faults)
 
     def clock_jumped(self, delta_ms: int) -> None:
         """Market time jumped ``delta_ms`` forward (a ``Core`` jump listener): every linked

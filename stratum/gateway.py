@@ -49,6 +49,7 @@ from stratum.config import StratumConfig
 from stratum.core.jobs import Job, Layout, MinerLink, Share, ShareNotRecorded
 from stratum.core.shares import Algorithm
 from stratum.core.states import CloseReason
+from stratum.faults import StratumTarget
 from stratum.link import (
     MAX_BATCH_SHARES,
     NONCE_BYTES,
@@ -58,6 +59,7 @@ from stratum.link import (
     ChangeLayout,
     ClockOffset,
     Difficulty,
+    Faults,
     GatewayMessage,
     HandshakeError,
     Hello,
@@ -65,6 +67,7 @@ from stratum.link import (
     Kick,
     Leave,
     LinkError,
+    LinkFault,
     Listening,
     MarketMessage,
     Message,
@@ -317,6 +320,18 @@ class GatewayLink:
             server.extranonces.prefix = bytes([welcome.prefix])
         self._set_offset(welcome.offset_ms)
 
+    def _set_faults(self, faults: list[LinkFault]) -> None:
+        """Carry out the operator's Stratum faults on this gateway's miners (their drops are
+        the market's), seeded as on the market's own listeners, from now."""
+        target = StratumTarget()
+        now = trio.current_time()
+        for fault in faults:
+            # The market's drops (drop_after_s) close our connections through the link.
+            target.set(fault, set_at=now)
+        for server in self.servers:
+            server.faults = target if target.faults else None
+        log.info("gateway.faults", count=len(faults))
+
     def _set_offset(self, offset_ms: int) -> None:
         """Follow market time's lead over wall time; a jump forward is no silence of a
         connected miner (as on the market's own listeners)."""
@@ -418,6 +433,9 @@ class GatewayLink:
             return
         if isinstance(message, ClockOffset):
             self._set_offset(message.offset_ms)
+            return
+        if isinstance(message, Faults):
+            self._set_faults(message.faults)
             return
         if isinstance(message, Refused):
             raise LinkError(f"market refused: {message.reason}")

@@ -42,9 +42,10 @@ import msgspec
 from stratum.config import StratumConfig
 from stratum.core.jobs import Job, Layout, Share
 from stratum.core.shares import Algorithm
+from stratum.faults import FaultSpec
 
 #: Bumped when a message changes shape; a peer of another version is refused in the hello.
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 3
 #: A batch of 1,000 shares is about 300 kB; anything far beyond is not a peer of ours.
 MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
 NONCE_BYTES: Final = 16
@@ -200,6 +201,41 @@ class Difficulty(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="
     difficulty: float
 
 
+class LinkFault(msgspec.Struct, frozen=True, kw_only=True):
+    """One Stratum fault the operator set (control.md), as the gateway carries it out: the
+    per-line ones (``latency_ms``, ``junk_rate``, ``reject_rate``, ``stall``). The market
+    itself closes connections a ``drop_after_s`` fault names, on every gateway."""
+
+    algorithm: Algorithm | None = None
+    worker: str | None = None
+    seed: int = 0
+    latency_ms: int | None = None
+    reject_rate: float | None = None
+    stall: bool | None = None
+    junk_rate: float | None = None
+    drop_after_s: float | None = None
+
+
+def link_fault(spec: FaultSpec) -> LinkFault:
+    """``spec`` (the operator's ``StratumFault``) as the link carries it."""
+    return LinkFault(
+        algorithm=spec.algorithm,
+        worker=spec.worker,
+        seed=spec.seed,
+        latency_ms=spec.latency_ms,
+        reject_rate=spec.reject_rate,
+        stall=spec.stall,
+        junk_rate=spec.junk_rate,
+        drop_after_s=spec.drop_after_s,
+    )
+
+
+class Faults(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="faults"):
+    """The Stratum faults in force now (empty: none), replacing what was sent before."""
+
+    faults: list[LinkFault]
+
+
 class ClockOffset(msgspec.Struct, frozen=True, kw_only=True, tag_field="t", tag="clock"):
     """Market time moved on (``admin.time.advance``): its lead over wall time is now
     ``offset_ms``; the gateway's shares are checked (ntime) and timed on that clock."""
@@ -220,6 +256,7 @@ MarketMessage = (
     | Message
     | Difficulty
     | ClockOffset
+    | Faults
 )
 
 _ENCODER: Final = msgspec.msgpack.Encoder()

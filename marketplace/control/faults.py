@@ -33,9 +33,7 @@ sequence of decisions for a worker whatever the other workers do, run after run.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import structlog
@@ -45,9 +43,9 @@ from marketplace.api.admin_wire import ApiFault, FaultParams, PoolFault, Stratum
 from marketplace.api.ratelimit import RateLimiter
 from marketplace.control.workers import Workers, worker_name
 from marketplace.upstream import UpstreamManager
-from stratum.core.jobs import MinerLink
 from stratum.core.shares import Algorithm
-from stratum.server import Connection
+from stratum.faults import StratumTarget, Streams
+from stratum.link import link_fault
 
 log = structlog.get_logger("marketplace.faults")
 
@@ -55,102 +53,12 @@ log = structlog.get_logger("marketplace.faults")
 DROP_POLL_S = 0.1
 
 
-class _Streams:
-    """One seeded random stream per (kind of decision, worker)."""
-
-    def __init__(self, seed: int) -> None:
-        self._seed = seed
-        self._streams: dict[tuple[str, str], random.Random] = {}
-
-    def chance(self, kind: str, worker: str, rate: float | None) -> bool:
-        """True with probability ``rate`` (the stream of ``kind`` and ``worker``)."""
-        if not rate:
-            return False
-        stream = self._streams.get((kind, worker))
-        if stream is None:
-            stream = self._streams[(kind, worker)] = random.Random(f"{self._seed}/{kind}/{worker}")
-        return stream.random() < rate
-
-
-def _worker_of(link: MinerLink) -> str:
-    """The name a connection's decisions are drawn for: its worker, else anonymous."""
-    return f"{link.account}.{link.worker}" if link.account else ""
-
-
-class _StratumFault:
-    """One Stratum fault in force, with its random streams."""
-
-    def __init__(self, params: StratumFault, *, set_at: float) -> None:
-        self.params = params
-        self.set_at = set_at
-        self.streams = _Streams(params.seed)
-
-    def applies(self, link: MinerLink, algorithm: Algorithm | None) -> bool:
-        params = self.params
-        if params.algorithm is not None and params.algorithm is not algorithm:
-            return False
-        if params.worker is None:
-            return True
-        if params.worker.startswith("conn:"):
-            return params.worker == f"conn:{link.conn_id}"
-        return params.worker == _worker_of(link)
-
-
-class StratumTarget:
-    """The Stratum faults in force, as the servers ask them (``stratum.faults.LinkFaults``)."""
-
-    def __init__(self) -> None:
-        self.faults: dict[tuple[Algorithm | None, str | None], _StratumFault] = {}
-
-    def set(self, params: StratumFault, *, set_at: float) -> None:
-        """Inject ``params`` from trio time ``set_at`` (replacing one for the same place)."""
-        self.faults[(params.algorithm, params.worker)] = _StratumFault(params, set_at=set_at)
-
-    def _applying(self, link: MinerLink) -> Iterable[_StratumFault]:
-        algorithm: Algorithm | None = getattr(link, "algorithm", None)
-        return (f for f in self.faults.values() if f.applies(link, algorithm))
-
-    def latency_s(self, link: MinerLink) -> float:
-        return max((f.params.latency_ms or 0 for f in self._applying(link)), default=0) / 1000
-
-    def junk_before_line(self, link: MinerLink) -> bool:
-        worker = _worker_of(link)
-        return any(
-            f.streams.chance("junk", worker, f.params.junk_rate) for f in self._applying(link)
-        )
-
-    def reject_share(self, link: MinerLink) -> bool:
-        worker = _worker_of(link)
-        return any(
-            f.streams.chance("reject", worker, f.params.reject_rate) for f in self._applying(link)
-        )
-
-    def stalled(self, link: MinerLink) -> bool:
-        return any(f.params.stall for f in self._applying(link))
-
-    def due_drops(self, connections: Iterable[Connection], now: float) -> list[Connection]:
-        """The connections a ``drop_after_s`` fault wants closed at trio time ``now``."""
-        due = []
-        for conn in connections:
-            for fault in self._applying(conn):
-                after = fault.params.drop_after_s
-                if after is not None and max(conn.opened_at, fault.set_at) + after <= now:
-                    due.append(conn)
-                    break
-        return due
-
-    @property
-    def drops(self) -> bool:
-        """Whether a ``drop_after_s`` fault is set."""
-        return any(f.params.drop_after_s is not None for f in self.faults.values())
-
-
 class ApiTarget:
     """The API fault in force, as the API asks it (``api.app.ApiFaults``)."""
 
     def __init__(self, params: ApiFault) -> None:
         self.params = params
-        self._streams = _Streams(params.seed)
+        self._streams = Streams(params.seed)
         limit = params.rate_limit
         self._limiter = None if limit is None else RateLimiter(rate_per_s=limit, burst=limit)
 
@@ -235,7 +143,10 @@ class Faults:
 
     def active(self) -> list[FaultParams]:
         """The faults in force, as they were set."""
-        faults: list[FaultParams] = [f.params for f in self._stratum.faults.values()]
+        # (The Stratum target holds the operator's own ``StratumFault``s.)
+        faults: list[FaultParams] = [
+            cast(StratumFault, f.params) for f in self._stratum.faults.values()
+        ]
         if self._api is not None:
             faults.append(self._api.params)
         faults.extend(self._pool.faults.values())
@@ -246,6 +157,9 @@ class Faults:
         target = self._stratum if self._stratum.faults else None
         for server in self._workers.servers.values():
             server.faults = target
+        hub = self._workers.gateways
+        if hub is not None:
+            hub.set_faults([link_fault(f.params) for f in self._stratum.faults.values()])
         self._changed.set()
         self._changed = trio.Event()
 

@@ -91,6 +91,11 @@ class Workers:
         self._servers: dict[Algorithm, StratumServer] = {}
         self._gateways: GatewayHub | None = None
 
+    @property
+    def gateways(self) -> GatewayHub | None:
+        """The hub whose gateways' miners these are too, if any."""
+        return self._gateways
+
     def add_gateways(self, hub: GatewayHub) -> None:
         """Reach the miners of every gateway linked to ``hub`` too."""
         self._gateways = hub

@@ -19,9 +19,13 @@ import pytest
 import trio
 
 from marketplace import gateways
+from marketplace.api.admin_wire import StratumFault
+from marketplace.control.faults import Faults
 from marketplace.control.workers import Workers
 from marketplace.core.gateway_marks import GatewayMarks
+from marketplace.core.pool_hosts import AllowList
 from marketplace.gateways import GatewayHub, LinkedGateway, settings_for
+from marketplace.upstream import UpstreamManager
 from stratum import link as wire
 from stratum.core.shares import Algorithm
 from stratum.gateway import (
@@ -304,3 +308,33 @@ async def test_a_gateways_clock_keeps_market_time(tmp_path: Path) -> None:
             while link.offset_ms != hour + day:
                 await trio.sleep(0.01)
         assert abs(clock() - (time.time() * 1000 + hour + day)) < 5_000
+
+
+async def until(what: Callable[[], bool]) -> None:
+    with trio.fail_after(WAIT_S):
+        while not what():
+            await trio.sleep(0.01)
+
+
+async def test_the_operators_stratum_faults_reach_every_gateway(tmp_path: Path) -> None:
+    async with open_rig(tmp_path) as rig:
+        core = rig.node.core
+        await seed_buyer(rig.node)
+        link, port = await rig.gateway("a")
+        miner = await miner_on(port, "w0")
+        assert await miner.submit("seller.w0") is True
+        workers = Workers(fleet=core.fleet, clock=core.clock)
+        workers.add_gateways(rig.hub)
+        upstreams = UpstreamManager(scheduler=core.scheduler, pools=core.pools, allow=AllowList())
+        faults = Faults(workers, upstreams)
+        faults.set(StratumFault(reject_rate=1.0, seed=3))
+        await until(lambda: link.servers[0].faults is not None)
+        with pytest.raises(StratumError) as refused:
+            await miner.submit("seller.w0")
+        assert refused.value.code == 21
+        # A gateway that links later carries them out too.
+        later, _ = await rig.gateway("b")
+        await until(lambda: later.servers[0].faults is not None)
+        faults.clear()
+        await until(lambda: link.servers[0].faults is None and later.servers[0].faults is None)
+        assert await miner.submit("seller.w0") is True
