@@ -23,6 +23,7 @@ from marketplace.core.money import UNIT_HS, UNIT_NAME, format_speed
 from marketplace.gateways import GatewayHub
 from stratum.core.shares import Algorithm
 from stratum.core.states import CloseReason
+from stratum.faults import Droppable
 from stratum.server import Connection, StratumServer
 
 _CONN_PREFIX = "conn:"
@@ -47,16 +48,11 @@ class SessionView(Protocol):
     def extranonce_subscribed(self) -> bool: ...
 
 
-class WorkerConnection(Protocol):
+class WorkerConnection(Droppable, Protocol):
     """A live miner connection, in this process (``stratum.server.Connection``) or on a
-    gateway (``marketplace.gateways.RemoteMinerLink``)."""
+    gateway (``marketplace.gateways.RemoteMinerLink``): its id, first worker and when it
+    opened (``Droppable``), and what the operator sees and does."""
 
-    @property
-    def conn_id(self) -> int: ...
-    @property
-    def account(self) -> str: ...
-    @property
-    def worker(self) -> str: ...
     @property
     def algorithm(self) -> Algorithm: ...
     @property
@@ -65,8 +61,6 @@ class WorkerConnection(Protocol):
     def session(self) -> SessionView: ...
     @property
     def local_address(self) -> tuple[str, int]: ...
-    @property
-    def opened_at(self) -> float: ...
 
     def close(self, reason: CloseReason = CloseReason.KICKED) -> None: ...
     def drop(self) -> None: ...
