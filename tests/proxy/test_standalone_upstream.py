@@ -17,29 +17,16 @@ from marketplace.core.events import ShareRecorded
 from marketplace.core.market import Market
 from marketplace.pool_login import UpstreamConfig
 from stratum.core.jobs import Share, ShareNotRecorded
-from stratum.pool import PoolWorkSource
 from stratum.server import StratumServer, trio_wall_clock
 from tests.marketplace_io.miner import StratumError
 from tests.marketplace_io.node import PRICE, TINY
-from tests.stratum.helpers import TEST_CONFIG
+from tests.stratum.helpers import TEST_CONFIG, RecordingPool
 
 from .helpers import FAST, ProxyNode, add_order, add_pool, proxy_node, wait_until
 
 POOL_CONFIG = msgspec.structs.replace(
     TEST_CONFIG, start_difficulty=TINY, min_difficulty=TINY, block_interval_s=10**6
 )
-
-
-class RecordingPool(PoolWorkSource):
-    """The standalone pool, keeping every share its server checked."""
-
-    def __init__(self, **kw: object) -> None:
-        super().__init__(**kw)  # type: ignore[arg-type]
-        self.shares: list[Share] = []
-
-    async def record_shares(self, shares: Sequence[Share]) -> None:
-        self.shares.extend(shares)
-        await super().record_shares(shares)
 
 
 async def start_standalone(nursery: trio.Nursery) -> tuple[StratumServer, RecordingPool]:

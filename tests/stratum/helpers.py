@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ import trio.testing
 
 from stratum.config import StratumConfig
 from stratum.core import shares
+from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
 from stratum.pool import PoolWorkSource
 from stratum.server import StratumServer, trio_wall_clock
@@ -268,3 +270,24 @@ async def connect(
 ) -> Miner:
     stream = await trio.testing.open_stream_to_socket_listener(listeners[0])
     return Miner(stream, algorithm=algorithm)
+
+
+class RecordingPool(PoolWorkSource):
+    """The built-in pool that also keeps every share the server recorded, in order."""
+
+    def __init__(self, *, config: StratumConfig, clock: Callable[[], int]) -> None:
+        super().__init__(config=config, clock=clock)
+        self.shares: list[Share] = []
+        self._changed = trio.Event()
+
+    async def record_shares(self, shares: Sequence[Share]) -> None:
+        await super().record_shares(shares)
+        self.shares.extend(shares)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, predicate: Callable[[], bool], seconds: float = 10) -> None:
+        """Wait, at most ``seconds``, until ``predicate()`` holds after some recorded share."""
+        with trio.fail_after(seconds):
+            while not predicate():
+                await self._changed.wait()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -13,15 +12,12 @@ import trio
 import trio.testing
 
 from stratum.client import open_stratum_client
-from stratum.config import StratumConfig
 from stratum.core import shares
 from stratum.core.client_events import NewDifficulty, NewJob
-from stratum.core.jobs import Share
 from stratum.core.shares import Algorithm
-from stratum.pool import PoolWorkSource
 from stratum.server import StratumServer, trio_wall_clock
 
-from .helpers import TEST_CONFIG, connect, start_pool
+from .helpers import TEST_CONFIG, RecordingPool, connect, start_pool
 
 TARGET_S = 10.0
 IDEAL = 1e-6
@@ -76,18 +72,6 @@ async def test_vardiff_converges_then_holds(
             assert methods[i + 1] == "mining.notify"
     assert server.stats.shares_rejected == {}
     assert pool.stats.accepted > 100
-
-
-class RecordingPool(PoolWorkSource):
-    """The standalone pool, keeping every share the server hands it."""
-
-    def __init__(self, *, config: StratumConfig, clock: Callable[[], int]) -> None:
-        super().__init__(config=config, clock=clock)
-        self.shares: list[Share] = []
-
-    async def record_shares(self, shares: Sequence[Share]) -> None:
-        self.shares.extend(shares)
-        await super().record_shares(shares)
 
 
 @dataclass

@@ -9,7 +9,6 @@ to its work source, so a waiting test wakes on each recorded share instead of po
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +17,9 @@ import trio
 
 from stratum.client import ClientConfig
 from stratum.config import StratumConfig
-from stratum.core.jobs import Share
 from stratum.core.states import CloseReason
-from stratum.pool import PoolWorkSource
 from stratum.server import StratumServer, trio_wall_clock
+from tests.stratum.helpers import RecordingPool
 from workers.miner import Miner, MinerConfig, MinerSummary
 
 #: One share per ~130,000 hashes: a few per second on one core (~0.5 MH/s), few enough that
@@ -39,27 +37,6 @@ CONFIG = StratumConfig(
     max_difficulty=1e-3,
     vardiff=False,
 )
-
-
-class RecordingPool(PoolWorkSource):
-    """The built-in pool that also keeps every share the server recorded, in order."""
-
-    def __init__(self, *, config: StratumConfig, clock: Callable[[], int]) -> None:
-        super().__init__(config=config, clock=clock)
-        self.shares: list[Share] = []
-        self._changed = trio.Event()
-
-    async def record_shares(self, shares: Sequence[Share]) -> None:
-        await super().record_shares(shares)
-        self.shares.extend(shares)
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_for(self, predicate: Callable[[], bool], seconds: float = 10) -> None:
-        """Wait, at most ``seconds``, until ``predicate()`` holds after some recorded share."""
-        with trio.fail_after(seconds):
-            while not predicate():
-                await self._changed.wait()
 
 
 @dataclass(frozen=True, kw_only=True)
