@@ -130,7 +130,9 @@ class Faults:
             self._pool.set(fault)
         else:
             self._stratum.set(fault, set_at=trio.current_time())
-        self._attach()
+            # (Only a Stratum fault changes what the servers and gateways inject: re-sending
+            # on another target's fault would restart the gateways' seeded streams.)
+            self._attach()
         log.info("fault.set", **_loggable(fault))
 
     def clear(self) -> None:
