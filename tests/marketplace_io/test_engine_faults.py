@@ -56,6 +56,12 @@ async def mended(journal: MemoryJournal, engine: Engine, *, within_s: float = 60
     assert market.encode_state() == (await replayed(journal)).encode_state()
 
 
+async def let_pass(seconds: float) -> None:
+    """Let ``seconds`` of trio's autojump clock pass (virtual time: the engine's retry timers
+    run in between, in order; no wall time is spent and nothing is waited for by luck)."""
+    await trio.sleep(seconds)
+
+
 def deposit(run: Running, amount_msat: int = 1) -> Callable[[], None]:
     """A command that emits an event (so it reaches the store)."""
     return lambda: run.market.deposit(account="buyer", amount_msat=amount_msat, now_ms=1)
@@ -146,7 +152,7 @@ async def test_the_store_is_retried_on_the_schedule_and_commands_resume_by_thems
             journal.break_store()
             failed_at = trio.current_time()
             await refused(deposit(run), engine)
-            await trio.sleep(100)
+            await let_pass(100)
             gaps = [round(t - failed_at, 3) for t in journal.probed_at]
             # 1 s, doubling, at most 30 s: tries at 1, 3, 7, 15, 31, 61, 91 s.
             assert gaps == [1, 3, 7, 15, 31, 61, 91]
@@ -181,12 +187,12 @@ async def test_a_store_that_fails_again_soon_continues_the_schedule(autojump_clo
             failed_at = trio.current_time()
             journal.probed_at.clear()
             await refused(deposit(run), engine)
-            await trio.sleep(0.1)
+            await let_pass(0.1)  # mended a moment after it failed, not in the same instant
             await mended(journal, engine)
         # The third failure came right after the second recovery: its first try waited 4 s.
         assert [round(t - failed_at, 3) for t in journal.probed_at] == [4]
         assert engine.health.episodes == 3
-        await trio.sleep(31)  # a quiet spell resets the schedule
+        await let_pass(31)  # a quiet spell resets the schedule
         journal.break_store()
         failed_at = trio.current_time()
         journal.probed_at.clear()
@@ -216,7 +222,7 @@ async def test_a_journal_that_cannot_be_read_keeps_reads_refused_until_it_can(
         journal.break_store()
         journal.break_reads()
         await refused(deposit(run), engine)
-        await trio.sleep(10)
+        await let_pass(10)
         # Memory may hold what the journal does not: nothing may be served from it.
         assert engine.health.state is StorageState.RESTORING
         assert not engine.health.readable
@@ -288,10 +294,10 @@ async def test_the_scheduler_skips_what_the_store_refuses_and_goes_on(
         journal.break_store()
         with pytest.raises(StorageUnavailable):
             await engine.execute(deposit(run))
-        await trio.sleep(25)  # two settlements and many expiries refused: the node goes on
+        await let_pass(25)  # two settlements and many expiries refused: the node goes on
         assert not [e for e in market.ledger("buyer") if e.kind is LedgerKind.CHARGE]
         assert fleet.assignment(worker) == order.id  # the ephemeral rebalance goes on too
         await mended(journal, engine)
-        await trio.sleep(10)
+        await let_pass(10)  # the next settlement charges what waited
         assert [e for e in market.ledger("buyer") if e.kind is LedgerKind.CHARGE]
         nursery.cancel_scope.cancel()
